@@ -1,0 +1,28 @@
+namespace Tmem.Diagnostics;
+
+/// <summary>
+/// The store's live counters (zcache's names, DESIGN.md section 9). Monotonic counters and
+/// gauges are plain fields updated with <see cref="Interlocked"/>; the hot read path (a
+/// non-exclusive get) touches none of them, so readers on different buckets never share a
+/// written cache line.
+/// </summary>
+internal sealed class StoreCounters
+{
+    public long FlushTotal;
+    public long FlushFound;
+    public long FlobjTotal;
+    public long FlobjFound;
+    public long FailedEphPuts;
+    public long FailedPersPuts;
+    public long CompressPoor;
+    public long MeanCompressPoor;
+    public long EvictedEphPages;
+    public long CompactedPages;
+
+    // Gauges of what is stored now.
+    public long ZeroFilledPages;
+    public long EphPages;
+    public long PersPages;
+    public long EphZbytes;
+    public long PersZbytes;
+}

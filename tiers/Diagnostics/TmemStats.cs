@@ -1,0 +1,115 @@
+namespace Tmem;
+
+/// <summary>
+/// A snapshot of the store's counters. Each property has the snake_case name that the
+/// <c>Tmem</c> meter, the service's stats request and the tools use (see <see cref="Names"/>);
+/// zcache's names where they fit.
+/// </summary>
+public sealed record TmemStats
+{
+    // Declared first: static initializers run in text order and Names reads this.
+    private static readonly (string Name, Func<TmemStats, long> Read)[] FieldList =
+    [
+        ("flush_total", s => s.FlushTotal),
+        ("flush_found", s => s.FlushFound),
+        ("flobj_total", s => s.FlobjTotal),
+        ("flobj_found", s => s.FlobjFound),
+        ("failed_eph_puts", s => s.FailedEphPuts),
+        ("failed_pers_puts", s => s.FailedPersPuts),
+        ("compress_poor", s => s.CompressPoor),
+        ("mean_compress_poor", s => s.MeanCompressPoor),
+        ("zero_filled_pages", s => s.ZeroFilledPages),
+        ("evicted_eph_pages", s => s.EvictedEphPages),
+        ("eph_pages", s => s.EphPages),
+        ("pers_pages", s => s.PersPages),
+        ("eph_zbytes", s => s.EphZbytes),
+        ("pers_zbytes", s => s.PersZbytes),
+        ("ram_budget_bytes", s => s.RamBudgetBytes),
+        ("ram_slot_bytes", s => s.RamSlotBytes),
+        ("ram_slab_bytes", s => s.RamSlabBytes),
+        ("compacted_pages", s => s.CompactedPages),
+        ("pools", s => s.Pools),
+    ];
+
+    /// <summary><c>flush_total</c>: flush-page calls.</summary>
+    public long FlushTotal { get; init; }
+
+    /// <summary><c>flush_found</c>: flush-page calls that removed a page.</summary>
+    public long FlushFound { get; init; }
+
+    /// <summary><c>flobj_total</c>: flush-object calls.</summary>
+    public long FlobjTotal { get; init; }
+
+    /// <summary><c>flobj_found</c>: flush-object calls that removed at least one page.</summary>
+    public long FlobjFound { get; init; }
+
+    /// <summary><c>failed_eph_puts</c>: ephemeral puts refused, for any reason.</summary>
+    public long FailedEphPuts { get; init; }
+
+    /// <summary><c>failed_pers_puts</c>: persistent puts refused, for any reason.</summary>
+    public long FailedPersPuts { get; init; }
+
+    /// <summary><c>compress_poor</c>: puts refused for compressing over <see cref="TmemOptions.MaxZsize"/>.</summary>
+    public long CompressPoor { get; init; }
+
+    /// <summary><c>mean_compress_poor</c>: persistent puts refused by the mean-size rule (<see cref="TmemOptions.MaxMeanZsize"/>).</summary>
+    public long MeanCompressPoor { get; init; }
+
+    /// <summary><c>zero_filled_pages</c>: stored pages that are one 8-byte word repeated (zero or not); they take no RAM-tier bytes.</summary>
+    public long ZeroFilledPages { get; init; }
+
+    /// <summary><c>evicted_eph_pages</c>: ephemeral pages dropped to make room.</summary>
+    public long EvictedEphPages { get; init; }
+
+    /// <summary><c>eph_pages</c>: ephemeral pages stored now.</summary>
+    public long EphPages { get; init; }
+
+    /// <summary><c>pers_pages</c>: persistent pages stored now.</summary>
+    public long PersPages { get; init; }
+
+    /// <summary><c>eph_zbytes</c>: compressed bytes of the ephemeral pages stored now.</summary>
+    public long EphZbytes { get; init; }
+
+    /// <summary><c>pers_zbytes</c>: compressed bytes of the persistent pages stored now.</summary>
+    public long PersZbytes { get; init; }
+
+    /// <summary><c>ram_budget_bytes</c>: <see cref="TmemOptions.RamBudgetBytes"/>.</summary>
+    public long RamBudgetBytes { get; init; }
+
+    /// <summary><c>ram_slot_bytes</c>: RAM-tier slot bytes in use (compressed sizes rounded up to their size class).</summary>
+    public long RamSlotBytes { get; init; }
+
+    /// <summary><c>ram_slab_bytes</c>: native bytes held in slabs (used slots, free slots and slack).</summary>
+    public long RamSlabBytes { get; init; }
+
+    /// <summary><c>compacted_pages</c>: pages moved out of sparse slabs by compaction.</summary>
+    public long CompactedPages { get; init; }
+
+    /// <summary><c>pools</c>: live pools (a shared pool counts once).</summary>
+    public long Pools { get; init; }
+
+    /// <summary>Slab bytes per compressed byte stored (1.0 is perfect packing); 0 when nothing is stored.</summary>
+    public double RamBytesPerCompressedByte =>
+        EphZbytes + PersZbytes == 0 ? 0 : (double)RamSlabBytes / (EphZbytes + PersZbytes);
+
+    /// <summary>Every counter as (snake_case name, value), in a fixed order.</summary>
+    public IReadOnlyList<KeyValuePair<string, long>> ToList()
+    {
+        var list = new List<KeyValuePair<string, long>>(Names.Count);
+        foreach (var (name, read) in Fields)
+            list.Add(new(name, read(this)));
+        return list;
+    }
+
+    /// <summary>The snake_case names, in the order of <see cref="ToList"/>.</summary>
+    public static IReadOnlyList<string> Names { get; } = Fields.Select(f => f.Name).ToArray();
+
+    /// <summary>Names of the counters that only grow (the rest are levels).</summary>
+    internal static IReadOnlySet<string> MonotonicNames { get; } = new HashSet<string>
+    {
+        "flush_total", "flush_found", "flobj_total", "flobj_found", "failed_eph_puts", "failed_pers_puts",
+        "compress_poor", "mean_compress_poor", "evicted_eph_pages", "compacted_pages",
+    };
+
+    internal static IReadOnlyList<(string Name, Func<TmemStats, long> Read)> Fields => FieldList;
+}

@@ -1,0 +1,50 @@
+namespace Tmem;
+
+/// <summary>How to create (or join) a pool.</summary>
+public sealed record PoolOptions
+{
+    /// <summary>The smallest page size a pool may have.</summary>
+    public const int MinPageSize = 512;
+
+    /// <summary>The largest page size a pool may have.</summary>
+    public const int MaxPageSize = 65536;
+
+    /// <summary>The default page size (4 KiB).</summary>
+    public const int DefaultPageSize = 4096;
+
+    /// <summary>Ephemeral or persistent. Default ephemeral.</summary>
+    public PoolKind Kind { get; init; } = PoolKind.Ephemeral;
+
+    /// <summary>
+    /// Null for a private pool; otherwise the 128-bit UUID of a shared pool: the first client to
+    /// create it makes it, later clients with the same UUID join it (and must ask for the same
+    /// kind, page size and get mode).
+    /// </summary>
+    public Guid? SharedUuid { get; init; }
+
+    /// <summary>Page size in bytes: a power of two from 512 to 65536. Default 4096.</summary>
+    public int PageSize { get; init; } = DefaultPageSize;
+
+    /// <summary>
+    /// Persistent pools only: a get hit removes the page (frontswap's exclusive-gets mode).
+    /// Asking for it on an ephemeral pool is an error,
+    /// since their get mode is fixed (exclusive when private, non-exclusive when shared).
+    /// </summary>
+    public bool ExclusiveGets { get; init; }
+
+    /// <summary>A private ephemeral pool of 4 KiB pages.</summary>
+    public static PoolOptions Ephemeral { get; } = new();
+
+    /// <summary>A private persistent pool of 4 KiB pages.</summary>
+    public static PoolOptions Persistent { get; } = new() { Kind = PoolKind.Persistent };
+
+    internal void Validate()
+    {
+        if (Kind is not (PoolKind.Ephemeral or PoolKind.Persistent))
+            ThrowHelper.ThrowArgument(nameof(Kind), $"Pool kind {(int)Kind} is not Ephemeral or Persistent.");
+        if (PageSize < MinPageSize || PageSize > MaxPageSize || (PageSize & (PageSize - 1)) != 0)
+            ThrowHelper.ThrowArgument(nameof(PageSize), $"Page size {PageSize} must be a power of two from {MinPageSize} to {MaxPageSize}.");
+        if (ExclusiveGets && Kind != PoolKind.Persistent)
+            ThrowHelper.ThrowArgument(nameof(ExclusiveGets), "ExclusiveGets applies to persistent pools only; ephemeral pools are exclusive when private and non-exclusive when shared.");
+    }
+}

@@ -1,0 +1,292 @@
+using Tmem.Compression;
+using Tmem.Diagnostics;
+using Tmem.Translation;
+
+namespace Tmem.RamTier;
+
+/// <summary>
+/// The compressed RAM tier: page descriptors, slabs, the byte budget and page limit, CLOCK
+/// eviction (bottom-up: from a descriptor to its handle) and slab compaction.
+/// <para>
+/// Locking (DESIGN.md section 5): a put reserves room with <see cref="TryReserve"/> before it
+/// takes any bucket lock, so eviction (which takes bucket locks) never runs under one. Eviction
+/// and compaction only <c>TryEnter</c> a bucket lock, re-check under it that the translation
+/// still points at the descriptor, and skip the page otherwise. Installing, reading, moving and
+/// releasing a page's bytes all happen under the bucket lock of its object; the class and
+/// descriptor-table locks are leaves.
+/// </para>
+/// </summary>
+internal sealed unsafe class CompressedRamTier : IDisposable
+{
+    private const long MinCompactionWasteBytes = 256 * 1024;
+
+    private readonly DescriptorTable _descriptors = new();
+    private readonly SlabAllocator _slabs = new();
+    private readonly StoreCounters _counters;
+    private readonly long _budgetBytes;
+    private readonly long _maxPages;
+    private readonly double _compactionThreshold;
+
+    private long _slotBytes;      // reserved + installed slot bytes
+    private long _pages;          // reserved + installed descriptors
+    private long _hand;           // CLOCK hand
+    private int _compacting;
+    private long _compactRetryWaste; // after a fruitless compaction, wait for waste to grow past this
+
+    public CompressedRamTier(TmemOptions options, StoreCounters counters)
+    {
+        _counters = counters;
+        _budgetBytes = options.RamBudgetBytes;
+        _maxPages = options.EffectiveMaxPages;
+        _compactionThreshold = options.CompactionThreshold;
+    }
+
+    public long BudgetBytes => _budgetBytes;
+
+    public long SlotBytes => Volatile.Read(ref _slotBytes);
+
+    public long SlabBytes => _slabs.SlabBytes;
+
+    public long Pages => Volatile.Read(ref _pages);
+
+    /// <summary>
+    /// Reserves a descriptor and <paramref name="slotBytes"/> of budget, evicting ephemeral pages
+    /// (approximate LRU) while either the budget or the page limit is full. False when nothing
+    /// evictable is left.
+    /// </summary>
+    public bool TryReserve(int slotBytes, out uint id)
+    {
+        id = 0;
+        while (Interlocked.Increment(ref _pages) > _maxPages)
+        {
+            Interlocked.Decrement(ref _pages);
+            if (!EvictOne()) return false;
+        }
+        while (true)
+        {
+            long used = Volatile.Read(ref _slotBytes);
+            if (used + slotBytes <= _budgetBytes)
+            {
+                if (Interlocked.CompareExchange(ref _slotBytes, used + slotBytes, used) == used) break;
+                continue;
+            }
+            if (!EvictOne())
+            {
+                Interlocked.Decrement(ref _pages);
+                return false;
+            }
+        }
+        id = _descriptors.Allocate();
+        return true;
+    }
+
+    /// <summary>Gives back a reservation that was never installed.</summary>
+    public void CancelReservation(uint id, int slotBytes)
+    {
+        _descriptors.Free(id);
+        Interlocked.Add(ref _slotBytes, -slotBytes);
+        Interlocked.Decrement(ref _pages);
+    }
+
+    /// <summary>
+    /// Under the bucket lock: stores the page's bytes (a slab slot for compressed pages, the
+    /// pattern for same-filled ones) and makes the descriptor live for (owner, index). The caller
+    /// then links it into the translation.
+    /// </summary>
+    public void Install(uint id, TmemObject owner, uint index, ReadOnlySpan<byte> compressed, ulong pattern, bool sameFilled, bool persistent)
+    {
+        ref var d = ref _descriptors[id];
+        var flags = DescriptorFlags.Installed;
+        if (sameFilled)
+        {
+            d.Location = pattern;
+            d.Length = 0;
+            flags |= DescriptorFlags.SameFilled;
+            Interlocked.Increment(ref _counters.ZeroFilledPages);
+        }
+        else
+        {
+            ulong location = _slabs.Allocate(compressed.Length, id);
+            compressed.CopyTo(new Span<byte>(_slabs.AddressOf(location), compressed.Length));
+            d.Location = location;
+            d.Length = (ushort)compressed.Length;
+        }
+        if (persistent)
+        {
+            flags |= DescriptorFlags.Persistent;
+            Interlocked.Increment(ref _counters.PersPages);
+            Interlocked.Add(ref _counters.PersZbytes, compressed.Length);
+        }
+        else
+        {
+            Interlocked.Increment(ref _counters.EphPages);
+            Interlocked.Add(ref _counters.EphZbytes, compressed.Length);
+        }
+        d.Owner = owner;
+        d.Index = index;
+        d.Clock = 1;
+        Volatile.Write(ref d.Flags, (byte)flags);
+        Interlocked.Increment(ref owner.Bucket.Pool.Pages);
+    }
+
+    /// <summary>Under the bucket lock: copies or decompresses the page into <paramref name="page"/>.</summary>
+    public void Read(uint id, Span<byte> page)
+    {
+        ref var d = ref _descriptors[id];
+        if ((d.Flags & (byte)DescriptorFlags.SameFilled) != 0)
+        {
+            PageCodec.Fill(page, d.Location);
+        }
+        else
+        {
+            var compressed = new ReadOnlySpan<byte>(_slabs.AddressOf(d.Location), d.Length);
+            int decoded = PageCodec.Decompress(compressed, page);
+            if (decoded != page.Length)
+                ThrowHelper.ThrowCorrupt($"RAM-tier page (descriptor {id}, {d.Length} compressed bytes) decoded to {decoded} bytes, expected {page.Length}.");
+        }
+        if (d.Clock == 0) d.Clock = 1; // only write when needed: concurrent readers share no dirty line
+    }
+
+    /// <summary>
+    /// Under the bucket lock, after the caller unlinked the page from the translation: frees its
+    /// slot and descriptor and updates the counters.
+    /// </summary>
+    public void Release(uint id)
+    {
+        ref var d = ref _descriptors[id];
+        var flags = (DescriptorFlags)d.Flags;
+        int length = d.Length;
+        if ((flags & DescriptorFlags.SameFilled) != 0)
+        {
+            Interlocked.Decrement(ref _counters.ZeroFilledPages);
+        }
+        else
+        {
+            _slabs.Free(d.Location);
+            Interlocked.Add(ref _slotBytes, -SlabAllocator.SlotSizeFor(length));
+        }
+        if ((flags & DescriptorFlags.Persistent) != 0)
+        {
+            Interlocked.Decrement(ref _counters.PersPages);
+            Interlocked.Add(ref _counters.PersZbytes, -length);
+        }
+        else
+        {
+            Interlocked.Decrement(ref _counters.EphPages);
+            Interlocked.Add(ref _counters.EphZbytes, -length);
+        }
+        if (d.Owner is { } owner) Interlocked.Decrement(ref owner.Bucket.Pool.Pages);
+        Interlocked.Decrement(ref _pages);
+        _descriptors.Free(id);
+    }
+
+    /// <summary>
+    /// One step of CLOCK: sweeps descriptors, clearing reference bits, until it evicts one
+    /// ephemeral page. False if two full sweeps find nothing to evict.
+    /// </summary>
+    private bool EvictOne()
+    {
+        long limit = 2L * _descriptors.HighWater + 64;
+        for (long scanned = 0; scanned < limit; scanned++)
+        {
+            if (Volatile.Read(ref _counters.EphPages) <= 0) return false;
+            uint highWater = _descriptors.HighWater;
+            uint id = (uint)((ulong)Interlocked.Increment(ref _hand) % (highWater - 1)) + 1;
+            ref var d = ref _descriptors[id];
+            var flags = (DescriptorFlags)Volatile.Read(ref d.Flags);
+            if ((flags & (DescriptorFlags.Installed | DescriptorFlags.Persistent)) != DescriptorFlags.Installed) continue;
+            if (d.Clock != 0)
+            {
+                d.Clock = 0;
+                continue;
+            }
+            var owner = Volatile.Read(ref d.Owner);
+            if (owner is null) continue;
+            uint index = d.Index;
+            var bucket = owner.Bucket;
+            if (!bucket.Lock.TryEnter()) continue;
+            try
+            {
+                // The hint may be stale (freed and reused meanwhile); only the translation is truth.
+                if (owner.Find(index) != id || (d.Flags & (byte)DescriptorFlags.Persistent) != 0) continue;
+                owner.Remove(index);
+                bucket.RemoveIfEmpty(owner);
+                Release(id);
+                Interlocked.Increment(ref _counters.EvictedEphPages);
+                return true;
+            }
+            finally
+            {
+                bucket.Lock.Exit();
+            }
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// Called after a put, holding no lock: when slabs hold more than the threshold beyond the slot
+    /// bytes in use, empties one sparse slab by moving its pages into other slabs of its class.
+    /// </summary>
+    public void MaybeCompact()
+    {
+        long waste = _slabs.SlabBytes - Volatile.Read(ref _slotBytes);
+        if (waste <= MinCompactionWasteBytes || waste <= Volatile.Read(ref _slotBytes) * _compactionThreshold) return;
+        if (waste <= Volatile.Read(ref _compactRetryWaste)) return;
+        if (Interlocked.CompareExchange(ref _compacting, 1, 0) != 0) return;
+        try
+        {
+            if (CompactOnce() == 0)
+                Volatile.Write(ref _compactRetryWaste, waste + SizeClass.TargetSlabBytes * 4L);
+            else
+                Volatile.Write(ref _compactRetryWaste, 0);
+        }
+        finally
+        {
+            Volatile.Write(ref _compacting, 0);
+        }
+    }
+
+    /// <summary>Empties one slab if a class has a slab's worth of free slots. Returns pages moved.</summary>
+    public int CompactOnce()
+    {
+        var victim = _slabs.BeginDrain();
+        if (victim is null) return 0;
+        int moved = 0;
+        try
+        {
+            for (int slot = 0; slot < victim.SlotCount; slot++)
+            {
+                uint id = Volatile.Read(ref victim.Owners[slot]);
+                if (id == 0) continue;
+                ref var d = ref _descriptors[id];
+                var owner = Volatile.Read(ref d.Owner);
+                if (owner is null) continue;
+                var bucket = owner.Bucket;
+                if (!bucket.Lock.TryEnter()) continue;
+                try
+                {
+                    ulong oldLocation = SlabAllocator.MakeLocation(victim.Id, slot);
+                    if (owner.Find(d.Index) != id || (d.Flags & (byte)DescriptorFlags.SameFilled) != 0 || d.Location != oldLocation) continue;
+                    int length = d.Length;
+                    ulong newLocation = _slabs.Allocate(length, id);
+                    Buffer.MemoryCopy(_slabs.AddressOf(oldLocation), _slabs.AddressOf(newLocation), length, length);
+                    d.Location = newLocation;
+                    _slabs.Free(oldLocation);
+                    moved++;
+                }
+                finally
+                {
+                    bucket.Lock.Exit();
+                }
+            }
+        }
+        finally
+        {
+            _slabs.EndDrain(victim);
+        }
+        Interlocked.Add(ref _counters.CompactedPages, moved);
+        return moved;
+    }
+
+    public void Dispose() => _slabs.Dispose();
+}

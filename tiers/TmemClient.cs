@@ -1,0 +1,162 @@
+using System.Runtime.CompilerServices;
+using Tmem.Translation;
+
+namespace Tmem;
+
+/// <summary>
+/// A tenant of the store. Pool ids are this client's own small integers (first free slot);
+/// another client's ids name nothing here (isolation, DESIGN.md 3.7). Thread-safe.
+/// </summary>
+public sealed class TmemClient
+{
+    private readonly TmemStore _store;
+    private readonly Lock _lock = new();
+    private readonly Pool?[] _pools;
+
+    internal TmemClient(TmemStore store, int id, int maxPools)
+    {
+        _store = store;
+        Id = id;
+        _pools = new Pool?[maxPools];
+    }
+
+    /// <summary>The client id.</summary>
+    public int Id { get; }
+
+    /// <summary>
+    /// Creates a pool, or joins the shared pool with <see cref="PoolOptions.SharedUuid"/> if one
+    /// exists, and returns this client's id for it (the lowest free id).
+    /// </summary>
+    /// <exception cref="ArgumentException">Bad options.</exception>
+    /// <exception cref="TmemException">Too many pools, or a shared pool with other settings or already joined.</exception>
+    public int CreatePool(PoolOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        lock (_lock)
+        {
+            _store.ThrowIfDisposed();
+            int slot = Array.IndexOf(_pools, null);
+            if (slot < 0)
+                throw new TmemException(TmemError.PoolLimitReached,
+                    $"Client {Id} already has {_pools.Length} pools (the limit, {TmemOptions.SectionName}:{nameof(TmemOptions.MaxPoolsPerClient)}).");
+            if (options.SharedUuid is { } uuid && Array.Exists(_pools, p => p?.SharedUuid == uuid))
+                throw new TmemException(TmemError.SharedPoolAlreadyJoined, $"Client {Id} is already a member of shared pool {uuid}.");
+            var pool = _store.CreateOrJoinPool(options);
+            Volatile.Write(ref _pools[slot], pool);
+            return slot;
+        }
+    }
+
+    /// <summary>
+    /// Destroys a pool once operations in flight on it finish; its pages are gone. For a shared
+    /// pool this client leaves it, and the pool goes when its last member leaves.
+    /// </summary>
+    /// <exception cref="TmemException">No such pool.</exception>
+    public void DestroyPool(int poolId)
+    {
+        Pool pool;
+        lock (_lock)
+        {
+            pool = Resolve(poolId);
+            Volatile.Write(ref _pools[poolId], null);
+        }
+        _store.LeavePool(pool);
+    }
+
+    /// <summary>This client's pools.</summary>
+    public IReadOnlyList<PoolInfo> GetPools()
+    {
+        var list = new List<PoolInfo>();
+        for (int i = 0; i < _pools.Length; i++)
+        {
+            var pool = Volatile.Read(ref _pools[i]);
+            if (pool is not null)
+                list.Add(new PoolInfo(i, pool.Kind, pool.PageSize, pool.SharedUuid, pool.ExclusiveGets, Volatile.Read(ref pool.Pages)));
+        }
+        return list;
+    }
+
+    /// <summary>
+    /// Stores a copy of <paramref name="page"/> (exactly the pool's page size) under the handle,
+    /// replacing any page there. May fail; when it fails the old page is gone too.
+    /// </summary>
+    /// <exception cref="ArgumentException">Wrong page length or invalid object id.</exception>
+    /// <exception cref="TmemException">No such pool.</exception>
+    public PutStatus Put(int poolId, in ObjectId objectId, uint index, ReadOnlySpan<byte> page)
+    {
+        var pool = Resolve(poolId);
+        CheckHandle(pool, objectId, page.Length, nameof(page));
+        return pool.Put(objectId, index, page);
+    }
+
+    /// <summary>
+    /// Copies the page under the handle into <paramref name="page"/> (exactly the pool's page
+    /// size). A hit in a private ephemeral pool, or in a persistent pool with exclusive gets,
+    /// removes the page. On a miss <paramref name="page"/> is untouched.
+    /// </summary>
+    /// <exception cref="ArgumentException">Wrong page length or invalid object id.</exception>
+    /// <exception cref="TmemException">No such pool.</exception>
+    public GetStatus Get(int poolId, in ObjectId objectId, uint index, Span<byte> page)
+    {
+        var pool = Resolve(poolId);
+        CheckHandle(pool, objectId, page.Length, nameof(page));
+        return pool.Get(objectId, index, page);
+    }
+
+    /// <summary>Removes the page under the handle; true if there was one.</summary>
+    /// <exception cref="ArgumentException">Invalid object id.</exception>
+    /// <exception cref="TmemException">No such pool.</exception>
+    public bool FlushPage(int poolId, in ObjectId objectId, uint index)
+    {
+        var pool = Resolve(poolId);
+        if (!objectId.IsValid) ThrowHelper.ThrowInvalidObjectId(nameof(objectId));
+        return pool.FlushPage(objectId, index);
+    }
+
+    /// <summary>Removes every page of the object; returns how many there were.</summary>
+    /// <exception cref="ArgumentException">Invalid object id.</exception>
+    /// <exception cref="TmemException">No such pool.</exception>
+    public int FlushObject(int poolId, in ObjectId objectId)
+    {
+        var pool = Resolve(poolId);
+        if (!objectId.IsValid) ThrowHelper.ThrowInvalidObjectId(nameof(objectId));
+        return pool.FlushObject(objectId);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CheckHandle(Pool pool, in ObjectId objectId, int length, string pageParam)
+    {
+        if (length != pool.PageSize) ThrowHelper.ThrowPageLength(pageParam, length, pool.PageSize);
+        if (!objectId.IsValid) ThrowHelper.ThrowInvalidObjectId(nameof(objectId));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private Pool Resolve(int poolId)
+    {
+        var pools = _pools;
+        Pool? pool = (uint)poolId < (uint)pools.Length ? Volatile.Read(ref pools[poolId]) : null;
+        if (pool is null)
+        {
+            _store.ThrowIfDisposed();
+            ThrowHelper.ThrowPoolNotFound(Id, poolId);
+        }
+        return pool;
+    }
+
+    /// <summary>Leaves every pool (store disposal).</summary>
+    internal void LeaveAll()
+    {
+        lock (_lock)
+        {
+            for (int i = 0; i < _pools.Length; i++)
+            {
+                if (_pools[i] is { } pool)
+                {
+                    _pools[i] = null;
+                    _store.LeavePool(pool);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+namespace Tmem;
+
+/// <summary>
+/// Settings of a store. Every property has a documented default; <see cref="Validate"/> names
+/// the property and the allowed range of any bad value. The service binds these from the
+/// <c>Tmem</c> section of appsettings.json under the same names.
+/// </summary>
+public sealed class TmemOptions
+{
+    /// <summary>The configuration section name.</summary>
+    public const string SectionName = "Tmem";
+
+    /// <summary>
+    /// Bytes of compressed-page slots the RAM tier may hold (slot bytes: compressed size rounded
+    /// up to its 16-byte size class). Over it, ephemeral pages are evicted. Default 256 MiB.
+    /// Slab bytes (what the process really holds) exceed this only by fragmentation, which
+    /// compaction keeps near <see cref="CompactionThreshold"/>.
+    /// </summary>
+    public long RamBudgetBytes { get; set; } = 256L << 20;
+
+    /// <summary>
+    /// The most pages (of any kind, including same-filled pages that take no slot bytes) the store
+    /// keeps in RAM, bounding its metadata. 0 (the default) means <see cref="RamBudgetBytes"/> / 256.
+    /// </summary>
+    public long MaxPages { get; set; }
+
+    /// <summary>Pools one client may hold at once (pool ids 0 to this minus 1). Default 16.</summary>
+    public int MaxPoolsPerClient { get; set; } = 16;
+
+    /// <summary>Hash buckets per pool, each with its own lock; a power of two from 1 to 65536. Default 256.</summary>
+    public int BucketsPerPool { get; set; } = 256;
+
+    /// <summary>
+    /// Largest compressed size accepted, as a fraction of the page size (zcache's
+    /// <c>zv_max_zsize</c>). Default 7/8.
+    /// </summary>
+    public double MaxZsize { get; set; } = 7.0 / 8.0;
+
+    /// <summary>
+    /// Persistent pages only: a page compressing to more than this fraction of the page size is
+    /// refused while the mean compressed size of stored persistent pages is above it too (zcache's
+    /// <c>zv_max_mean_zsize</c>). Default 5/8.
+    /// </summary>
+    public double MaxMeanZsize { get; set; } = 5.0 / 8.0;
+
+    /// <summary>
+    /// Fragmentation the RAM tier tolerates before compaction moves pages out of sparse slabs:
+    /// compaction starts when slab bytes exceed slot bytes in use by this fraction (and by at
+    /// least a few slabs). Default 0.05.
+    /// </summary>
+    public double CompactionThreshold { get; set; } = 0.05;
+
+    internal long EffectiveMaxPages => MaxPages > 0 ? MaxPages : Math.Max(1024, RamBudgetBytes / 256);
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting and its allowed range.</summary>
+    public void Validate()
+    {
+        foreach (var error in GetErrors())
+            throw new ArgumentException(error);
+    }
+
+    /// <summary>Every bad setting, each as a message naming the key and what is allowed.</summary>
+    public IEnumerable<string> GetErrors()
+    {
+        if (RamBudgetBytes < 1L << 16)
+            yield return $"{SectionName}:{nameof(RamBudgetBytes)} is {RamBudgetBytes}; it must be at least 65536 bytes.";
+        if (MaxPages < 0 || MaxPages > uint.MaxValue / 2)
+            yield return $"{SectionName}:{nameof(MaxPages)} is {MaxPages}; it must be 0 (derived) or from 1 to {uint.MaxValue / 2}.";
+        if (MaxPoolsPerClient < 1 || MaxPoolsPerClient > 65536)
+            yield return $"{SectionName}:{nameof(MaxPoolsPerClient)} is {MaxPoolsPerClient}; it must be from 1 to 65536.";
+        if (BucketsPerPool < 1 || BucketsPerPool > 65536 || (BucketsPerPool & (BucketsPerPool - 1)) != 0)
+            yield return $"{SectionName}:{nameof(BucketsPerPool)} is {BucketsPerPool}; it must be a power of two from 1 to 65536.";
+        if (!(MaxZsize > 0 && MaxZsize <= 1))
+            yield return $"{SectionName}:{nameof(MaxZsize)} is {MaxZsize}; it must be a fraction of the page size in (0, 1].";
+        if (!(MaxMeanZsize > 0 && MaxMeanZsize <= MaxZsize))
+            yield return $"{SectionName}:{nameof(MaxMeanZsize)} is {MaxMeanZsize}; it must be in (0, {nameof(MaxZsize)}].";
+        if (!(CompactionThreshold >= 0.01 && CompactionThreshold <= 10))
+            yield return $"{SectionName}:{nameof(CompactionThreshold)} is {CompactionThreshold}; it must be from 0.01 to 10.";
+    }
+}

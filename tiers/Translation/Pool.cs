@@ -1,0 +1,221 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using Tmem.Compression;
+using Tmem.Diagnostics;
+using Tmem.RamTier;
+
+namespace Tmem.Translation;
+
+/// <summary>
+/// A pool: hash buckets of objects, each bucket under its own lock (no global lock on the data
+/// path), and the put/get/flush paths of DESIGN.md section 5. A shared pool is one instance that
+/// several clients map under their own pool ids.
+/// </summary>
+internal sealed class Pool
+{
+    [ThreadStatic]
+    private static byte[]? _compressScratch;
+
+    private readonly Bucket[] _buckets;
+    private readonly int _bucketShift;
+    private readonly CompressedRamTier _ram;
+    private readonly StoreCounters _counters;
+    private readonly int _maxZbytes;
+    private readonly int _maxMeanZbytes;
+    private volatile bool _destroyed;
+
+    /// <summary>Pages stored now (updated by the RAM tier on install and release).</summary>
+    public long Pages;
+
+    public Pool(int serial, PoolOptions options, TmemOptions storeOptions, CompressedRamTier ram, StoreCounters counters)
+    {
+        Serial = serial;
+        Kind = options.Kind;
+        PageSize = options.PageSize;
+        SharedUuid = options.SharedUuid;
+        // Private ephemeral: exclusive; shared ephemeral: not; persistent: as asked (DESIGN.md 3.4-3.5).
+        ExclusiveGets = Kind == PoolKind.Persistent ? options.ExclusiveGets : SharedUuid is null;
+        _ram = ram;
+        _counters = counters;
+        _maxZbytes = (int)(PageSize * storeOptions.MaxZsize);
+        _maxMeanZbytes = (int)(PageSize * storeOptions.MaxMeanZsize);
+        _buckets = new Bucket[storeOptions.BucketsPerPool];
+        for (int i = 0; i < _buckets.Length; i++) _buckets[i] = new Bucket(this);
+        _bucketShift = 32 - BitOperations.Log2((uint)_buckets.Length);
+    }
+
+    /// <summary>Store-wide number of this pool (for logs and stats; not a client's pool id).</summary>
+    public int Serial { get; }
+
+    public PoolKind Kind { get; }
+
+    public int PageSize { get; }
+
+    public Guid? SharedUuid { get; }
+
+    public bool ExclusiveGets { get; }
+
+    public bool IsDestroyed => _destroyed;
+
+    /// <summary>Clients holding this pool; guarded by the store's pool lock.</summary>
+    public int Members { get; set; } = 1;
+
+    public bool Matches(PoolOptions options) =>
+        options.Kind == Kind && options.PageSize == PageSize && options.ExclusiveGets == (Kind == PoolKind.Persistent && ExclusiveGets);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private Bucket BucketFor(in ObjectId id) =>
+        // Top bits pick the bucket; the dictionary inside uses the whole hash modulo a prime.
+        _buckets[_bucketShift == 32 ? 0 : (int)((uint)id.GetHashCode() >> _bucketShift)];
+
+    public PutStatus Put(in ObjectId id, uint index, ReadOnlySpan<byte> page)
+    {
+        bool persistent = Kind == PoolKind.Persistent;
+        ReadOnlySpan<byte> compressed = default;
+        int slotBytes = 0;
+        bool sameFilled = PageCodec.TryGetFillPattern(page, out ulong pattern);
+        if (!sameFilled)
+        {
+            // Compress before any lock: making room may evict, and eviction takes bucket locks.
+            var scratch = _compressScratch ??= new byte[PoolOptions.MaxPageSize];
+            int length = PageCodec.Compress(page, scratch.AsSpan(0, _maxZbytes));
+            if (length == 0)
+            {
+                Interlocked.Increment(ref _counters.CompressPoor);
+                return Refuse(id, index, PutStatus.RejectedPoorCompression);
+            }
+            if (persistent && length > _maxMeanZbytes && PersistentMeanOverLimit())
+            {
+                Interlocked.Increment(ref _counters.MeanCompressPoor);
+                return Refuse(id, index, PutStatus.RejectedMeanCompression);
+            }
+            compressed = scratch.AsSpan(0, length);
+            slotBytes = SlabAllocator.SlotSizeFor(length);
+        }
+
+        if (!_ram.TryReserve(slotBytes, out uint descriptor))
+            return Refuse(id, index, PutStatus.RejectedCapacity);
+
+        var bucket = BucketFor(id);
+        lock (bucket.Lock)
+        {
+            if (_destroyed)
+            {
+                _ram.CancelReservation(descriptor, slotBytes);
+                ThrowHelper.ThrowPoolDestroyed();
+            }
+            var obj = bucket.GetOrAdd(id);
+            _ram.Install(descriptor, obj, index, compressed, pattern, sameFilled, persistent);
+            uint old = obj.Set(index, descriptor);
+            if (old != 0) _ram.Release(old);
+        }
+        _ram.MaybeCompact();
+        return PutStatus.Stored;
+    }
+
+    private bool PersistentMeanOverLimit()
+    {
+        long pages = Volatile.Read(ref _counters.PersPages);
+        return pages > 0 && Volatile.Read(ref _counters.PersZbytes) / pages > _maxMeanZbytes;
+    }
+
+    /// <summary>A put failed: count it, and flush any older page at the handle (put-put coherency).</summary>
+    private PutStatus Refuse(in ObjectId id, uint index, PutStatus status)
+    {
+        Interlocked.Increment(ref Kind == PoolKind.Persistent ? ref _counters.FailedPersPuts : ref _counters.FailedEphPuts);
+        var bucket = BucketFor(id);
+        lock (bucket.Lock)
+        {
+            if (_destroyed) ThrowHelper.ThrowPoolDestroyed();
+            RemovePage(bucket, id, index);
+        }
+        return status;
+    }
+
+    public GetStatus Get(in ObjectId id, uint index, Span<byte> page)
+    {
+        var bucket = BucketFor(id);
+        lock (bucket.Lock)
+        {
+            if (_destroyed) ThrowHelper.ThrowPoolDestroyed();
+            var obj = bucket.Find(id);
+            if (obj is null) return GetStatus.Miss;
+            uint descriptor = obj.Find(index);
+            if (descriptor == 0) return GetStatus.Miss;
+            _ram.Read(descriptor, page);
+            if (ExclusiveGets)
+            {
+                obj.Remove(index);
+                bucket.RemoveIfEmpty(obj);
+                _ram.Release(descriptor);
+            }
+            return GetStatus.Hit;
+        }
+    }
+
+    public bool FlushPage(in ObjectId id, uint index)
+    {
+        Interlocked.Increment(ref _counters.FlushTotal);
+        var bucket = BucketFor(id);
+        bool found;
+        lock (bucket.Lock)
+        {
+            if (_destroyed) ThrowHelper.ThrowPoolDestroyed();
+            found = RemovePage(bucket, id, index);
+        }
+        if (found) Interlocked.Increment(ref _counters.FlushFound);
+        return found;
+    }
+
+    public int FlushObject(in ObjectId id)
+    {
+        Interlocked.Increment(ref _counters.FlobjTotal);
+        var bucket = BucketFor(id);
+        int removed;
+        lock (bucket.Lock)
+        {
+            if (_destroyed) ThrowHelper.ThrowPoolDestroyed();
+            var obj = bucket.Find(id);
+            if (obj is null) return 0;
+            removed = ReleaseAll(obj);
+            bucket.Remove(obj);
+        }
+        Interlocked.Increment(ref _counters.FlobjFound);
+        return removed;
+    }
+
+    /// <summary>
+    /// Marks the pool destroyed, then empties each bucket under its lock: an operation that holds
+    /// a bucket lock finishes first, and every operation that takes one afterwards sees the mark.
+    /// </summary>
+    public void Destroy()
+    {
+        _destroyed = true;
+        foreach (var bucket in _buckets)
+        {
+            lock (bucket.Lock)
+            {
+                foreach (var obj in bucket.TakeAll())
+                    ReleaseAll(obj);
+            }
+        }
+    }
+
+    private bool RemovePage(Bucket bucket, in ObjectId id, uint index)
+    {
+        var obj = bucket.Find(id);
+        if (obj is null) return false;
+        uint descriptor = obj.Remove(index);
+        if (descriptor == 0) return false;
+        bucket.RemoveIfEmpty(obj);
+        _ram.Release(descriptor);
+        return true;
+    }
+
+    private int ReleaseAll(TmemObject obj)
+    {
+        int count = obj.Count;
+        obj.DrainTo(_ram, static (ram, _, descriptor) => ram.Release(descriptor));
+        return count;
+    }
+}
