@@ -77,17 +77,18 @@ public sealed class TmemStore : IDisposable
     };
 
     /// <summary>
-    /// Runs slab compaction until no class has a whole slab's worth of free slots (or
-    /// <paramref name="maxSlabs"/> slabs were emptied). Puts compact incrementally on their own;
-    /// this is for a background reclaim loop. Returns pages moved.
+    /// Runs slab compaction passes (at most <paramref name="maxPasses"/>) until one moves nothing:
+    /// sparse slabs are emptied into other slabs of their size class and released. Puts start a
+    /// pass on their own when fragmentation passes <see cref="TmemOptions.CompactionThreshold"/>;
+    /// this is for a background reclaim loop and for tests. Returns pages moved.
     /// </summary>
-    public int Compact(int maxSlabs = int.MaxValue)
+    public int Compact(int maxPasses = 4)
     {
         ThrowIfDisposed();
         int moved = 0;
-        for (int i = 0; i < maxSlabs; i++)
+        for (int i = 0; i < maxPasses; i++)
         {
-            int step = _ram.CompactOnce();
+            int step = _ram.Compact();
             if (step == 0) break;
             moved += step;
         }

@@ -31,7 +31,8 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     private long _pages;          // reserved + installed descriptors
     private long _hand;           // CLOCK hand
     private int _compacting;
-    private long _compactRetryWaste; // after a fruitless compaction, wait for waste to grow past this
+    private long _compactRetryWaste; // after a fruitless pass: wait for the waste to grow past this
+    private long _compactRetryTicks; // ... or for this time (Environment.TickCount64) to pass
 
     public CompressedRamTier(TmemOptions options, StoreCounters counters)
     {
@@ -106,7 +107,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         }
         else
         {
-            ulong location = _slabs.Allocate(compressed.Length, id);
+            ulong location = _slabs.Allocate(compressed.Length);
             compressed.CopyTo(new Span<byte>(_slabs.AddressOf(location), compressed.Length));
             d.Location = location;
             d.Length = (ushort)compressed.Length;
@@ -225,20 +226,22 @@ internal sealed unsafe class CompressedRamTier : IDisposable
 
     /// <summary>
     /// Called after a put, holding no lock: when slabs hold more than the threshold beyond the slot
-    /// bytes in use, empties one sparse slab by moving its pages into other slabs of its class.
+    /// bytes in use, runs one compaction pass.
     /// </summary>
     public void MaybeCompact()
     {
-        long waste = _slabs.SlabBytes - Volatile.Read(ref _slotBytes);
-        if (waste <= MinCompactionWasteBytes || waste <= Volatile.Read(ref _slotBytes) * _compactionThreshold) return;
-        if (waste <= Volatile.Read(ref _compactRetryWaste)) return;
+        long used = Volatile.Read(ref _slotBytes);
+        long waste = _slabs.SlabBytes - used;
+        if (waste <= MinCompactionWasteBytes || waste <= used * _compactionThreshold) return;
+        if (waste <= Volatile.Read(ref _compactRetryWaste) && Environment.TickCount64 < Volatile.Read(ref _compactRetryTicks)) return;
         if (Interlocked.CompareExchange(ref _compacting, 1, 0) != 0) return;
         try
         {
-            if (CompactOnce() == 0)
-                Volatile.Write(ref _compactRetryWaste, waste + SizeClass.TargetSlabBytes * 4L);
-            else
-                Volatile.Write(ref _compactRetryWaste, 0);
+            // A pass that can move nothing (the waste sits in slabs no other slab can absorb) is
+            // not retried until the waste grows by MinCompactionWasteBytes or 100 ms pass.
+            bool fruitless = Compact() == 0;
+            Volatile.Write(ref _compactRetryWaste, fruitless ? waste + MinCompactionWasteBytes : 0);
+            Volatile.Write(ref _compactRetryTicks, fruitless ? Environment.TickCount64 + 100 : 0);
         }
         finally
         {
@@ -246,29 +249,37 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         }
     }
 
-    /// <summary>Empties one slab if a class has a slab's worth of free slots. Returns pages moved.</summary>
-    public int CompactOnce()
+    /// <summary>
+    /// One compaction pass: marks the sparse slabs of each class as draining, then walks the
+    /// descriptor table once and moves every page found in a draining slab into another slab of
+    /// its class (under the page's bucket lock, re-checked there). Emptied slabs are released.
+    /// Returns pages moved.
+    /// </summary>
+    public int Compact()
     {
-        var victim = _slabs.BeginDrain();
-        if (victim is null) return 0;
+        var victims = _slabs.BeginDrain();
+        if (victims.Count == 0) return 0;
         int moved = 0;
         try
         {
-            for (int slot = 0; slot < victim.SlotCount; slot++)
+            uint highWater = _descriptors.HighWater;
+            for (uint id = 1; id < highWater; id++)
             {
-                uint id = Volatile.Read(ref victim.Owners[slot]);
-                if (id == 0) continue;
                 ref var d = ref _descriptors[id];
+                if ((Volatile.Read(ref d.Flags) & (byte)(DescriptorFlags.Installed | DescriptorFlags.SameFilled)) != (byte)DescriptorFlags.Installed) continue;
+                if (_slabs.SlabOf(d.Location) is not { Draining: true }) continue;
                 var owner = Volatile.Read(ref d.Owner);
                 if (owner is null) continue;
                 var bucket = owner.Bucket;
                 if (!bucket.Lock.TryEnter()) continue;
                 try
                 {
-                    ulong oldLocation = SlabAllocator.MakeLocation(victim.Id, slot);
-                    if (owner.Find(d.Index) != id || (d.Flags & (byte)DescriptorFlags.SameFilled) != 0 || d.Location != oldLocation) continue;
+                    // Re-check under the lock: the page may have been freed, replaced or moved.
+                    if (owner.Find(d.Index) != id || (d.Flags & (byte)DescriptorFlags.SameFilled) != 0) continue;
+                    ulong oldLocation = d.Location;
+                    if (_slabs.SlabOf(oldLocation) is not { Draining: true }) continue;
                     int length = d.Length;
-                    ulong newLocation = _slabs.Allocate(length, id);
+                    ulong newLocation = _slabs.Allocate(length);
                     Buffer.MemoryCopy(_slabs.AddressOf(oldLocation), _slabs.AddressOf(newLocation), length, length);
                     d.Location = newLocation;
                     _slabs.Free(oldLocation);
@@ -282,7 +293,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         }
         finally
         {
-            _slabs.EndDrain(victim);
+            foreach (var victim in victims) _slabs.EndDrain(victim);
         }
         Interlocked.Add(ref _counters.CompactedPages, moved);
         return moved;

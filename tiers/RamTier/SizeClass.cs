@@ -7,20 +7,20 @@ namespace Tmem.RamTier;
 /// </summary>
 internal sealed class SizeClass
 {
-    /// <summary>Target slab size: small enough that a half-used slab per class wastes little.</summary>
-    public const int TargetSlabBytes = 16 * 1024;
+    /// <summary>Smallest slab: a class holding little wastes at most about this much in its current slab.</summary>
+    public const int MinSlabBytes = 16 * 1024;
+
+    /// <summary>Largest slab: big classes use few slabs, so per-slab bookkeeping stays under 2 bytes a page.</summary>
+    public const int MaxSlabBytes = 64 * 1024;
 
     public SizeClass(int slotSize)
     {
         SlotSize = slotSize;
-        SlotsPerSlab = Math.Clamp((TargetSlabBytes + slotSize - 1) / slotSize, 4, 4096);
     }
 
     public Lock Lock { get; } = new();
 
     public int SlotSize { get; }
-
-    public int SlotsPerSlab { get; }
 
     public Slab? Current { get; set; }
 
@@ -31,7 +31,21 @@ internal sealed class SizeClass
 
     public long UsedSlots { get; set; }
 
-    public long FreeSlots => (long)SlabCount * SlotsPerSlab - UsedSlots;
+    /// <summary>Slots in all slabs of this class.</summary>
+    public long TotalSlots { get; set; }
+
+    public long FreeSlots => TotalSlots - UsedSlots;
+
+    /// <summary>
+    /// Slots for a new slab: about 1/16 of what the class already holds, between
+    /// <see cref="MinSlabBytes"/> and <see cref="MaxSlabBytes"/>, so the one partly used current
+    /// slab stays a small fraction of the class.
+    /// </summary>
+    public int SlotsForNewSlab()
+    {
+        long target = Math.Clamp(TotalSlots * SlotSize / 16, MinSlabBytes, MaxSlabBytes);
+        return (int)Math.Clamp((target + SlotSize - 1) / SlotSize, 4, 4096);
+    }
 
     public void AddPartial(Slab slab)
     {

@@ -14,14 +14,13 @@ internal sealed unsafe class Slab
     private int _freeHead = EndOfList;
     private int _nextUnused;
 
-    public Slab(int id, SizeClass sizeClass)
+    public Slab(int id, SizeClass sizeClass, int slotCount)
     {
         Id = id;
         Class = sizeClass;
         SlotSize = sizeClass.SlotSize;
-        SlotCount = sizeClass.SlotsPerSlab;
+        SlotCount = slotCount;
         Base = (byte*)NativeMemory.Alloc((nuint)Bytes);
-        Owners = new uint[SlotCount];
     }
 
     public int Id { get; }
@@ -36,9 +35,6 @@ internal sealed unsafe class Slab
 
     public long Bytes => (long)SlotSize * SlotCount;
 
-    /// <summary>Descriptor id using each slot (0 when free); the reverse map compaction walks.</summary>
-    public uint[] Owners { get; }
-
     public int Used { get; private set; }
 
     public bool IsFull => Used == SlotCount;
@@ -46,10 +42,10 @@ internal sealed unsafe class Slab
     /// <summary>Position in the class's partial list, or -1 when not in it.</summary>
     public int PartialIndex { get; set; } = -1;
 
-    /// <summary>True while compaction empties this slab: allocation skips it.</summary>
-    public bool Draining { get; set; }
+    /// <summary>True while compaction empties this slab: allocation skips it. Read without the lock by the compactor's scan.</summary>
+    public volatile bool Draining;
 
-    public int TakeSlot(uint owner)
+    public int TakeSlot()
     {
         int slot;
         if (_freeHead != EndOfList)
@@ -61,7 +57,6 @@ internal sealed unsafe class Slab
         {
             slot = _nextUnused++;
         }
-        Owners[slot] = owner;
         Used++;
         return slot;
     }
@@ -70,7 +65,6 @@ internal sealed unsafe class Slab
     {
         *(int*)(Base + (long)slot * SlotSize) = _freeHead;
         _freeHead = slot;
-        Owners[slot] = 0;
         Used--;
     }
 

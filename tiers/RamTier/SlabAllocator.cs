@@ -38,7 +38,7 @@ internal sealed unsafe class SlabAllocator : IDisposable
     }
 
     /// <summary>Takes a slot for a compressed page of <paramref name="length"/> bytes.</summary>
-    public ulong Allocate(int length, uint owner)
+    public ulong Allocate(int length)
     {
         var c = ClassFor(length);
         lock (c.Lock)
@@ -52,7 +52,7 @@ internal sealed unsafe class SlabAllocator : IDisposable
                 else slab = NewSlab(c);
                 c.Current = slab;
             }
-            int slot = slab.TakeSlot(owner);
+            int slot = slab.TakeSlot();
             c.UsedSlots++;
             return MakeLocation(slab.Id, slot);
         }
@@ -70,7 +70,17 @@ internal sealed unsafe class SlabAllocator : IDisposable
             bool wasFull = slab.IsFull;
             slab.ReturnSlot((int)(location & 0xFFFF));
             c.UsedSlots--;
-            if (ReferenceEquals(slab, c.Current) || slab.Draining) return;
+            if (slab.Draining) return; // EndDrain decides
+            if (ReferenceEquals(slab, c.Current))
+            {
+                // An empty current slab goes too, or a class that emptied would keep it forever.
+                if (slab.Used == 0)
+                {
+                    c.Current = null;
+                    ReleaseSlab(c, slab);
+                }
+                return;
+            }
             if (slab.Used == 0)
             {
                 if (!wasFull) c.RemovePartial(slab);
@@ -84,35 +94,50 @@ internal sealed unsafe class SlabAllocator : IDisposable
     }
 
     /// <summary>
-    /// Picks a slab to empty: in the class with the most free slot bytes, provided at least a whole
-    /// slab's worth of slots is free there, its emptiest partial slab. Allocation skips it until
-    /// <see cref="EndDrain"/>. Null when no class is worth compacting.
+    /// The slab a location is in, or null. Tolerates any value (the compactor reads locations
+    /// without the bucket lock and checks again under it).
     /// </summary>
-    public Slab? BeginDrain()
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Slab? SlabOf(ulong location)
     {
-        SizeClass? best = null;
-        long bestFree = 0;
+        var slabs = Volatile.Read(ref _slabs);
+        ulong index = location >> 16;
+        return index < (ulong)slabs.Length ? Volatile.Read(ref slabs[index]) : null;
+    }
+
+    /// <summary>
+    /// Picks slabs to empty: in each class, its emptiest partial slabs, as many as the class's
+    /// other free slots can take in. Allocation skips them until <see cref="EndDrain"/>.
+    /// </summary>
+    public List<Slab> BeginDrain()
+    {
+        var victims = new List<Slab>();
         foreach (var c in Volatile.Read(ref _classList))
         {
-            long free = c.FreeSlots;
-            if (free >= c.SlotsPerSlab && free * c.SlotSize > bestFree && c.Partial.Count > 0)
+            if (c.Partial.Count == 0) continue;
+            lock (c.Lock)
             {
-                best = c;
-                bestFree = free * c.SlotSize;
+                if (_disposed) break;
+                // The current slab is a candidate too: in a shrinking class it empties like any other.
+                var candidates = c.Partial.ToList();
+                if (c.Current is { IsFull: false } current) candidates.Add(current);
+                long freeElsewhere = c.FreeSlots;
+                long toMove = 0;
+                foreach (var victim in candidates.OrderBy(s => s.Used))
+                {
+                    // Draining a slab removes its free slots from the class and adds its pages to move.
+                    long free = freeElsewhere - (victim.SlotCount - victim.Used);
+                    if (free < toMove + victim.Used) break;
+                    freeElsewhere = free;
+                    toMove += victim.Used;
+                    if (ReferenceEquals(victim, c.Current)) c.Current = null;
+                    else c.RemovePartial(victim);
+                    victim.Draining = true;
+                    victims.Add(victim);
+                }
             }
         }
-        if (best is null) return null;
-        lock (best.Lock)
-        {
-            if (_disposed) return null;
-            var victim = best.EmptiestPartial();
-            if (victim is null) return null;
-            long freeElsewhere = best.FreeSlots - (victim.SlotCount - victim.Used);
-            if (freeElsewhere < victim.Used) return null;
-            best.RemovePartial(victim);
-            victim.Draining = true;
-            return victim;
-        }
+        return victims;
     }
 
     /// <summary>Ends a drain: releases the slab if it is empty, else makes it allocatable again.</summary>
@@ -157,9 +182,10 @@ internal sealed unsafe class SlabAllocator : IDisposable
                 Array.Resize(ref slabs, slabs.Length * 2);
                 Volatile.Write(ref _slabs, slabs);
             }
-            var slab = new Slab(id, c);
+            var slab = new Slab(id, c, c.SlotsForNewSlab());
             Volatile.Write(ref slabs[id], slab);
             c.SlabCount++;
+            c.TotalSlots += slab.SlotCount;
             Interlocked.Add(ref _slabBytes, slab.Bytes);
             return slab;
         }
@@ -172,6 +198,7 @@ internal sealed unsafe class SlabAllocator : IDisposable
             _slabs[slab.Id] = null;
             _freeSlabIds.Push(slab.Id);
             c.SlabCount--;
+            c.TotalSlots -= slab.SlotCount;
             Interlocked.Add(ref _slabBytes, -slab.Bytes);
             slab.Release();
         }

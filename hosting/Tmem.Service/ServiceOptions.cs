@@ -1,0 +1,11 @@
+namespace Tmem.Service;
+
+/// <summary>Settings of the service itself (section <c>Tmem:Service</c>); the store's are <see cref="TmemOptions"/>.</summary>
+public sealed class ServiceOptions
+{
+    /// <summary>The configuration section name.</summary>
+    public const string SectionName = "Tmem:Service";
+
+    /// <summary>Seconds between one-line stats log entries; 0 turns them off. Default 60.</summary>
+    public int StatsLogIntervalSeconds { get; set; } = 60;
+}
