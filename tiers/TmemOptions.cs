@@ -32,14 +32,14 @@ public sealed class TmemOptions
 
     /// <summary>
     /// Largest compressed size accepted, as a fraction of the page size (zcache's
-    /// <c>zv_max_zsize</c>). Default 7/8.
+    /// <c>zv_max_zsize</c>), and never over 65535 bytes. Default 7/8.
     /// </summary>
     public double MaxZsize { get; set; } = 7.0 / 8.0;
 
     /// <summary>
     /// Persistent pages only: a page compressing to more than this fraction of the page size is
-    /// refused while the mean compressed size of stored persistent pages is above it too (zcache's
-    /// <c>zv_max_mean_zsize</c>). Default 5/8.
+    /// refused while the mean compressed fraction of stored persistent pages is above it too
+    /// (zcache's <c>zv_max_mean_zsize</c>). Default 5/8.
     /// </summary>
     public double MaxMeanZsize { get; set; } = 5.0 / 8.0;
 
@@ -49,6 +49,9 @@ public sealed class TmemOptions
     /// least a few slabs). Default 0.05.
     /// </summary>
     public double CompactionThreshold { get; set; } = 0.05;
+
+    /// <summary>A copy of these settings.</summary>
+    public TmemOptions Clone() => (TmemOptions)MemberwiseClone();
 
     internal long EffectiveMaxPages => MaxPages > 0 ? MaxPages : Math.Max(1024, RamBudgetBytes / 256);
 

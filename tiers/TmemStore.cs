@@ -15,6 +15,7 @@ namespace Tmem;
 /// </summary>
 public sealed class TmemStore : IDisposable
 {
+    private readonly TmemOptions _options;
     private readonly ConcurrentDictionary<int, TmemClient> _clients = new();
     private readonly Lock _poolLock = new();
     private readonly Dictionary<Guid, Pool> _sharedPools = new();
@@ -27,19 +28,20 @@ public sealed class TmemStore : IDisposable
 
     private TmemStore(TmemOptions options)
     {
-        Options = options;
+        _options = options;
         _ram = new CompressedRamTier(options, _counters);
         _meter = new TmemMeter(this);
     }
 
-    /// <summary>The settings the store was opened with.</summary>
-    public TmemOptions Options { get; }
+    /// <summary>The settings the store was opened with (a copy; changing it has no effect).</summary>
+    public TmemOptions Options => _options.Clone();
 
     /// <summary>Opens an empty in-memory store.</summary>
     /// <exception cref="ArgumentException">A bad setting, named with its allowed range.</exception>
     public static TmemStore Open(TmemOptions? options = null)
     {
-        options ??= new TmemOptions();
+        // A private copy: changing the caller's object later must not bypass validation.
+        options = options?.Clone() ?? new TmemOptions();
         options.Validate();
         return new TmemStore(options);
     }
@@ -49,7 +51,7 @@ public sealed class TmemStore : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfNegative(clientId);
         ThrowIfDisposed();
-        return _clients.GetOrAdd(clientId, static (id, store) => new TmemClient(store, id, store.Options.MaxPoolsPerClient), this);
+        return _clients.GetOrAdd(clientId, static (id, store) => new TmemClient(store, id, store._options.MaxPoolsPerClient), this);
     }
 
     /// <summary>A snapshot of every counter.</summary>
@@ -108,7 +110,7 @@ public sealed class TmemStore : IDisposable
                 existing.Members++;
                 return existing;
             }
-            var pool = new Pool(++_poolSerial, options, Options, _ram, _counters);
+            var pool = new Pool(++_poolSerial, options, _options, _ram, _counters);
             if (options.SharedUuid is { } newUuid) _sharedPools.Add(newUuid, pool);
             _livePools++;
             return pool;

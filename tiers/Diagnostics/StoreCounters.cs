@@ -25,4 +25,10 @@ internal sealed class StoreCounters
     public long PersPages;
     public long EphZbytes;
     public long PersZbytes;
+
+    /// <summary>
+    /// Sum of persistent pages' compressed lengths, each scaled to a 64 KiB page: the mean-size
+    /// rule compares fractions of the page size, so pools of different page sizes mix fairly.
+    /// </summary>
+    public long PersZscaled;
 }

@@ -61,7 +61,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         while (Interlocked.Increment(ref _pages) > _maxPages)
         {
             Interlocked.Decrement(ref _pages);
-            if (!EvictOne()) return false;
+            if (!EvictOne(needBytes: false)) return false;
         }
         while (true)
         {
@@ -71,7 +71,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
                 if (Interlocked.CompareExchange(ref _slotBytes, used + slotBytes, used) == used) break;
                 continue;
             }
-            if (!EvictOne())
+            if (!EvictOne(needBytes: true))
             {
                 Interlocked.Decrement(ref _pages);
                 return false;
@@ -117,6 +117,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
             flags |= DescriptorFlags.Persistent;
             Interlocked.Increment(ref _counters.PersPages);
             Interlocked.Add(ref _counters.PersZbytes, compressed.Length);
+            Interlocked.Add(ref _counters.PersZscaled, Scaled(compressed.Length, owner));
         }
         else
         {
@@ -129,6 +130,9 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         Volatile.Write(ref d.Flags, (byte)flags);
         Interlocked.Increment(ref owner.Bucket.Pool.Pages);
     }
+
+    /// <summary>A compressed length scaled to a <see cref="PoolOptions.MaxPageSize"/> page (page sizes are powers of two).</summary>
+    private static long Scaled(int length, TmemObject owner) => (long)length * (PoolOptions.MaxPageSize / owner.Bucket.Pool.PageSize);
 
     /// <summary>Under the bucket lock: copies or decompresses the page into <paramref name="page"/>.</summary>
     public void Read(uint id, Span<byte> page)
@@ -170,6 +174,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         {
             Interlocked.Decrement(ref _counters.PersPages);
             Interlocked.Add(ref _counters.PersZbytes, -length);
+            Interlocked.Add(ref _counters.PersZscaled, -Scaled(length, d.Owner!));
         }
         else
         {
@@ -183,10 +188,12 @@ internal sealed unsafe class CompressedRamTier : IDisposable
 
     /// <summary>
     /// One step of CLOCK: sweeps descriptors, clearing reference bits, until it evicts one
-    /// ephemeral page. False if two full sweeps find nothing to evict.
+    /// ephemeral page (one that holds slot bytes when <paramref name="needBytes"/>: dropping a
+    /// same-filled page frees no budget). False if two full sweeps find nothing to evict.
     /// </summary>
-    private bool EvictOne()
+    private bool EvictOne(bool needBytes)
     {
+        var skip = DescriptorFlags.Persistent | (needBytes ? DescriptorFlags.SameFilled : 0);
         long limit = 2L * _descriptors.HighWater + 64;
         for (long scanned = 0; scanned < limit; scanned++)
         {
@@ -195,7 +202,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
             uint id = (uint)((ulong)Interlocked.Increment(ref _hand) % (highWater - 1)) + 1;
             ref var d = ref _descriptors[id];
             var flags = (DescriptorFlags)Volatile.Read(ref d.Flags);
-            if ((flags & (DescriptorFlags.Installed | DescriptorFlags.Persistent)) != DescriptorFlags.Installed) continue;
+            if ((flags & (DescriptorFlags.Installed | skip)) != DescriptorFlags.Installed) continue;
             if (d.Clock != 0)
             {
                 d.Clock = 0;
@@ -209,7 +216,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
             try
             {
                 // The hint may be stale (freed and reused meanwhile); only the translation is truth.
-                if (owner.Find(index) != id || (d.Flags & (byte)DescriptorFlags.Persistent) != 0) continue;
+                if (owner.Find(index) != id || (d.Flags & (byte)skip) != 0) continue;
                 owner.Remove(index);
                 bucket.RemoveIfEmpty(owner);
                 Release(id);

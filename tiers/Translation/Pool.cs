@@ -22,6 +22,7 @@ internal sealed class Pool
     private readonly StoreCounters _counters;
     private readonly int _maxZbytes;
     private readonly int _maxMeanZbytes;
+    private readonly long _maxMeanScaled; // MaxMeanZsize of a MaxPageSize page (see StoreCounters.PersZscaled)
     private volatile bool _destroyed;
 
     /// <summary>Pages stored now (updated by the RAM tier on install and release).</summary>
@@ -37,8 +38,10 @@ internal sealed class Pool
         ExclusiveGets = Kind == PoolKind.Persistent ? options.ExclusiveGets : SharedUuid is null;
         _ram = ram;
         _counters = counters;
-        _maxZbytes = (int)(PageSize * storeOptions.MaxZsize);
+        // Descriptors hold lengths as u16: a 64 KiB page must compress to at most 65535 bytes.
+        _maxZbytes = Math.Min((int)(PageSize * storeOptions.MaxZsize), ushort.MaxValue);
         _maxMeanZbytes = (int)(PageSize * storeOptions.MaxMeanZsize);
+        _maxMeanScaled = (long)(PoolOptions.MaxPageSize * storeOptions.MaxMeanZsize);
         _buckets = new Bucket[storeOptions.BucketsPerPool];
         for (int i = 0; i < _buckets.Length; i++) _buckets[i] = new Bucket(this);
         _bucketShift = 32 - BitOperations.Log2((uint)_buckets.Length);
@@ -80,15 +83,9 @@ internal sealed class Pool
             var scratch = _compressScratch ??= new byte[PoolOptions.MaxPageSize];
             int length = PageCodec.Compress(page, scratch.AsSpan(0, _maxZbytes));
             if (length == 0)
-            {
-                Interlocked.Increment(ref _counters.CompressPoor);
                 return Refuse(id, index, PutStatus.RejectedPoorCompression);
-            }
             if (persistent && length > _maxMeanZbytes && PersistentMeanOverLimit())
-            {
-                Interlocked.Increment(ref _counters.MeanCompressPoor);
                 return Refuse(id, index, PutStatus.RejectedMeanCompression);
-            }
             compressed = scratch.AsSpan(0, length);
             slotBytes = SlabAllocator.SlotSizeFor(length);
         }
@@ -113,22 +110,29 @@ internal sealed class Pool
         return PutStatus.Stored;
     }
 
+    /// <summary>
+    /// zcache's mean-size rule, as a fraction of each page's own size so that pools of
+    /// different page sizes compare fairly: is the mean compressed fraction of the stored
+    /// persistent pages over <see cref="TmemOptions.MaxMeanZsize"/>?
+    /// </summary>
     private bool PersistentMeanOverLimit()
     {
         long pages = Volatile.Read(ref _counters.PersPages);
-        return pages > 0 && Volatile.Read(ref _counters.PersZbytes) / pages > _maxMeanZbytes;
+        return pages > 0 && Volatile.Read(ref _counters.PersZscaled) / pages > _maxMeanScaled;
     }
 
     /// <summary>A put failed: count it, and flush any older page at the handle (put-put coherency).</summary>
     private PutStatus Refuse(in ObjectId id, uint index, PutStatus status)
     {
-        Interlocked.Increment(ref Kind == PoolKind.Persistent ? ref _counters.FailedPersPuts : ref _counters.FailedEphPuts);
         var bucket = BucketFor(id);
         lock (bucket.Lock)
         {
             if (_destroyed) ThrowHelper.ThrowPoolDestroyed();
             RemovePage(bucket, id, index);
         }
+        Interlocked.Increment(ref Kind == PoolKind.Persistent ? ref _counters.FailedPersPuts : ref _counters.FailedEphPuts);
+        if (status == PutStatus.RejectedPoorCompression) Interlocked.Increment(ref _counters.CompressPoor);
+        else if (status == PutStatus.RejectedMeanCompression) Interlocked.Increment(ref _counters.MeanCompressPoor);
         return status;
     }
 
@@ -155,7 +159,6 @@ internal sealed class Pool
 
     public bool FlushPage(in ObjectId id, uint index)
     {
-        Interlocked.Increment(ref _counters.FlushTotal);
         var bucket = BucketFor(id);
         bool found;
         lock (bucket.Lock)
@@ -163,24 +166,26 @@ internal sealed class Pool
             if (_destroyed) ThrowHelper.ThrowPoolDestroyed();
             found = RemovePage(bucket, id, index);
         }
+        Interlocked.Increment(ref _counters.FlushTotal);
         if (found) Interlocked.Increment(ref _counters.FlushFound);
         return found;
     }
 
     public int FlushObject(in ObjectId id)
     {
-        Interlocked.Increment(ref _counters.FlobjTotal);
         var bucket = BucketFor(id);
-        int removed;
+        int removed = 0;
         lock (bucket.Lock)
         {
             if (_destroyed) ThrowHelper.ThrowPoolDestroyed();
-            var obj = bucket.Find(id);
-            if (obj is null) return 0;
-            removed = ReleaseAll(obj);
-            bucket.Remove(obj);
+            if (bucket.Find(id) is { } obj)
+            {
+                removed = ReleaseAll(obj);
+                bucket.Remove(obj);
+            }
         }
-        Interlocked.Increment(ref _counters.FlobjFound);
+        Interlocked.Increment(ref _counters.FlobjTotal);
+        if (removed > 0) Interlocked.Increment(ref _counters.FlobjFound);
         return removed;
     }
 
