@@ -42,7 +42,9 @@ internal sealed class EngineSuite
         }
         _accepted = accepted.ToArray();
         _compressed = compressed.ToArray();
-        _passes = Math.Max(1, 16384 / Math.Max(1, _accepted.Length));
+        // ~64K page operations per timed run (a few hundred ms): long enough that scheduler ticks and
+        // thread start-up are noise, short enough for seven repeats of every measurement.
+        _passes = Math.Max(1, 65536 / Math.Max(1, _accepted.Length));
         Console.WriteLine($"corpus: {corpus.Description}: {corpus.Pages.Length} pages, {sameFilled} same-filled, {poor} over 7/8 page compressed, {_accepted.Length} used for codec comparisons (ratio {(double)_accepted.Length * PageSize / _compressed.Sum(c => c.Length):0.00})");
     }
 
@@ -72,31 +74,49 @@ internal sealed class EngineSuite
     private static TmemStore OpenStore(long budget, long maxPages = 0) =>
         TmemStore.Open(new TmemOptions { RamBudgetBytes = budget, MaxPages = maxPages });
 
+    /// <summary>
+    /// Puts against the bare encoder, three ways: the main figure is the steady state under budget
+    /// (a pool whose handles are overwritten: slots are freed and reused, memory already touched);
+    /// "first fill" puts fresh handles into an empty pool, so new slabs are allocated and their
+    /// memory is touched for the first time (page faults included); "at budget" puts fresh handles
+    /// into a full store, so every put also evicts one page.
+    /// </summary>
     private void PutVersusEncode()
     {
         var target = new byte[LZ4Codec.MaximumOutputSize(PageSize)];
         int count = _accepted.Length * _passes;
         using var store = OpenStore(4L << 30);
         var client = store.GetClient(1);
+        int steady = client.CreatePool(PoolOptions.Ephemeral);
+        using var full = OpenStore(32L << 20);
+        var fullClient = full.GetClient(1);
+        int evicting = fullClient.CreatePool(PoolOptions.Ephemeral);
+        int nextFresh = 0;
         var dict = new ConcurrentDictionary<(ulong, uint), byte[]>();
 
         var encode = new List<double>();
         var put = new List<double>();
+        var putFirstFill = new List<double>();
+        var putEvicting = new List<double>();
         var dictPut = new List<double>();
+        void PutAll(TmemClient c, int pool, int firstHandle)
+        {
+            for (int i = 0; i < count; i++)
+                if (c.Put(pool, Oid(firstHandle + i), Index(firstHandle + i), _accepted[i % _accepted.Length]) != PutStatus.Stored)
+                    throw new InvalidOperationException("A benchmark put was refused.");
+        }
         for (int rep = 0; rep < Repeats + 1; rep++)
         {
             double e = Rate(count, () =>
             {
                 for (int i = 0; i < count; i++) LZ4Codec.Encode(_accepted[i % _accepted.Length], target, LZ4Level.L00_FAST);
             });
-            int pool = client.CreatePool(PoolOptions.Ephemeral);
-            double p = Rate(count, () =>
-            {
-                for (int i = 0; i < count; i++)
-                    if (client.Put(pool, Oid(i), Index(i), _accepted[i % _accepted.Length]) != PutStatus.Stored)
-                        throw new InvalidOperationException("A benchmark put was refused.");
-            });
-            client.DestroyPool(pool);
+            double p = Rate(count, () => PutAll(client, steady, 0));
+            int fresh = client.CreatePool(PoolOptions.Ephemeral);
+            double f = Rate(count, () => PutAll(client, fresh, 0));
+            client.DestroyPool(fresh);
+            double ev = Rate(count, () => PutAll(fullClient, evicting, nextFresh));
+            nextFresh += count;
             dict.Clear();
             double d = Rate(count, () =>
             {
@@ -106,14 +126,20 @@ internal sealed class EngineSuite
                     dict[(Oid(i).Word0, Index(i))] = target.AsSpan(0, length).ToArray();
                 }
             });
-            if (rep == 0) continue; // warm-up
+            if (rep == 0) continue; // warm-up (and the first pass over the steady pool's handles)
             encode.Add(e);
             put.Add(p);
+            putFirstFill.Add(f);
+            putEvicting.Add(ev);
             dictPut.Add(d);
         }
         _report.Add("lz4_encode_pages_per_s", Median(encode), "bare K4os LZ4 encode, one thread");
-        _report.Add("eph_put_pages_per_s", Median(put), "store put, private ephemeral pool, one thread");
+        _report.Add("eph_put_pages_per_s", Median(put), "store put, private ephemeral pool, one thread, steady state under budget");
         _report.Add("eph_put_vs_lz4_encode", Median(put) / Median(encode));
+        _report.Add("eph_put_first_fill_pages_per_s", Median(putFirstFill), "fresh handles into an empty pool: new slabs, first touch of their memory");
+        _report.Add("eph_put_first_fill_vs_lz4_encode", Median(putFirstFill) / Median(encode));
+        _report.Add("eph_put_at_budget_pages_per_s", Median(putEvicting), "fresh handles into a full 32 MiB store: every put evicts");
+        _report.Add("eph_put_at_budget_vs_lz4_encode", Median(putEvicting) / Median(encode));
         _report.Add("dict_put_pages_per_s", Median(dictPut), "baseline: encode + byte[] + ConcurrentDictionary");
     }
 
@@ -146,10 +172,12 @@ internal sealed class EngineSuite
             });
             double dc2 = Rate(2L * count, () =>
             {
-                var threads = Enumerable.Range(0, 2).Select(_ => new Thread(() =>
+                // Same access pattern as the store's two threads: one forward, one backward.
+                var threads = new[] { false, true }.Select(reverse => new Thread(() =>
                 {
                     var buffer = new byte[PageSize];
-                    for (int i = 0; i < count; i++) LZ4Codec.Decode(_compressed[i % _compressed.Length], buffer);
+                    int n = _compressed.Length;
+                    for (int i = 0; i < count; i++) LZ4Codec.Decode(_compressed[reverse ? n - 1 - i % n : i % n], buffer);
                 })).ToArray();
                 foreach (var t in threads) t.Start();
                 foreach (var t in threads) t.Join();
@@ -193,6 +221,8 @@ internal sealed class EngineSuite
         _report.Add("eph_get_2threads_vs_1thread", Median(get2) / Median(get));
         _report.Add("lz4_decode_pages_per_s_2threads", Median(decode2), "bare decode, two threads: what this machine's two cores allow");
         _report.Add("lz4_decode_2threads_vs_1thread", Median(decode2) / Median(decode));
+        _report.Add("eph_get_scaling_vs_lz4_scaling", Median(get2) / Median(get) / (Median(decode2) / Median(decode)),
+            "the store's 2-thread gain over the bare codec's on the same machine (1.0 = scales as the codec does)");
         _report.Add("eph_get_exclusive_pages_per_s", Median(exclusive), "private pool: each hit removes the page");
         _report.Add("dict_get_pages_per_s", Median(dictGet), "baseline: ConcurrentDictionary lookup + decode");
     }
