@@ -710,13 +710,7 @@ public class ContractTests
         Assert.Empty(errors);
         Assert.All(ops, o => Assert.True(o >= 500, $"a thread managed only {o} operations before the destroy"));
         Assert.All(endedWithPoolNotFound, ended => Assert.True(ended));
-        var stats = store.GetStats();
-        Assert.Equal(0, stats.EphPages);
-        Assert.Equal(0, stats.PersPages);
-        Assert.Equal(0, stats.ZeroFilledPages);
-        Assert.Equal(0, stats.EphZbytes + stats.PersZbytes);
-        Assert.Equal(0, stats.RamSlotBytes);
-        Assert.Equal(0, stats.Pools);
+        Stores.AssertHoldsNothing(store.GetStats());
     }
 
     // ---- Shared pools --------------------------------------------------------------------------

@@ -149,14 +149,7 @@ public class StressTests(ITestOutputHelper output)
         b.DestroyPool(sharedB);
         a.DestroyPool(persistent);
         _private.Client.DestroyPool(_private.PoolId);
-        var end = store.GetStats();
-        Assert.Equal(0, end.EphPages);
-        Assert.Equal(0, end.PersPages);
-        Assert.Equal(0, end.EphZbytes);
-        Assert.Equal(0, end.PersZbytes);
-        Assert.Equal(0, end.ZeroFilledPages);
-        Assert.Equal(0, end.RamSlotBytes);
-        Assert.Equal(0, end.Pools);
+        Stores.AssertHoldsNothing(store.GetStats());
     }
 
     /// <summary>Null if the page is whole and is (label, obj, index)'s; else what is wrong.</summary>

@@ -92,4 +92,16 @@ internal static class Stores
         configure?.Invoke(options);
         return TmemStore.Open(options);
     }
+
+    /// <summary>Every page gauge, the RAM tier's slot bytes and the pool count are zero.</summary>
+    public static void AssertHoldsNothing(TmemStats stats)
+    {
+        Assert.Equal(0, stats.EphPages);
+        Assert.Equal(0, stats.PersPages);
+        Assert.Equal(0, stats.ZeroFilledPages);
+        Assert.Equal(0, stats.EphZbytes);
+        Assert.Equal(0, stats.PersZbytes);
+        Assert.Equal(0, stats.RamSlotBytes);
+        Assert.Equal(0, stats.Pools);
+    }
 }
