@@ -42,7 +42,7 @@ public sealed class TmemClient
                     $"Client {Id} already has {_pools.Length} pools (the limit, {TmemOptions.SectionName}:{nameof(TmemOptions.MaxPoolsPerClient)}).");
             if (options.SharedUuid is { } uuid && Array.Exists(_pools, p => p?.SharedUuid == uuid))
                 throw new TmemException(TmemError.SharedPoolAlreadyJoined, $"Client {Id} is already a member of shared pool {uuid}.");
-            var pool = _store.CreateOrJoinPool(options);
+            var pool = _store.CreateOrJoinPool(options, Id, slot);
             Volatile.Write(ref _pools[slot], pool);
             return slot;
         }
@@ -50,7 +50,8 @@ public sealed class TmemClient
 
     /// <summary>
     /// Destroys a pool once operations in flight on it finish; its pages are gone. For a shared
-    /// pool this client leaves it, and the pool goes when its last member leaves.
+    /// pool this client leaves it, and the pool goes when its last member leaves. For a
+    /// persistent pool of a durable store this returns once the destruction is durable.
     /// </summary>
     /// <exception cref="TmemException">No such pool.</exception>
     public void DestroyPool(int poolId)
@@ -61,7 +62,7 @@ public sealed class TmemClient
             pool = Resolve(poolId);
             Volatile.Write(ref _pools[poolId], null);
         }
-        _store.LeavePool(pool);
+        _store.LeavePool(pool, Id, poolId, durable: true);
     }
 
     /// <summary>This client's pools.</summary>
@@ -83,11 +84,56 @@ public sealed class TmemClient
     /// </summary>
     /// <exception cref="ArgumentException">Wrong page length or invalid object id.</exception>
     /// <exception cref="TmemException">No such pool.</exception>
+    /// <remarks>
+    /// In a persistent pool of a durable store this blocks until the outcome is as durable as
+    /// <see cref="TmemOptions.Durability"/> promises; <see cref="PutAsync"/> awaits instead.
+    /// </remarks>
     public PutStatus Put(int poolId, in ObjectId objectId, uint index, ReadOnlySpan<byte> page)
     {
         var pool = Resolve(poolId);
         CheckHandle(pool, objectId, page.Length, nameof(page));
-        return pool.Put(objectId, index, page);
+        var status = pool.Put(objectId, index, page, out long logAddress);
+        if (logAddress != 0) _store.WaitDurable(logAddress);
+        return status;
+    }
+
+    /// <summary>
+    /// <see cref="Put"/>, completing when the outcome is durable: in a persistent pool of a
+    /// durable store in <see cref="DurabilityMode.Strict"/> mode, once the log commit covering it
+    /// is on disk (group commit); otherwise at once. The page is consumed before the first await.
+    /// </summary>
+    /// <exception cref="ArgumentException">Wrong page length or invalid object id.</exception>
+    /// <exception cref="TmemException">No such pool.</exception>
+    public ValueTask<PutStatus> PutAsync(int poolId, ObjectId objectId, uint index, ReadOnlyMemory<byte> page)
+    {
+        var pool = Resolve(poolId);
+        CheckHandle(pool, objectId, page.Length, nameof(page));
+        var status = pool.Put(objectId, index, page.Span, out long logAddress);
+        return logAddress == 0 ? ValueTask.FromResult(status) : AwaitDurable(logAddress, status);
+    }
+
+    /// <summary><see cref="FlushPage"/>, completing when the flush is durable (as <see cref="PutAsync"/>).</summary>
+    public ValueTask<bool> FlushPageAsync(int poolId, ObjectId objectId, uint index)
+    {
+        var pool = Resolve(poolId);
+        if (!objectId.IsValid) ThrowHelper.ThrowInvalidObjectId(nameof(objectId));
+        bool found = pool.FlushPage(objectId, index, out long logAddress);
+        return logAddress == 0 ? ValueTask.FromResult(found) : AwaitDurable(logAddress, found);
+    }
+
+    /// <summary><see cref="FlushObject"/>, completing when the flush is durable (as <see cref="PutAsync"/>).</summary>
+    public ValueTask<int> FlushObjectAsync(int poolId, ObjectId objectId)
+    {
+        var pool = Resolve(poolId);
+        if (!objectId.IsValid) ThrowHelper.ThrowInvalidObjectId(nameof(objectId));
+        int removed = pool.FlushObject(objectId, out long logAddress);
+        return logAddress == 0 ? ValueTask.FromResult(removed) : AwaitDurable(logAddress, removed);
+    }
+
+    private async ValueTask<T> AwaitDurable<T>(long logAddress, T result)
+    {
+        await _store.Log!.WaitDurableAsync(logAddress).ConfigureAwait(false);
+        return result;
     }
 
     /// <summary>
@@ -111,7 +157,9 @@ public sealed class TmemClient
     {
         var pool = Resolve(poolId);
         if (!objectId.IsValid) ThrowHelper.ThrowInvalidObjectId(nameof(objectId));
-        return pool.FlushPage(objectId, index);
+        bool found = pool.FlushPage(objectId, index, out long logAddress);
+        if (logAddress != 0) _store.WaitDurable(logAddress);
+        return found;
     }
 
     /// <summary>Removes every page of the object; returns how many there were.</summary>
@@ -121,7 +169,9 @@ public sealed class TmemClient
     {
         var pool = Resolve(poolId);
         if (!objectId.IsValid) ThrowHelper.ThrowInvalidObjectId(nameof(objectId));
-        return pool.FlushObject(objectId);
+        int removed = pool.FlushObject(objectId, out long logAddress);
+        if (logAddress != 0) _store.WaitDurable(logAddress);
+        return removed;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -144,7 +194,10 @@ public sealed class TmemClient
         return pool;
     }
 
-    /// <summary>Leaves every pool (store disposal).</summary>
+    /// <summary>
+    /// Store disposal: drops every pool from memory without logging anything, so a durable
+    /// store's persistent pools come back when it is reopened.
+    /// </summary>
     internal void LeaveAll()
     {
         lock (_lock)
@@ -154,9 +207,34 @@ public sealed class TmemClient
                 if (_pools[i] is { } pool)
                 {
                     _pools[i] = null;
-                    _store.LeavePool(pool);
+                    _store.LeavePool(pool, Id, i, durable: false);
                 }
             }
+        }
+    }
+
+    /// <summary>Recovery: maps <paramref name="poolId"/> to a recovered persistent pool.</summary>
+    internal void RestorePool(int poolId, Pool pool)
+    {
+        lock (_lock)
+        {
+            if ((uint)poolId >= (uint)_pools.Length)
+                throw new InvalidDataException($"The log gives client {Id} pool id {poolId}, over {TmemOptions.SectionName}:{nameof(TmemOptions.MaxPoolsPerClient)} ({_pools.Length}); raise it to open this store.");
+            if (_pools[poolId] is not null)
+                throw new InvalidDataException($"The log maps client {Id} pool id {poolId} twice.");
+            _pools[poolId] = pool;
+        }
+    }
+
+    /// <summary>Recovery: unmaps a pool id; returns the pool it named.</summary>
+    internal Pool? ForgetPool(int poolId)
+    {
+        lock (_lock)
+        {
+            if ((uint)poolId >= (uint)_pools.Length) return null;
+            var pool = _pools[poolId];
+            _pools[poolId] = null;
+            return pool;
         }
     }
 }

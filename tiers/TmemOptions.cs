@@ -53,6 +53,22 @@ public sealed class TmemOptions
     /// <summary>A copy of these settings.</summary>
     public TmemOptions Clone() => (TmemOptions)MemberwiseClone();
 
+    /// <summary>
+    /// Directory holding the persistent log and the lock file. Null (the default) keeps
+    /// persistent pools in memory only: they survive nothing. A store with a data directory is
+    /// opened, and recovered, by <c>Tmem.Recovery.DurableStore.Open</c>.
+    /// </summary>
+    public string? DataDirectory { get; set; }
+
+    /// <summary>When persistent puts and flushes are acknowledged. Default <see cref="DurabilityMode.Strict"/>.</summary>
+    public DurabilityMode Durability { get; set; } = DurabilityMode.Strict;
+
+    /// <summary>
+    /// <see cref="DurabilityMode.Relaxed"/> only: the longest time an acknowledged operation waits
+    /// for its commit, i.e. what a crash may lose. Default 10 ms.
+    /// </summary>
+    public int CommitIntervalMs { get; set; } = 10;
+
     internal long EffectiveMaxPages => MaxPages > 0 ? MaxPages : Math.Max(1024, RamBudgetBytes / 256);
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting and its allowed range.</summary>
@@ -77,6 +93,12 @@ public sealed class TmemOptions
             yield return $"{SectionName}:{nameof(MaxZsize)} is {MaxZsize}; it must be a fraction of the page size in (0, 1].";
         if (!(MaxMeanZsize > 0 && MaxMeanZsize <= MaxZsize))
             yield return $"{SectionName}:{nameof(MaxMeanZsize)} is {MaxMeanZsize}; it must be in (0, {nameof(MaxZsize)}].";
+        if (Durability is not (DurabilityMode.Strict or DurabilityMode.Relaxed))
+            yield return $"{SectionName}:{nameof(Durability)} is {(int)Durability}; it must be Strict or Relaxed.";
+        if (CommitIntervalMs < 1 || CommitIntervalMs > 60_000)
+            yield return $"{SectionName}:{nameof(CommitIntervalMs)} is {CommitIntervalMs}; it must be from 1 to 60000.";
+        if (DataDirectory is { } dir && (dir.Length == 0 || dir.IndexOfAny(Path.GetInvalidPathChars()) >= 0))
+            yield return $"{SectionName}:{nameof(DataDirectory)} is '{dir}'; it must be a valid directory path (or unset for a memory-only store).";
         if (!(CompactionThreshold >= 0.01 && CompactionThreshold <= 10))
             yield return $"{SectionName}:{nameof(CompactionThreshold)} is {CompactionThreshold}; it must be from 0.01 to 10.";
     }

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Tmem.Diagnostics;
+using Tmem.LogTier;
 using Tmem.RamTier;
 using Tmem.Translation;
 
@@ -22,28 +23,52 @@ public sealed class TmemStore : IDisposable
     private readonly StoreCounters _counters = new();
     private readonly CompressedRamTier _ram;
     private readonly TmemMeter _meter;
+    private readonly IDisposable? _directoryLock;
+    private readonly Dictionary<int, Pool> _persistentPools = new(); // by serial; durable stores only
     private int _poolSerial;
     private long _livePools;
     private volatile bool _disposed;
 
-    private TmemStore(TmemOptions options)
+    private TmemStore(TmemOptions options, PersistentLog? log, IDisposable? directoryLock)
     {
         _options = options;
+        Log = log;
+        _directoryLock = directoryLock;
         _ram = new CompressedRamTier(options, _counters);
         _meter = new TmemMeter(this);
     }
 
+    /// <summary>The persistent log of a durable store; null for a memory-only store.</summary>
+    internal PersistentLog? Log { get; }
+
     /// <summary>The settings the store was opened with (a copy; changing it has no effect).</summary>
     public TmemOptions Options => _options.Clone();
 
-    /// <summary>Opens an empty in-memory store.</summary>
-    /// <exception cref="ArgumentException">A bad setting, named with its allowed range.</exception>
+    /// <summary>
+    /// Opens an empty memory-only store (no <see cref="TmemOptions.DataDirectory"/>): its
+    /// persistent pools last as long as the process. A store with a data directory is opened,
+    /// and recovered, by <c>Tmem.Recovery.DurableStore.Open</c>.
+    /// </summary>
+    /// <exception cref="ArgumentException">A bad setting, named with its allowed range, or a data directory.</exception>
     public static TmemStore Open(TmemOptions? options = null)
     {
         // A private copy: changing the caller's object later must not bypass validation.
         options = options?.Clone() ?? new TmemOptions();
         options.Validate();
-        return new TmemStore(options);
+        if (options.DataDirectory is not null)
+            throw new ArgumentException($"{TmemOptions.SectionName}:{nameof(TmemOptions.DataDirectory)} is set: open the store with Tmem.Recovery.DurableStore.Open, which recovers its persistent pools.", nameof(options));
+        return new TmemStore(options, null, null);
+    }
+
+    /// <summary>Recovery: a store over an opened log, empty until the log is replayed into it.</summary>
+    internal static TmemStore CreateDurable(TmemOptions options, PersistentLog log, IDisposable directoryLock) =>
+        new(options.Clone(), log, directoryLock);
+
+    /// <summary>Blocks until the record at <paramref name="logAddress"/> is durable (per the mode).</summary>
+    internal void WaitDurable(long logAddress)
+    {
+        var wait = Log!.WaitDurableAsync(logAddress);
+        if (!wait.IsCompletedSuccessfully) wait.AsTask().GetAwaiter().GetResult();
     }
 
     /// <summary>The client with this id (created on first use).</summary>
@@ -97,8 +122,10 @@ public sealed class TmemStore : IDisposable
         return moved;
     }
 
-    internal Pool CreateOrJoinPool(PoolOptions options)
+    internal Pool CreateOrJoinPool(PoolOptions options, int clientId, int poolId)
     {
+        long logAddress = 0;
+        Pool pool;
         lock (_poolLock)
         {
             ThrowIfDisposed();
@@ -108,24 +135,117 @@ public sealed class TmemStore : IDisposable
                     throw new TmemException(TmemError.SharedPoolMismatch,
                         $"Shared pool {uuid} is {existing.Kind} with {existing.PageSize}-byte pages and exclusive gets {(existing.ExclusiveGets && existing.Kind == PoolKind.Persistent ? "on" : "off")}; the request asked for {options.Kind}, {options.PageSize}-byte pages, exclusive gets {(options.ExclusiveGets ? "on" : "off")}.");
                 existing.Members++;
-                return existing;
+                pool = existing;
+                logAddress = AppendPoolRecord(LogRecordType.PoolJoin, pool, clientId, poolId);
             }
-            var pool = new Pool(++_poolSerial, options, _options, _ram, _counters);
-            if (options.SharedUuid is { } newUuid) _sharedPools.Add(newUuid, pool);
+            else
+            {
+                pool = new Pool(++_poolSerial, options, _options, _ram, _counters, Log);
+                if (options.SharedUuid is { } newUuid) _sharedPools.Add(newUuid, pool);
+                _livePools++;
+                logAddress = AppendPoolRecord(LogRecordType.PoolCreate, pool, clientId, poolId);
+            }
+        }
+        // Creating or joining a persistent pool is durable before its id is handed out.
+        if (logAddress != 0) WaitDurable(logAddress);
+        return pool;
+    }
+
+    /// <summary>
+    /// A member leaves a pool; the pool goes with its last member. With <paramref name="durable"/>
+    /// (a client's DestroyPool) a persistent pool of a durable store logs the departure and
+    /// returns once it is durable; store disposal passes false and logs nothing.
+    /// </summary>
+    internal void LeavePool(Pool pool, int clientId, int poolId, bool durable)
+    {
+        bool last;
+        lock (_poolLock)
+        {
+            last = --pool.Members == 0;
+            if (last)
+            {
+                if (pool.SharedUuid is { } uuid) _sharedPools.Remove(uuid);
+                _persistentPools.Remove(pool.Serial);
+                _livePools--;
+            }
+        }
+        // Destroy first: every operation in flight on the pool finishes (its record precedes the
+        // departure in the log) or fails; then the departure is logged.
+        if (last) pool.Destroy();
+        if (!durable) return;
+        long logAddress;
+        lock (_poolLock)
+        {
+            logAddress = AppendPoolRecord(LogRecordType.PoolLeave, pool, clientId, poolId);
+        }
+        if (logAddress != 0) WaitDurable(logAddress);
+    }
+
+    /// <summary>Under the pool lock: logs a persistent pool's membership change (0 when not logged).</summary>
+    private long AppendPoolRecord(LogRecordType type, Pool pool, int clientId, int poolId)
+    {
+        if (Log is null || pool.Kind != PoolKind.Persistent) return 0;
+        if (type == LogRecordType.PoolCreate) _persistentPools[pool.Serial] = pool;
+        Span<byte> record = stackalloc byte[LogRecord.SizeOf(PoolRecord.Size)];
+        Span<byte> payload = stackalloc byte[PoolRecord.Size];
+        new PoolRecord(clientId, poolId, pool.PageSize, pool.ExclusiveGets, pool.SharedUuid).Write(payload);
+        LogRecord.Write(record, type, LogRecordFlags.None, (uint)pool.Serial, default, 0, payload);
+        return Log.Append(record);
+    }
+
+    /// <summary>Recovery: re-creates a persistent pool under its serial, mapped for its first member.</summary>
+    internal void RestorePool(uint serial, in PoolRecord record)
+    {
+        var options = new PoolOptions { Kind = PoolKind.Persistent, PageSize = record.PageSize, ExclusiveGets = record.ExclusiveGets, SharedUuid = record.SharedUuid };
+        options.Validate();
+        lock (_poolLock)
+        {
+            if (_persistentPools.ContainsKey((int)serial))
+                throw new InvalidDataException($"pool serial {serial} is created twice");
+            if (record.SharedUuid is { } uuid && _sharedPools.ContainsKey(uuid))
+                throw new InvalidDataException($"shared pool {uuid} is created while it exists");
+            var pool = new Pool((int)serial, options, _options, _ram, _counters, Log);
+            GetClient(record.ClientId).RestorePool(record.PoolId, pool);
+            _persistentPools.Add((int)serial, pool);
+            if (record.SharedUuid is { } shared) _sharedPools.Add(shared, pool);
+            _poolSerial = Math.Max(_poolSerial, (int)serial);
             _livePools++;
-            return pool;
         }
     }
 
-    internal void LeavePool(Pool pool)
+    /// <summary>Recovery: a client joins a recovered shared pool.</summary>
+    internal void RestoreJoin(uint serial, in PoolRecord record)
     {
         lock (_poolLock)
         {
-            if (--pool.Members > 0) return;
-            if (pool.SharedUuid is { } uuid) _sharedPools.Remove(uuid);
-            _livePools--;
+            var pool = RestoredPool(serial);
+            GetClient(record.ClientId).RestorePool(record.PoolId, pool);
+            pool.Members++;
         }
-        pool.Destroy();
+    }
+
+    /// <summary>Recovery: a member leaves; the pool goes with its last member.</summary>
+    internal void RestoreLeave(uint serial, in PoolRecord record)
+    {
+        Pool pool;
+        lock (_poolLock)
+        {
+            pool = RestoredPool(serial);
+            if (!ReferenceEquals(GetClient(record.ClientId).ForgetPool(record.PoolId), pool))
+                throw new InvalidDataException($"client {record.ClientId} leaves pool id {record.PoolId}, which is not pool serial {serial}");
+        }
+        LeavePool(pool, record.ClientId, record.PoolId, durable: false);
+    }
+
+    /// <summary>Recovery: the live persistent pool with this serial.</summary>
+    internal Pool RestoredPool(uint serial)
+    {
+        lock (_poolLock)
+        {
+            return _persistentPools.TryGetValue((int)serial, out var pool)
+                ? pool
+                : throw new InvalidDataException($"pool serial {serial} is not a live persistent pool here");
+        }
     }
 
     internal void ThrowIfDisposed()
@@ -133,7 +253,11 @@ public sealed class TmemStore : IDisposable
         if (_disposed) ThrowHelper.ThrowDisposed();
     }
 
-    /// <summary>Destroys every pool (after operations in flight on them finish) and frees the RAM tier.</summary>
+    /// <summary>
+    /// Closes the store: every pool is dropped from memory (after operations in flight on them
+    /// finish) and the RAM tier is freed. A durable store commits its log first and logs no
+    /// destruction, so its persistent pools come back on the next open.
+    /// </summary>
     public void Dispose()
     {
         lock (_poolLock)
@@ -142,6 +266,10 @@ public sealed class TmemStore : IDisposable
             _disposed = true;
         }
         foreach (var client in _clients.Values) client.LeaveAll();
+        // Commit what was appended (Relaxed mode's last window) and close the log, then let go
+        // of the directory. Nothing is logged on the way out: persistent pools stay in the log.
+        Log?.Dispose();
+        _directoryLock?.Dispose();
         _ram.Dispose();
         _meter.Dispose();
     }

@@ -2,6 +2,7 @@ using System.Numerics;
 using System.Runtime.CompilerServices;
 using Tmem.Compression;
 using Tmem.Diagnostics;
+using Tmem.LogTier;
 using Tmem.RamTier;
 
 namespace Tmem.Translation;
@@ -16,10 +17,14 @@ internal sealed class Pool
     [ThreadStatic]
     private static byte[]? _compressScratch;
 
+    [ThreadStatic]
+    private static byte[]? _recordScratch;
+
     private readonly Bucket[] _buckets;
     private readonly int _bucketShift;
     private readonly CompressedRamTier _ram;
     private readonly StoreCounters _counters;
+    private readonly PersistentLog? _log; // persistent pools of a store with a data directory
     private readonly int _maxZbytes;
     private readonly int _maxMeanZbytes;
     private readonly long _maxMeanScaled; // MaxMeanZsize of a MaxPageSize page (see StoreCounters.PersZscaled)
@@ -28,7 +33,7 @@ internal sealed class Pool
     /// <summary>Pages stored now (updated by the RAM tier on install and release).</summary>
     public long Pages;
 
-    public Pool(int serial, PoolOptions options, TmemOptions storeOptions, CompressedRamTier ram, StoreCounters counters)
+    public Pool(int serial, PoolOptions options, TmemOptions storeOptions, CompressedRamTier ram, StoreCounters counters, PersistentLog? log)
     {
         Serial = serial;
         Kind = options.Kind;
@@ -38,6 +43,7 @@ internal sealed class Pool
         ExclusiveGets = Kind == PoolKind.Persistent ? options.ExclusiveGets : SharedUuid is null;
         _ram = ram;
         _counters = counters;
+        _log = Kind == PoolKind.Persistent ? log : null;
         // Descriptors hold lengths as u16: a 64 KiB page must compress to at most 65535 bytes.
         _maxZbytes = Math.Min((int)(PageSize * storeOptions.MaxZsize), ushort.MaxValue);
         _maxMeanZbytes = (int)(PageSize * storeOptions.MaxMeanZsize);
@@ -71,8 +77,14 @@ internal sealed class Pool
         // Top bits pick the bucket; the dictionary inside uses the whole hash modulo a prime.
         _buckets[_bucketShift == 32 ? 0 : (int)((uint)id.GetHashCode() >> _bucketShift)];
 
-    public PutStatus Put(in ObjectId id, uint index, ReadOnlySpan<byte> page)
+    /// <summary>
+    /// Stores a page. For a logged persistent pool, <paramref name="logAddress"/> is the address of
+    /// the record that must be durable before the outcome is acknowledged (a Put record, or the
+    /// FlushPage tombstone of a refused put over an existing page); otherwise 0.
+    /// </summary>
+    public PutStatus Put(in ObjectId id, uint index, ReadOnlySpan<byte> page, out long logAddress)
     {
+        logAddress = 0;
         bool persistent = Kind == PoolKind.Persistent;
         ReadOnlySpan<byte> compressed = default;
         int slotBytes = 0;
@@ -83,15 +95,28 @@ internal sealed class Pool
             var scratch = _compressScratch ??= new byte[PoolOptions.MaxPageSize];
             int length = PageCodec.Compress(page, scratch.AsSpan(0, _maxZbytes));
             if (length == 0)
-                return Refuse(id, index, PutStatus.RejectedPoorCompression);
+                return Refuse(id, index, PutStatus.RejectedPoorCompression, out logAddress);
             if (persistent && length > _maxMeanZbytes && PersistentMeanOverLimit())
-                return Refuse(id, index, PutStatus.RejectedMeanCompression);
+                return Refuse(id, index, PutStatus.RejectedMeanCompression, out logAddress);
             compressed = scratch.AsSpan(0, length);
             slotBytes = SlabAllocator.SlotSizeFor(length);
         }
 
+        // The log record is built (and checksummed) outside the lock too.
+        ReadOnlySpan<byte> record = default;
+        if (_log is not null)
+        {
+            Span<byte> patternBytes = stackalloc byte[8];
+            BitConverter.TryWriteBytes(patternBytes, pattern);
+            var payload = sameFilled ? patternBytes : compressed;
+            var buffer = _recordScratch ??= new byte[LogRecord.SizeOf(PoolOptions.MaxPageSize)];
+            int size = LogRecord.SizeOf(payload.Length);
+            LogRecord.Write(buffer.AsSpan(0, size), LogRecordType.Put, sameFilled ? LogRecordFlags.SameFilled : LogRecordFlags.None, (uint)Serial, id, index, payload);
+            record = buffer.AsSpan(0, size);
+        }
+
         if (!_ram.TryReserve(slotBytes, out uint descriptor))
-            return Refuse(id, index, PutStatus.RejectedCapacity);
+            return Refuse(id, index, PutStatus.RejectedCapacity, out logAddress);
 
         var bucket = BucketFor(id);
         lock (bucket.Lock)
@@ -101,6 +126,20 @@ internal sealed class Pool
                 _ram.CancelReservation(descriptor, slotBytes);
                 ThrowHelper.ThrowPoolDestroyed();
             }
+            if (_log is not null)
+            {
+                // Appended under the bucket lock: the log orders a handle's records as the
+                // translation saw them, which is the order replay must apply them in.
+                try
+                {
+                    logAddress = _log.Append(record);
+                }
+                catch
+                {
+                    _ram.CancelReservation(descriptor, slotBytes);
+                    throw;
+                }
+            }
             var obj = bucket.GetOrAdd(id);
             _ram.Install(descriptor, obj, index, compressed, pattern, sameFilled, persistent);
             uint old = obj.Set(index, descriptor);
@@ -108,6 +147,28 @@ internal sealed class Pool
         }
         _ram.MaybeCompact();
         return PutStatus.Stored;
+    }
+
+    /// <summary>
+    /// Recovery: installs a persistent page from its log record (already compressed) without
+    /// logging it again. Throws when the RAM tier cannot hold it: recovery never drops a page.
+    /// </summary>
+    public void RestorePut(in ObjectId id, uint index, bool sameFilled, ReadOnlySpan<byte> payload)
+    {
+        ulong pattern = sameFilled ? BitConverter.ToUInt64(payload) : 0;
+        var compressed = sameFilled ? default : payload;
+        int slotBytes = sameFilled ? 0 : SlabAllocator.SlotSizeFor(payload.Length);
+        if (!_ram.TryReserve(slotBytes, out uint descriptor))
+            throw new InvalidOperationException(
+                $"Recovery cannot hold the persistent pages in RAM: {TmemOptions.SectionName}:{nameof(TmemOptions.RamBudgetBytes)} or {nameof(TmemOptions.MaxPages)} is smaller than the persistent data (now {Volatile.Read(ref _counters.PersPages)} pages, {Volatile.Read(ref _counters.PersZbytes)} compressed bytes). Raise it; nothing was dropped.");
+        var bucket = BucketFor(id);
+        lock (bucket.Lock)
+        {
+            var obj = bucket.GetOrAdd(id);
+            _ram.Install(descriptor, obj, index, compressed, pattern, sameFilled, persistent: true);
+            uint old = obj.Set(index, descriptor);
+            if (old != 0) _ram.Release(old);
+        }
     }
 
     /// <summary>
@@ -121,19 +182,49 @@ internal sealed class Pool
         return pages > 0 && Volatile.Read(ref _counters.PersZscaled) / pages > _maxMeanScaled;
     }
 
+    /// <summary>Recovery: applies a FlushPage tombstone without logging it again.</summary>
+    public void RestoreFlushPage(in ObjectId id, uint index)
+    {
+        var bucket = BucketFor(id);
+        lock (bucket.Lock) RemovePage(bucket, id, index);
+    }
+
+    /// <summary>Recovery: applies a FlushObject tombstone without logging it again.</summary>
+    public void RestoreFlushObject(in ObjectId id)
+    {
+        var bucket = BucketFor(id);
+        lock (bucket.Lock)
+        {
+            if (bucket.Find(id) is { } obj)
+            {
+                ReleaseAll(obj);
+                bucket.Remove(obj);
+            }
+        }
+    }
+
     /// <summary>A put failed: count it, and flush any older page at the handle (put-put coherency).</summary>
-    private PutStatus Refuse(in ObjectId id, uint index, PutStatus status)
+    private PutStatus Refuse(in ObjectId id, uint index, PutStatus status, out long logAddress)
     {
         var bucket = BucketFor(id);
         lock (bucket.Lock)
         {
             if (_destroyed) ThrowHelper.ThrowPoolDestroyed();
-            RemovePage(bucket, id, index);
+            logAddress = RemovePage(bucket, id, index) ? AppendTombstone(LogRecordType.FlushPage, id, index) : 0;
         }
         Interlocked.Increment(ref Kind == PoolKind.Persistent ? ref _counters.FailedPersPuts : ref _counters.FailedEphPuts);
         if (status == PutStatus.RejectedPoorCompression) Interlocked.Increment(ref _counters.CompressPoor);
         else if (status == PutStatus.RejectedMeanCompression) Interlocked.Increment(ref _counters.MeanCompressPoor);
         return status;
+    }
+
+    /// <summary>Under the bucket lock: logs a flush of a page or object (0 when the pool is not logged).</summary>
+    private long AppendTombstone(LogRecordType type, in ObjectId id, uint index)
+    {
+        if (_log is null) return 0;
+        Span<byte> record = stackalloc byte[LogRecord.HeaderSize];
+        LogRecord.Write(record, type, LogRecordFlags.None, (uint)Serial, id, index, default);
+        return _log.Append(record);
     }
 
     public GetStatus Get(in ObjectId id, uint index, Span<byte> page)
@@ -157,7 +248,8 @@ internal sealed class Pool
         }
     }
 
-    public bool FlushPage(in ObjectId id, uint index)
+    /// <summary>Removes a page; <paramref name="logAddress"/> as for <see cref="Put"/>.</summary>
+    public bool FlushPage(in ObjectId id, uint index, out long logAddress)
     {
         var bucket = BucketFor(id);
         bool found;
@@ -165,13 +257,15 @@ internal sealed class Pool
         {
             if (_destroyed) ThrowHelper.ThrowPoolDestroyed();
             found = RemovePage(bucket, id, index);
+            logAddress = found ? AppendTombstone(LogRecordType.FlushPage, id, index) : 0;
         }
         Interlocked.Increment(ref _counters.FlushTotal);
         if (found) Interlocked.Increment(ref _counters.FlushFound);
         return found;
     }
 
-    public int FlushObject(in ObjectId id)
+    /// <summary>Removes an object's pages; <paramref name="logAddress"/> as for <see cref="Put"/>.</summary>
+    public int FlushObject(in ObjectId id, out long logAddress)
     {
         var bucket = BucketFor(id);
         int removed = 0;
@@ -183,6 +277,7 @@ internal sealed class Pool
                 removed = ReleaseAll(obj);
                 bucket.Remove(obj);
             }
+            logAddress = removed > 0 ? AppendTombstone(LogRecordType.FlushObject, id, 0) : 0;
         }
         Interlocked.Increment(ref _counters.FlobjTotal);
         if (removed > 0) Interlocked.Increment(ref _counters.FlobjFound);

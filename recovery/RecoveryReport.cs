@@ -1,0 +1,29 @@
+namespace Tmem.Recovery;
+
+/// <summary>What opening a durable store found and rebuilt.</summary>
+public sealed record RecoveryReport
+{
+    /// <summary>The data directory.</summary>
+    public required string DataDirectory { get; init; }
+
+    /// <summary>First valid log address.</summary>
+    public long BeginAddress { get; init; }
+
+    /// <summary>Everything below this address was committed and has been replayed.</summary>
+    public long CommittedUntilAddress { get; init; }
+
+    /// <summary>Log records replayed.</summary>
+    public long RecordsReplayed { get; init; }
+
+    /// <summary>Log bytes replayed (record bytes, without FASTER's entry headers).</summary>
+    public long BytesReplayed { get; init; }
+
+    /// <summary>Persistent pools rebuilt (a shared pool once).</summary>
+    public long PoolsRecovered { get; init; }
+
+    /// <summary>Persistent pages rebuilt.</summary>
+    public long PagesRecovered { get; init; }
+
+    /// <summary>Time from opening the log to a ready store.</summary>
+    public TimeSpan Elapsed { get; init; }
+}

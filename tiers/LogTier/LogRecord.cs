@@ -1,0 +1,134 @@
+using System.Buffers.Binary;
+using System.Numerics;
+using System.Runtime.InteropServices;
+
+namespace Tmem.LogTier;
+
+/// <summary>
+/// The log record format, version 1 (docs/storage-format.md). Little-endian:
+/// <code>
+///  0  u32  crc32c of bytes [4, 48 + payload length)
+///  4  u8   version (1)
+///  5  u8   type (LogRecordType)
+///  6  u16  flags (LogRecordFlags)
+///  8  u32  pool serial (store-wide, never reused)
+/// 12  u32  index
+/// 16  u64  object id word 0
+/// 24  u64  object id word 1
+/// 32  u64  object id word 2
+/// 40  u32  payload length
+/// 44  u32  reserved, 0
+/// 48  ...  payload
+/// </code>
+/// </summary>
+internal readonly struct LogRecord
+{
+    public const int HeaderSize = 48;
+    public const byte CurrentVersion = 1;
+
+    public LogRecord(LogRecordType type, LogRecordFlags flags, uint poolSerial, in ObjectId objectId, uint index, ReadOnlySpan<byte> payload)
+    {
+        Type = type;
+        Flags = flags;
+        PoolSerial = poolSerial;
+        ObjectId = objectId;
+        Index = index;
+        Payload = payload.ToArray();
+    }
+
+    private LogRecord(LogRecordType type, LogRecordFlags flags, uint poolSerial, ObjectId objectId, uint index, byte[] payload, bool _)
+    {
+        Type = type;
+        Flags = flags;
+        PoolSerial = poolSerial;
+        ObjectId = objectId;
+        Index = index;
+        Payload = payload;
+    }
+
+    public LogRecordType Type { get; }
+
+    public LogRecordFlags Flags { get; }
+
+    public uint PoolSerial { get; }
+
+    public ObjectId ObjectId { get; }
+
+    public uint Index { get; }
+
+    public byte[] Payload { get; }
+
+    public static int SizeOf(int payloadLength) => HeaderSize + payloadLength;
+
+    /// <summary>Writes a record into <paramref name="destination"/> (exactly <see cref="SizeOf"/> bytes).</summary>
+    public static void Write(Span<byte> destination, LogRecordType type, LogRecordFlags flags, uint poolSerial, in ObjectId objectId, uint index, ReadOnlySpan<byte> payload)
+    {
+        destination[4] = CurrentVersion;
+        destination[5] = (byte)type;
+        BinaryPrimitives.WriteUInt16LittleEndian(destination[6..], (ushort)flags);
+        BinaryPrimitives.WriteUInt32LittleEndian(destination[8..], poolSerial);
+        BinaryPrimitives.WriteUInt32LittleEndian(destination[12..], index);
+        BinaryPrimitives.WriteUInt64LittleEndian(destination[16..], objectId.Word0);
+        BinaryPrimitives.WriteUInt64LittleEndian(destination[24..], objectId.Word1);
+        BinaryPrimitives.WriteUInt64LittleEndian(destination[32..], objectId.Word2);
+        BinaryPrimitives.WriteUInt32LittleEndian(destination[40..], (uint)payload.Length);
+        BinaryPrimitives.WriteUInt32LittleEndian(destination[44..], 0);
+        payload.CopyTo(destination[HeaderSize..]);
+        BinaryPrimitives.WriteUInt32LittleEndian(destination, Crc32C(destination[4..(HeaderSize + payload.Length)]));
+    }
+
+    /// <summary>
+    /// Parses and checks one record. Returns null with <paramref name="error"/> set when the bytes
+    /// are not a valid record (bad checksum, version, type or length).
+    /// </summary>
+    public static LogRecord? TryRead(ReadOnlySpan<byte> entry, out string? error)
+    {
+        error = null;
+        if (entry.Length < HeaderSize)
+        {
+            error = $"entry of {entry.Length} bytes is shorter than the {HeaderSize}-byte record header";
+            return null;
+        }
+        uint length = BinaryPrimitives.ReadUInt32LittleEndian(entry[40..]);
+        if (length != entry.Length - HeaderSize)
+        {
+            error = $"payload length field {length} does not match the entry's {entry.Length - HeaderSize} payload bytes";
+            return null;
+        }
+        uint stored = BinaryPrimitives.ReadUInt32LittleEndian(entry);
+        uint computed = Crc32C(entry[4..]);
+        if (stored != computed)
+        {
+            error = $"checksum mismatch (stored 0x{stored:x8}, computed 0x{computed:x8})";
+            return null;
+        }
+        if (entry[4] != CurrentVersion)
+        {
+            error = $"record version {entry[4]} is not {CurrentVersion}";
+            return null;
+        }
+        var type = (LogRecordType)entry[5];
+        if (type is < LogRecordType.Put or > LogRecordType.PoolLeave)
+        {
+            error = $"unknown record type {entry[5]}";
+            return null;
+        }
+        var objectId = new ObjectId(
+            BinaryPrimitives.ReadUInt64LittleEndian(entry[16..]),
+            BinaryPrimitives.ReadUInt64LittleEndian(entry[24..]),
+            BinaryPrimitives.ReadUInt64LittleEndian(entry[32..]));
+        return new LogRecord(type, (LogRecordFlags)BinaryPrimitives.ReadUInt16LittleEndian(entry[6..]),
+            BinaryPrimitives.ReadUInt32LittleEndian(entry[8..]), objectId,
+            BinaryPrimitives.ReadUInt32LittleEndian(entry[12..]), entry[HeaderSize..].ToArray(), false);
+    }
+
+    /// <summary>CRC-32C (Castagnoli), with the SSE4.2/ARM instruction where there is one.</summary>
+    public static uint Crc32C(ReadOnlySpan<byte> data)
+    {
+        uint crc = ~0u;
+        var words = MemoryMarshal.Cast<byte, ulong>(data);
+        foreach (ulong word in words) crc = BitOperations.Crc32C(crc, word);
+        foreach (byte b in data[(words.Length * 8)..]) crc = BitOperations.Crc32C(crc, b);
+        return ~crc;
+    }
+}

@@ -1,0 +1,228 @@
+using System.Threading.Channels;
+using FASTER.core;
+
+namespace Tmem.LogTier;
+
+/// <summary>
+/// The persistent tier's log: a FASTER <see cref="FasterLog"/> in <c>DATA/log/</c> (segment files)
+/// with its commit metadata in <c>DATA/commits/</c>, plus the commit loop that makes appends
+/// durable.
+/// <para>
+/// Strict mode: an acknowledged operation waits in <see cref="WaitDurableAsync"/> until
+/// <see cref="FasterLog.CommittedUntilAddress"/> passes its record; one commit loop serves all
+/// waiters (group commit), because FasterLog's own waits never start a commit. Relaxed mode:
+/// the loop commits every <see cref="TmemOptions.CommitIntervalMs"/> and nobody waits.
+/// </para>
+/// </summary>
+internal sealed class PersistentLog : IDisposable
+{
+    public const string LogFolder = "log";
+    public const string CommitFolder = "commits";
+    public const string SegmentBaseName = "segment";
+
+    private readonly FasterLog _log;
+    private readonly IDevice _device;
+    private readonly DurabilityMode _mode;
+    private readonly int _commitIntervalMs;
+    private readonly Lock _waitLock = new();
+    private readonly List<(long Address, TaskCompletionSource Done)> _waiters = new();
+    private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _committer;
+    private bool _disposed;
+
+    private PersistentLog(FasterLog log, IDevice device, DurabilityMode mode, int commitIntervalMs)
+    {
+        _log = log;
+        _device = device;
+        _mode = mode;
+        _commitIntervalMs = commitIntervalMs;
+        _committer = Task.Run(mode == DurabilityMode.Strict ? GroupCommitLoopAsync : IntervalCommitLoopAsync);
+    }
+
+    public long BeginAddress => _log.BeginAddress;
+
+    public long TailAddress => _log.TailAddress;
+
+    public long CommittedUntilAddress => _log.CommittedUntilAddress;
+
+    /// <summary>
+    /// Opens the log in <paramref name="dataDirectory"/> and recovers it explicitly, so errors
+    /// surface (FasterLog's <c>TryRecoverLatest</c> swallows them and hands back an empty log).
+    /// FasterLog still falls back to an empty log when no commit metadata can be read; that is
+    /// refused here when the directory holds commit files or segment data.
+    /// </summary>
+    public static PersistentLog Open(string dataDirectory, DurabilityMode mode, int commitIntervalMs)
+    {
+        string logDir = Path.Combine(dataDirectory, LogFolder);
+        string commitDir = Path.Combine(dataDirectory, CommitFolder);
+        Directory.CreateDirectory(logDir);
+        Directory.CreateDirectory(commitDir);
+        bool hadCommits = Directory.EnumerateFileSystemEntries(commitDir).Any();
+        bool hadSegments = Directory.EnumerateFiles(logDir).Any(f => new FileInfo(f).Length > 0);
+
+        var device = Devices.CreateLogDevice(Path.Combine(logDir, SegmentBaseName), preallocateFile: false, deleteOnClose: false);
+        FasterLog? log = null;
+        try
+        {
+            log = new FasterLog(new FasterLogSettings
+            {
+                LogDevice = device,
+                PageSizeBits = 22,      // 4 MiB pages: a record (48 B + up to 64 KiB) never spans one
+                MemorySizeBits = 24,    // 16 MiB of in-memory log buffer
+                SegmentSizeBits = 30,   // 1 GiB segment files
+                LogCommitDir = commitDir,
+                TryRecoverLatest = false,
+                RemoveOutdatedCommits = true,
+            });
+            log.Recover();
+            if ((hadCommits || hadSegments) && log.CommittedUntilAddress <= log.BeginAddress)
+                throw new TmemCorruptionException(0,
+                    $"The log in {dataDirectory} has {(hadCommits ? "commit files" : "segment data")} but FASTER recovered no committed data: its commit metadata in {commitDir} is missing or unreadable. " +
+                    "Nothing was changed; inspect the directory with the offline recovery tool before opening it.");
+            return new PersistentLog(log, device, mode, commitIntervalMs);
+        }
+        catch
+        {
+            log?.Dispose();
+            device.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Appends a record (in memory; see <see cref="WaitDurableAsync"/>). Returns its address.</summary>
+    public long Append(ReadOnlySpan<byte> record)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return _log.Enqueue(record);
+    }
+
+    /// <summary>
+    /// Completes when the record at <paramref name="address"/> is as durable as the mode promises:
+    /// committed in Strict mode, appended (already true) in Relaxed mode.
+    /// </summary>
+    public ValueTask WaitDurableAsync(long address)
+    {
+        if (_mode == DurabilityMode.Relaxed || _log.CommittedUntilAddress > address) return ValueTask.CompletedTask;
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_waitLock)
+        {
+            if (_log.CommittedUntilAddress > address) return ValueTask.CompletedTask;
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _waiters.Add((address, done));
+        }
+        _wake.Writer.TryWrite(true);
+        return new ValueTask(done.Task);
+    }
+
+    /// <summary>Commits everything appended so far and waits for it.</summary>
+    public void CommitAndWait() => _log.Commit(spinWait: true);
+
+    /// <summary>Committed records from the begin address, in order: (address, bytes).</summary>
+    public IEnumerable<(long Address, byte[] Entry)> ScanCommitted()
+    {
+        using var iterator = _log.Scan(_log.BeginAddress, _log.CommittedUntilAddress);
+        while (iterator.GetNext(out byte[] entry, out int length, out long address))
+        {
+            yield return (address, length == entry.Length ? entry : entry.AsSpan(0, length).ToArray());
+        }
+    }
+
+    private async Task GroupCommitLoopAsync()
+    {
+        var token = _stop.Token;
+        try
+        {
+            while (await _wake.Reader.WaitToReadAsync(token).ConfigureAwait(false))
+            {
+                _wake.Reader.TryRead(out _);
+                // Everyone who arrived while the previous commit ran shares this one.
+                try
+                {
+                    await _log.CommitAsync(token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (token.IsCancellationRequested)
+                {
+                    break;
+                }
+                catch (Exception e)
+                {
+                    FailWaiters(e);
+                    continue;
+                }
+                CompleteWaiters(_log.CommittedUntilAddress);
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task IntervalCommitLoopAsync()
+    {
+        var token = _stop.Token;
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(_commitIntervalMs));
+        try
+        {
+            while (await timer.WaitForNextTickAsync(token).ConfigureAwait(false))
+            {
+                if (_log.TailAddress > _log.CommittedUntilAddress)
+                    await _log.CommitAsync(token).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+        }
+    }
+
+    private void CompleteWaiters(long committedUntil)
+    {
+        bool more;
+        lock (_waitLock)
+        {
+            for (int i = _waiters.Count - 1; i >= 0; i--)
+            {
+                if (_waiters[i].Address < committedUntil)
+                {
+                    _waiters[i].Done.TrySetResult();
+                    _waiters.RemoveAt(i);
+                }
+            }
+            more = _waiters.Count > 0;
+        }
+        if (more) _wake.Writer.TryWrite(true);
+    }
+
+    private void FailWaiters(Exception e)
+    {
+        lock (_waitLock)
+        {
+            foreach (var (_, done) in _waiters)
+                done.TrySetException(new IOException("Committing the persistent log failed; the operation is not durable.", e));
+            _waiters.Clear();
+        }
+    }
+
+    /// <summary>Stops the commit loop, commits what was appended, and closes the log.</summary>
+    public void Dispose()
+    {
+        lock (_waitLock)
+        {
+            if (_disposed) return;
+            _disposed = true;
+        }
+        _stop.Cancel();
+        try
+        {
+            _committer.Wait();
+        }
+        catch (AggregateException)
+        {
+        }
+        _log.Commit(spinWait: true);
+        CompleteWaiters(long.MaxValue);
+        _log.Dispose();
+        _device.Dispose();
+        _stop.Dispose();
+    }
+}
