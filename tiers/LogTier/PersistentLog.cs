@@ -20,8 +20,11 @@ internal sealed class PersistentLog : IDisposable
     public const string CommitFolder = "commits";
     public const string SegmentBaseName = "segment";
 
+    private const int SegmentSizeBits = 30; // 1 GiB segment files
+
     private readonly FasterLog _log;
     private readonly IDevice _device;
+    private readonly string _logDirectory;
     private readonly DurabilityMode _mode;
     private readonly int _commitIntervalMs;
     private readonly Lock _waitLock = new();
@@ -31,10 +34,11 @@ internal sealed class PersistentLog : IDisposable
     private readonly Task _committer;
     private bool _disposed;
 
-    private PersistentLog(FasterLog log, IDevice device, DurabilityMode mode, int commitIntervalMs)
+    private PersistentLog(FasterLog log, IDevice device, string logDirectory, DurabilityMode mode, int commitIntervalMs)
     {
         _log = log;
         _device = device;
+        _logDirectory = logDirectory;
         _mode = mode;
         _commitIntervalMs = commitIntervalMs;
         _committer = Task.Run(mode == DurabilityMode.Strict ? GroupCommitLoopAsync : IntervalCommitLoopAsync);
@@ -58,7 +62,6 @@ internal sealed class PersistentLog : IDisposable
         string commitDir = Path.Combine(dataDirectory, CommitFolder);
         Directory.CreateDirectory(logDir);
         Directory.CreateDirectory(commitDir);
-        bool hadCommits = Directory.EnumerateFileSystemEntries(commitDir).Any();
         bool hadSegments = Directory.EnumerateFiles(logDir).Any(f => new FileInfo(f).Length > 0);
 
         var device = Devices.CreateLogDevice(Path.Combine(logDir, SegmentBaseName), preallocateFile: false, deleteOnClose: false);
@@ -70,17 +73,19 @@ internal sealed class PersistentLog : IDisposable
                 LogDevice = device,
                 PageSizeBits = 22,      // 4 MiB pages: a record (48 B + up to 64 KiB) never spans one
                 MemorySizeBits = 24,    // 16 MiB of in-memory log buffer
-                SegmentSizeBits = 30,   // 1 GiB segment files
+                SegmentSizeBits = SegmentSizeBits,
                 LogCommitDir = commitDir,
                 TryRecoverLatest = false,
                 RemoveOutdatedCommits = true,
             });
             log.Recover();
-            if ((hadCommits || hadSegments) && log.CommittedUntilAddress <= log.BeginAddress)
+            // Segment data with nothing committed means the commit metadata was lost (an empty
+            // store's commit records an empty log and writes no segment data).
+            if (hadSegments && log.CommittedUntilAddress <= log.BeginAddress)
                 throw new TmemCorruptionException(0,
-                    $"The log in {dataDirectory} has {(hadCommits ? "commit files" : "segment data")} but FASTER recovered no committed data: its commit metadata in {commitDir} is missing or unreadable. " +
+                    $"The log in {dataDirectory} has segment data but FASTER recovered no committed data: its commit metadata in {commitDir} is missing or unreadable. " +
                     "Nothing was changed; inspect the directory with the offline recovery tool before opening it.");
-            return new PersistentLog(log, device, mode, commitIntervalMs);
+            return new PersistentLog(log, device, logDir, mode, commitIntervalMs);
         }
         catch
         {
@@ -115,17 +120,46 @@ internal sealed class PersistentLog : IDisposable
         return new ValueTask(done.Task);
     }
 
-    /// <summary>Commits everything appended so far and waits for it.</summary>
-    public void CommitAndWait() => _log.Commit(spinWait: true);
+    /// <summary>
+    /// Asks the commit loop for a commit without waiting for it: for records whose durability
+    /// nobody awaits (an exclusive get's removal). Relaxed mode commits on its interval anyway.
+    /// </summary>
+    public void RequestCommit()
+    {
+        if (_mode == DurabilityMode.Strict) _wake.Writer.TryWrite(true);
+    }
 
-    /// <summary>Committed records from the begin address, in order: (address, bytes).</summary>
+    /// <summary>
+    /// Committed records from the begin address, in order: (address, bytes). Throws
+    /// <see cref="TmemCorruptionException"/> when segment files under the commit point are
+    /// missing, or the records end before it (FASTER reads a missing or cut segment as zeros and
+    /// its scan then just stops, which would silently drop everything after).
+    /// </summary>
     public IEnumerable<(long Address, byte[] Entry)> ScanCommitted()
     {
-        using var iterator = _log.Scan(_log.BeginAddress, _log.CommittedUntilAddress);
-        while (iterator.GetNext(out byte[] entry, out int length, out long address))
+        long begin = _log.BeginAddress, committed = _log.CommittedUntilAddress;
+        if (committed > begin)
         {
-            yield return (address, length == entry.Length ? entry : entry.AsSpan(0, length).ToArray());
+            for (long segment = begin >> SegmentSizeBits; segment <= (committed - 1) >> SegmentSizeBits; segment++)
+            {
+                string file = Path.Combine(_logDirectory, $"{SegmentBaseName}.{segment}");
+                if (!File.Exists(file))
+                    throw new TmemCorruptionException(segment << SegmentSizeBits,
+                        $"Segment file {file} (log addresses from {segment << SegmentSizeBits}) is missing, but the log is committed until address {committed}. Nothing was changed; restore the file or repair the directory with the offline recovery tool.");
+            }
         }
+        long next = begin;
+        using (var iterator = _log.Scan(begin, committed))
+        {
+            while (iterator.GetNext(out byte[] entry, out int length, out long address, out long nextAddress))
+            {
+                next = nextAddress;
+                yield return (address, length == entry.Length ? entry : entry.AsSpan(0, length).ToArray());
+            }
+        }
+        if (next < committed)
+            throw new TmemCorruptionException(next,
+                $"The log's records end at address {next}, below its commit point {committed}: a segment file in {_logDirectory} is truncated or zeroed. Nothing was changed; repair the directory with the offline recovery tool.");
     }
 
     private async Task GroupCommitLoopAsync()

@@ -243,6 +243,9 @@ internal sealed class Pool
                 obj.Remove(index);
                 bucket.RemoveIfEmpty(obj);
                 _ram.Release(descriptor);
+                // A persistent page taken by an exclusive get is logged as flushed, so replay does
+                // not bring it back. Nobody waits for that commit: the caller holds the page now.
+                if (AppendTombstone(LogRecordType.FlushPage, id, index) != 0) _log!.RequestCommit();
             }
             return GetStatus.Hit;
         }

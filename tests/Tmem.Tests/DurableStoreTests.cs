@@ -1,0 +1,224 @@
+using Tmem.Recovery;
+using static Tmem.Tests.TestPages;
+
+namespace Tmem.Tests;
+
+/// <summary>
+/// A durable store (data directory, FASTER log) closed and reopened in-process: what comes back,
+/// what does not, and how damage is refused. Killing a real process is in CrashTests.
+/// </summary>
+public sealed class DurableStoreTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "tmem-durable-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+    }
+
+    private TmemStore Open(DurabilityMode mode = DurabilityMode.Strict) =>
+        DurableStore.Open(new TmemOptions { DataDirectory = _dir, Durability = mode, RamBudgetBytes = 64L << 20 });
+
+    private static byte[]? Read(TmemClient client, int pool, ObjectId oid, uint index, int pageSize = 4096)
+    {
+        var page = new byte[pageSize];
+        return client.Get(pool, oid, index, page) == GetStatus.Hit ? page : null;
+    }
+
+    [Theory]
+    [InlineData(DurabilityMode.Strict)]
+    [InlineData(DurabilityMode.Relaxed)]
+    public async Task Reopen_PersistentPoolsAndPages_ComeBackUnderTheSameIds(DurabilityMode mode)
+    {
+        var pages = Enumerable.Range(0, 40).Select(i => i % 5 == 0 ? SameFilled(4096, 0x1122334455667700UL + (ulong)i) : Compressible(4096, i)).ToArray();
+        var big = Compressible(16384, 99);
+        using (var store = Open(mode))
+        {
+            var a = store.GetClient(1);
+            var b = store.GetClient(7);
+            Assert.Equal(0, a.CreatePool(PoolOptions.Ephemeral));
+            Assert.Equal(1, a.CreatePool(PoolOptions.Persistent));
+            Assert.Equal(0, b.CreatePool(PoolOptions.Persistent with { PageSize = 16384, ExclusiveGets = true }));
+            for (int i = 0; i < pages.Length; i++)
+                Assert.Equal(PutStatus.Stored, await a.PutAsync(1, Oid(i / 8), (uint)i, pages[i]));
+            Assert.Equal(PutStatus.Stored, a.Put(0, Oid(1), 0, pages[1]));
+            Assert.Equal(PutStatus.Stored, b.Put(0, Oid(3), 9, big));
+        }
+
+        using (var store = DurableStore.Open(new TmemOptions { DataDirectory = _dir, Durability = mode }, out var report))
+        {
+            Assert.Equal(2, report.PoolsRecovered);
+            Assert.Equal(41, report.PagesRecovered);
+            var a = store.GetClient(1);
+            var b = store.GetClient(7);
+            var pools = a.GetPools();
+            var only = Assert.Single(pools); // the ephemeral pool 0 is not recovered
+            Assert.Equal(1, only.PoolId);
+            Assert.Equal(PoolKind.Persistent, only.Kind);
+            for (int i = 0; i < pages.Length; i++) Assert.Equal(pages[i], Read(a, 1, Oid(i / 8), (uint)i));
+            var bPool = Assert.Single(b.GetPools());
+            Assert.True(bPool.ExclusiveGets);
+            Assert.Equal(16384, bPool.PageSize);
+            Assert.Equal(big, Read(b, 0, Oid(3), 9, 16384));
+            Assert.Null(Read(b, 0, Oid(3), 9, 16384)); // exclusive get removed it ...
+            Assert.Equal(0, a.CreatePool(PoolOptions.Ephemeral)); // ... and the free id 0 is reused
+        }
+        using (var store = Open(mode))
+        {
+            // ... durably: an exclusive get in a persistent pool logs the removal too.
+            Assert.Null(Read(store.GetClient(7), 0, Oid(3), 9, 16384));
+        }
+    }
+
+    [Fact]
+    public void Reopen_FlushesAndFailedPuts_StayFlushed()
+    {
+        using (var store = Open())
+        {
+            var c = store.GetClient(1);
+            int p = c.CreatePool(PoolOptions.Persistent);
+            for (uint i = 0; i < 10; i++) c.Put(p, Oid(1), i, Compressible(4096, (int)i));
+            for (uint i = 0; i < 10; i++) c.Put(p, Oid(2), i, Compressible(4096, 100 + (int)i));
+            c.Put(p, Oid(3), 0, Compressible(4096, 200));
+            Assert.True(c.FlushPage(p, Oid(1), 4));
+            Assert.Equal(10, c.FlushObject(p, Oid(2)));
+            // A put that fails over an existing page flushes it, durably.
+            Assert.Equal(PutStatus.RejectedPoorCompression, c.Put(p, Oid(3), 0, TestPages.Random(4096, 5)));
+            // Replaced pages come back as their last version.
+            c.Put(p, Oid(1), 5, Compressible(4096, 555));
+        }
+        using (var store = Open())
+        {
+            var c = store.GetClient(1);
+            Assert.Null(Read(c, 0, Oid(1), 4));
+            Assert.Equal(Compressible(4096, 555), Read(c, 0, Oid(1), 5));
+            Assert.Equal(Compressible(4096, 3), Read(c, 0, Oid(1), 3));
+            for (uint i = 0; i < 10; i++) Assert.Null(Read(c, 0, Oid(2), i));
+            Assert.Null(Read(c, 0, Oid(3), 0));
+            Assert.Equal(9, store.GetStats().PersPages);
+        }
+    }
+
+    [Fact]
+    public void Reopen_DestroyedPool_IsGoneAndSharedPoolsKeepTheirMembers()
+    {
+        var uuid = Guid.NewGuid();
+        using (var store = Open())
+        {
+            var a = store.GetClient(1);
+            var b = store.GetClient(2);
+            int gone = a.CreatePool(PoolOptions.Persistent);
+            a.Put(gone, Oid(1), 0, Compressible(4096, 1));
+            int sharedA = a.CreatePool(PoolOptions.Persistent with { SharedUuid = uuid });
+            int sharedB = b.CreatePool(PoolOptions.Persistent with { SharedUuid = uuid });
+            a.Put(sharedA, Oid(1), 1, Compressible(4096, 2));
+            a.DestroyPool(gone);
+            a.DestroyPool(sharedA); // a leaves; b still holds the shared pool
+            Assert.Equal(0, sharedA - 1);
+            Assert.Equal(0, sharedB);
+        }
+        using (var store = Open())
+        {
+            var a = store.GetClient(1);
+            var b = store.GetClient(2);
+            Assert.Empty(a.GetPools());
+            var shared = Assert.Single(b.GetPools());
+            Assert.Equal(uuid, shared.SharedUuid);
+            Assert.Equal(Compressible(4096, 2), Read(b, shared.PoolId, Oid(1), 1));
+            // a rejoins; then both leave and the pool is gone for good.
+            int again = a.CreatePool(PoolOptions.Persistent with { SharedUuid = uuid });
+            Assert.Equal(Compressible(4096, 2), Read(a, again, Oid(1), 1));
+            a.DestroyPool(again);
+            b.DestroyPool(shared.PoolId);
+        }
+        using (var store = Open())
+        {
+            Assert.Equal(0, store.GetStats().Pools);
+            Assert.Equal(0, store.GetStats().PersPages);
+        }
+    }
+
+    [Fact]
+    public void Open_DirectoryInUse_IsRefusedUntilTheOwnerCloses()
+    {
+        using (var store = Open())
+        {
+            var e = Assert.Throws<IOException>(() => Open());
+            Assert.Contains(_dir, e.Message);
+            Assert.Contains("in use", e.Message);
+        }
+        using (Open())
+        {
+        }
+    }
+
+    [Fact]
+    public void TmemStoreOpen_WithDataDirectory_PointsToDurableStore()
+    {
+        var e = Assert.Throws<ArgumentException>(() => TmemStore.Open(new TmemOptions { DataDirectory = _dir }));
+        Assert.Contains("DurableStore.Open", e.Message);
+        Assert.False(Directory.Exists(_dir));
+    }
+
+    private void WriteSamplePages()
+    {
+        using var store = Open();
+        var c = store.GetClient(1);
+        int p = c.CreatePool(PoolOptions.Persistent);
+        for (uint i = 0; i < 50; i++) c.Put(p, Oid(1), i, Compressible(4096, (int)i));
+        c.Put(p, Oid(2), 0, SameFilled(4096, 0x0BADC0FFEE0DDF00UL));
+        for (uint i = 50; i < 60; i++) c.Put(p, Oid(1), i, Compressible(4096, (int)i));
+    }
+
+    private string Segment0 => Path.Combine(_dir, "log", "segment.0");
+
+    [Fact]
+    public void Open_BitFlipInACommittedRecord_FailsNamingItsAddress()
+    {
+        WriteSamplePages();
+        var bytes = File.ReadAllBytes(Segment0);
+        // The same-filled page's payload is its 8-byte pattern: find it and damage it.
+        int at = bytes.AsSpan().IndexOf(BitConverter.GetBytes(0x0BADC0FFEE0DDF00UL));
+        Assert.True(at > 0);
+        bytes[at + 3] ^= 0x10;
+        File.WriteAllBytes(Segment0, bytes);
+
+        var e = Assert.Throws<TmemCorruptionException>(() => Open());
+        Assert.InRange(e.LogAddress, at - 4 - 48 - 64, at); // the record's address, within a header of the payload
+        Assert.Contains("checksum", e.Message);
+        Assert.Contains($"address {e.LogAddress}", e.Message);
+        Assert.Contains("offline recovery tool", e.Message);
+        // Nothing was changed: the damaged byte is still there, and the lock was let go.
+        Assert.Equal(bytes, File.ReadAllBytes(Segment0));
+        using (DataDirectoryLock.Acquire(_dir))
+        {
+        }
+    }
+
+    [Fact]
+    public void Open_SegmentTruncatedMidRecord_Fails()
+    {
+        WriteSamplePages();
+        long length = new FileInfo(Segment0).Length;
+        using (var file = new FileStream(Segment0, FileMode.Open)) file.SetLength(length / 2 + 1000);
+        Assert.Throws<TmemCorruptionException>(() => Open());
+    }
+
+    [Fact]
+    public void Open_SegmentFileDeleted_FailsInsteadOfOpeningEmpty()
+    {
+        WriteSamplePages();
+        File.Delete(Segment0);
+        var e = Assert.Throws<TmemCorruptionException>(() => Open());
+        Assert.Contains("commit point", e.Message);
+    }
+
+    [Fact]
+    public void Open_CommitMetadataDeleted_FailsInsteadOfOpeningEmpty()
+    {
+        WriteSamplePages();
+        foreach (var file in Directory.GetFiles(Path.Combine(_dir, "commits"), "*", SearchOption.AllDirectories)) File.Delete(file);
+        var e = Assert.Throws<TmemCorruptionException>(() => Open());
+        Assert.Contains("commit metadata", e.Message);
+    }
+}
