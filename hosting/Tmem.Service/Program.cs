@@ -1,16 +1,28 @@
+using Microsoft.Extensions.Configuration.EnvironmentVariables;
+using Microsoft.Extensions.Configuration.Json;
+using Microsoft.Extensions.FileProviders;
 using Microsoft.Extensions.Options;
 using Tmem;
 using Tmem.Service;
 
 var builder = Host.CreateApplicationBuilder(args);
-// Configuration layers, later wins: the appsettings.json shipped beside the binary, then the one in
-// the working directory (the host's default), environment variables (Tmem__RamBudgetBytes=...) and
-// the command line (--Tmem:RamBudgetBytes=...).
-builder.Configuration.Sources.Insert(0, new Microsoft.Extensions.Configuration.Json.JsonConfigurationSource
+// Configuration layers, later wins: the appsettings.json shipped beside the binary (the
+// repository's), the host's default appsettings.json in the content root, one in the working
+// directory, then environment variables (Tmem__RamBudgetBytes=...) and the command line
+// (--Tmem:RamBudgetBytes=...). A relative Tmem:DataDirectory is under the working directory.
+var sources = builder.Configuration.Sources;
+sources.Insert(0, new JsonConfigurationSource
 {
-    Path = Path.Combine(AppContext.BaseDirectory, "appsettings.json"),
+    Path = "appsettings.json",
     Optional = true,
-    FileProvider = null,
+    FileProvider = new PhysicalFileProvider(AppContext.BaseDirectory),
+});
+int beforeEnvironment = sources.ToList().FindIndex(s => s is EnvironmentVariablesConfigurationSource);
+sources.Insert(beforeEnvironment < 0 ? sources.Count : beforeEnvironment, new JsonConfigurationSource
+{
+    Path = "appsettings.json",
+    Optional = true,
+    FileProvider = new PhysicalFileProvider(Directory.GetCurrentDirectory()),
 });
 builder.Services.AddSystemd();
 builder.Services.AddOptions<TmemOptions>().BindConfiguration(TmemOptions.SectionName).ValidateOnStart();
@@ -21,9 +33,9 @@ builder.Services.AddSingleton<StoreHost>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<StoreHost>());
 builder.Services.AddHostedService<StatsLogService>();
 
-using var host = builder.Build();
 try
 {
+    using var host = builder.Build();
     await host.RunAsync();
     return 0;
 }
@@ -31,5 +43,11 @@ catch (OptionsValidationException e)
 {
     // A bad setting stops the start with a non-zero exit and a message naming the key.
     Console.Error.WriteLine($"tmem: invalid configuration: {string.Join("; ", e.Failures)}");
+    return 2;
+}
+catch (InvalidOperationException e) when (e.InnerException is FormatException or ArgumentException or InvalidCastException)
+{
+    // The binder could not convert a value (a number that isn't one, an unknown enum name).
+    Console.Error.WriteLine($"tmem: invalid configuration: {e.Message} {e.InnerException.Message}");
     return 2;
 }

@@ -1,10 +1,12 @@
 using Microsoft.Extensions.Options;
+using Tmem.Recovery;
 
 namespace Tmem.Service;
 
 /// <summary>
 /// Owns the store for the service's lifetime: opens it in <see cref="StartAsync"/> (before anything
-/// serves) and disposes it in <see cref="StopAsync"/>.
+/// serves; with a data directory this is recovery, and a failure stops the start) and disposes it
+/// in <see cref="StopAsync"/> (which commits the log).
 /// </summary>
 internal sealed partial class StoreHost(IOptions<TmemOptions> options, ILogger<StoreHost> logger) : IHostedService, IDisposable
 {
@@ -15,8 +17,16 @@ internal sealed partial class StoreHost(IOptions<TmemOptions> options, ILogger<S
     public Task StartAsync(CancellationToken cancellationToken)
     {
         var o = options.Value;
-        _store = TmemStore.Open(o);
-        LogOpened(o.RamBudgetBytes, o.MaxPoolsPerClient, o.BucketsPerPool);
+        if (o.DataDirectory is null)
+        {
+            _store = TmemStore.Open(o);
+            LogOpenedInMemory(o.RamBudgetBytes);
+        }
+        else
+        {
+            _store = DurableStore.Open(o, out var report);
+            LogRecovered(report.DataDirectory, o.Durability, report.PoolsRecovered, report.PagesRecovered, report.RecordsReplayed, report.Elapsed.TotalSeconds, o.RamBudgetBytes);
+        }
         return Task.CompletedTask;
     }
 
@@ -32,8 +42,11 @@ internal sealed partial class StoreHost(IOptions<TmemOptions> options, ILogger<S
         _store?.Dispose();
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Store open: RAM budget {RamBudgetBytes} bytes, {MaxPoolsPerClient} pools per client, {BucketsPerPool} buckets per pool")]
-    private partial void LogOpened(long ramBudgetBytes, int maxPoolsPerClient, int bucketsPerPool);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Store open in memory only (no Tmem:DataDirectory): persistent pools will not survive a restart. RAM budget {RamBudgetBytes} bytes")]
+    private partial void LogOpenedInMemory(long ramBudgetBytes);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Store open on {DataDirectory} ({Durability}): recovered {Pools} persistent pools, {Pages} pages from {Records} log records in {Seconds:0.000}s; RAM budget {RamBudgetBytes} bytes")]
+    private partial void LogRecovered(string dataDirectory, DurabilityMode durability, long pools, long pages, long records, double seconds, long ramBudgetBytes);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Store closed")]
     private partial void LogClosed();

@@ -26,17 +26,7 @@ internal readonly struct LogRecord
     public const int HeaderSize = 48;
     public const byte CurrentVersion = 1;
 
-    public LogRecord(LogRecordType type, LogRecordFlags flags, uint poolSerial, in ObjectId objectId, uint index, ReadOnlySpan<byte> payload)
-    {
-        Type = type;
-        Flags = flags;
-        PoolSerial = poolSerial;
-        ObjectId = objectId;
-        Index = index;
-        Payload = payload.ToArray();
-    }
-
-    private LogRecord(LogRecordType type, LogRecordFlags flags, uint poolSerial, ObjectId objectId, uint index, byte[] payload, bool _)
+    private LogRecord(LogRecordType type, LogRecordFlags flags, uint poolSerial, ObjectId objectId, uint index, byte[] payload)
     {
         Type = type;
         Flags = flags;
@@ -119,7 +109,7 @@ internal readonly struct LogRecord
             BinaryPrimitives.ReadUInt64LittleEndian(entry[32..]));
         return new LogRecord(type, (LogRecordFlags)BinaryPrimitives.ReadUInt16LittleEndian(entry[6..]),
             BinaryPrimitives.ReadUInt32LittleEndian(entry[8..]), objectId,
-            BinaryPrimitives.ReadUInt32LittleEndian(entry[12..]), entry[HeaderSize..].ToArray(), false);
+            BinaryPrimitives.ReadUInt32LittleEndian(entry[12..]), entry[HeaderSize..].ToArray());
     }
 
     /// <summary>CRC-32C (Castagnoli), with the SSE4.2/ARM instruction where there is one.</summary>

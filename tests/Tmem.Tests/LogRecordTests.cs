@@ -1,0 +1,63 @@
+using System.Text;
+using Tmem.LogTier;
+
+namespace Tmem.Tests;
+
+public class LogRecordTests
+{
+    [Fact]
+    public void Crc32C_KnownVector_MatchesTheStandard()
+    {
+        // The CRC-32C check value (RFC 3720 / the CRC catalogue): "123456789" -> 0xE3069283.
+        Assert.Equal(0xE3069283u, LogRecord.Crc32C(Encoding.ASCII.GetBytes("123456789")));
+        Assert.Equal(0u, LogRecord.Crc32C(ReadOnlySpan<byte>.Empty));
+    }
+
+    [Fact]
+    public void WriteThenRead_RoundTripsEveryField()
+    {
+        var payload = Enumerable.Range(0, 37).Select(i => (byte)(i * 7)).ToArray();
+        var buffer = new byte[LogRecord.SizeOf(payload.Length)];
+        var oid = new ObjectId(1, 0xFFFF_0000_1234_5678, 3);
+        LogRecord.Write(buffer, LogRecordType.Put, LogRecordFlags.SameFilled, 42, oid, 9, payload);
+
+        var record = LogRecord.TryRead(buffer, out var error);
+        Assert.Null(error);
+        Assert.NotNull(record);
+        Assert.Equal(LogRecordType.Put, record.Value.Type);
+        Assert.Equal(LogRecordFlags.SameFilled, record.Value.Flags);
+        Assert.Equal(42u, record.Value.PoolSerial);
+        Assert.Equal(oid, record.Value.ObjectId);
+        Assert.Equal(9u, record.Value.Index);
+        Assert.Equal(payload, record.Value.Payload);
+    }
+
+    [Fact]
+    public void TryRead_AnyFlippedBit_IsRejected()
+    {
+        var buffer = new byte[LogRecord.SizeOf(16)];
+        LogRecord.Write(buffer, LogRecordType.FlushPage, LogRecordFlags.None, 7, new ObjectId(5), 1, new byte[16]);
+        for (int bit = 0; bit < buffer.Length * 8; bit++)
+        {
+            var damaged = (byte[])buffer.Clone();
+            damaged[bit / 8] ^= (byte)(1 << (bit % 8));
+            Assert.Null(LogRecord.TryRead(damaged, out var error));
+            Assert.False(string.IsNullOrEmpty(error));
+        }
+        Assert.Null(LogRecord.TryRead(buffer.AsSpan(0, 40), out var shortError));
+        Assert.Contains("shorter", shortError);
+    }
+
+    [Fact]
+    public void PoolRecord_RoundTrips()
+    {
+        var record = new PoolRecord(3, 15, 16384, true, Guid.NewGuid());
+        var bytes = new byte[PoolRecord.Size];
+        record.Write(bytes);
+        Assert.Equal(record, PoolRecord.Read(bytes));
+        var priv = new PoolRecord(1, 0, 4096, false, null);
+        priv.Write(bytes);
+        Assert.Equal(priv, PoolRecord.Read(bytes));
+        Assert.Throws<InvalidDataException>(() => PoolRecord.Read(bytes.AsSpan(0, 35)));
+    }
+}
