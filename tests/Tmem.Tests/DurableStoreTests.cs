@@ -221,4 +221,19 @@ public sealed class DurableStoreTests : IDisposable
         var e = Assert.Throws<TmemCorruptionException>(() => Open());
         Assert.Contains("commit metadata", e.Message);
     }
+
+    [Theory]
+    [InlineData(16)] // begin address
+    [InlineData(24)] // until (committed) address
+    public void Open_CommitMetadataAddressesDamaged_Fails(int fieldOffset)
+    {
+        // FASTER adopts the begin/until fields of a commit file even when its checksum fails;
+        // recovery must notice that they do not fit the segment files.
+        WriteSamplePages();
+        var commit = Directory.GetFiles(Path.Combine(_dir, "commits"), "commit.*", SearchOption.AllDirectories).Single();
+        var bytes = File.ReadAllBytes(commit);
+        BitConverter.TryWriteBytes(bytes.AsSpan(fieldOffset, 8), 0x5A5A_5A5A_5A5AL);
+        File.WriteAllBytes(commit, bytes);
+        Assert.Throws<TmemCorruptionException>(() => Open());
+    }
 }

@@ -148,12 +148,32 @@ internal sealed class PersistentLog : IDisposable
                         $"Segment file {file} (log addresses from {segment << SegmentSizeBits}) is missing, but the log is committed until address {committed}. Nothing was changed; restore the file or repair the directory with the offline recovery tool.");
             }
         }
+        // FASTER adopts damaged commit metadata as it reads it (its checksum failure comes after
+        // the fields are set): a commit point past the end of the segment files is damage.
+        long dataEnd = 0;
+        foreach (var file in Directory.EnumerateFiles(_logDirectory, SegmentBaseName + ".*"))
+            if (long.TryParse(Path.GetExtension(file).AsSpan(1), out long segment))
+                dataEnd = Math.Max(dataEnd, (segment << SegmentSizeBits) + new FileInfo(file).Length);
+        if (committed > begin && committed > dataEnd)
+            throw new TmemCorruptionException(dataEnd,
+                $"The log's commit point (from its commit metadata) is address {committed}, but its segment files in {_logDirectory} end at {dataEnd}: the metadata or a segment is damaged or missing. Nothing was changed; repair the directory with the offline recovery tool.");
         long next = begin;
         using (var iterator = _log.Scan(begin, committed))
         {
-            while (iterator.GetNext(out byte[] entry, out int length, out long address, out long nextAddress))
+            while (true)
             {
-                next = nextAddress;
+                byte[] entry;
+                int length;
+                long address;
+                try
+                {
+                    if (!iterator.GetNext(out entry, out length, out address, out long nextAddress)) break;
+                    next = nextAddress;
+                }
+                catch (FasterException e)
+                {
+                    throw new TmemCorruptionException(next, $"Reading the log at address {next} failed ({e.Message}): the log below its commit point {committed} is damaged. Nothing was changed; repair the directory with the offline recovery tool.");
+                }
                 yield return (address, length == entry.Length ? entry : entry.AsSpan(0, length).ToArray());
             }
         }
