@@ -73,7 +73,7 @@ public static class DurableStore
                 ?? throw Corrupt(dir, address, $"is damaged: {error}");
             try
             {
-                Apply(store, record);
+                Apply(store, record, address);
             }
             catch (InvalidDataException e)
             {
@@ -85,7 +85,7 @@ public static class DurableStore
         return (records, bytes);
     }
 
-    private static void Apply(TmemStore store, in LogRecord record)
+    private static void Apply(TmemStore store, in LogRecord record, long address)
     {
         switch (record.Type)
         {
@@ -102,7 +102,7 @@ public static class DurableStore
                 bool sameFilled = (record.Flags & LogRecordFlags.SameFilled) != 0;
                 if (sameFilled ? record.Payload.Length != 8 : record.Payload.Length == 0)
                     throw new InvalidDataException($"put payload of {record.Payload.Length} bytes");
-                store.RestoredPool(record.PoolSerial).RestorePut(record.ObjectId, record.Index, sameFilled, record.Payload);
+                store.RestoredPool(record.PoolSerial).RestorePut(record.ObjectId, record.Index, sameFilled, record.Payload, address);
                 break;
             case LogRecordType.FlushPage:
                 store.RestoredPool(record.PoolSerial).RestoreFlushPage(record.ObjectId, record.Index);

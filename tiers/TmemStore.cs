@@ -34,7 +34,7 @@ public sealed class TmemStore : IDisposable
         _options = options;
         Log = log;
         _directoryLock = directoryLock;
-        _ram = new CompressedRamTier(options, _counters);
+        _ram = new CompressedRamTier(options, _counters, log);
         _meter = new TmemMeter(this);
     }
 
@@ -96,6 +96,7 @@ public sealed class TmemStore : IDisposable
         PersPages = Volatile.Read(ref _counters.PersPages),
         EphZbytes = Volatile.Read(ref _counters.EphZbytes),
         PersZbytes = Volatile.Read(ref _counters.PersZbytes),
+        PersSpilledPages = Volatile.Read(ref _counters.PersSpilledPages),
         RamBudgetBytes = _ram.BudgetBytes,
         RamSlotBytes = _ram.SlotBytes,
         RamSlabBytes = _ram.SlabBytes,

@@ -236,4 +236,106 @@ public sealed class DurableStoreTests : IDisposable
         File.WriteAllBytes(commit, bytes);
         Assert.Throws<TmemCorruptionException>(() => Open());
     }
+
+    [Fact]
+    public async Task Spill_PersistentDataOverTheRamBudget_IsReadBackFromTheLog()
+    {
+        const long budget = 128 * 1024;
+        var options = new TmemOptions { DataDirectory = _dir, RamBudgetBytes = budget };
+        var pages = Enumerable.Range(0, 400).Select(i => Compressible(4096, i)).ToArray(); // ~4x the budget compressed
+        using (var store = DurableStore.Open(options))
+        {
+            var c = store.GetClient(1);
+            int p = c.CreatePool(PoolOptions.Persistent);
+            int e = c.CreatePool(PoolOptions.Ephemeral with { SharedUuid = Guid.NewGuid() });
+            for (int i = 0; i < pages.Length; i++)
+                Assert.Equal(PutStatus.Stored, await c.PutAsync(p, Oid(i / 50), (uint)i, pages[i]));
+            var stats = store.GetStats();
+            Assert.Equal(pages.Length, stats.PersPages);
+            Assert.True(stats.PersSpilledPages > pages.Length / 2, $"{stats.PersSpilledPages} spilled");
+            Assert.InRange(stats.RamSlotBytes, 0, budget);
+            // Ephemeral puts still find room: spilling makes it.
+            Assert.Equal(PutStatus.Stored, c.Put(e, Oid(1), 0, pages[0]));
+            for (int i = 0; i < pages.Length; i++) Assert.Equal(pages[i], Read(c, p, Oid(i / 50), (uint)i));
+        }
+        using (var store = DurableStore.Open(options, out var report))
+        {
+            // Recovery indexes what does not fit as spilled instead of failing or dropping it.
+            Assert.Equal(pages.Length, report.PagesRecovered);
+            Assert.True(store.GetStats().PersSpilledPages > 0);
+            Assert.InRange(store.GetStats().RamSlotBytes, 0, budget);
+            var c = store.GetClient(1);
+            for (int i = 0; i < pages.Length; i++) Assert.Equal(pages[i], Read(c, 0, Oid(i / 50), (uint)i));
+        }
+    }
+
+    [Fact]
+    public void Spill_ExclusiveGetOfASpilledPage_TakesItDurably()
+    {
+        var options = new TmemOptions { DataDirectory = _dir, RamBudgetBytes = 64 * 1024 };
+        var pages = Enumerable.Range(0, 200).Select(i => Compressible(4096, i)).ToArray();
+        using (var store = DurableStore.Open(options))
+        {
+            var c = store.GetClient(1);
+            int p = c.CreatePool(PoolOptions.Persistent with { ExclusiveGets = true });
+            for (int i = 0; i < pages.Length; i++) Assert.Equal(PutStatus.Stored, c.Put(p, Oid(1), (uint)i, pages[i]));
+            Assert.True(store.GetStats().PersSpilledPages > 0);
+            for (int i = 0; i < pages.Length; i += 2)
+            {
+                Assert.Equal(pages[i], Read(c, p, Oid(1), (uint)i));
+                Assert.Null(Read(c, p, Oid(1), (uint)i));
+            }
+            Assert.Equal(pages.Length / 2, store.GetStats().PersPages);
+        }
+        using (var store = DurableStore.Open(options))
+        {
+            var c = store.GetClient(1);
+            for (int i = 0; i < pages.Length; i++)
+                Assert.Equal(i % 2 == 0 ? null : pages[i], Read(c, 0, Oid(1), (uint)i));
+        }
+    }
+
+    [Fact]
+    public void Spill_ConcurrentPutsGetsAndFlushes_NeverReturnAWrongPage()
+    {
+        var options = new TmemOptions { DataDirectory = _dir, RamBudgetBytes = 64 * 1024 };
+        using var store = DurableStore.Open(options);
+        var c = store.GetClient(1);
+        int p = c.CreatePool(PoolOptions.Persistent);
+        // Each page's bytes name its handle and version; a get must return the handle's own bytes.
+        static byte[] PageOf(int handle, int version) => Compressible(4096, handle * 1000 + version);
+        var versions = new int[256];
+        var present = new bool[256];
+        var errors = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var threads = Enumerable.Range(0, 4).Select(t => new Thread(() =>
+        {
+            var random = new Random(t);
+            var page = new byte[4096];
+            for (int n = 0; n < 1500; n++)
+            {
+                int h = random.Next(64) * 4 + t; // each thread owns its handles, so it knows their state
+                switch (random.Next(4))
+                {
+                    case 0:
+                    case 1:
+                        if (c.Put(p, Oid(h), 0, PageOf(h, ++versions[h])) != PutStatus.Stored) errors.Enqueue($"put {h} refused");
+                        present[h] = true;
+                        break;
+                    case 2:
+                        var status = c.Get(p, Oid(h), 0, page);
+                        if ((status == GetStatus.Hit) != present[h]) errors.Enqueue($"get {h}: {status}, expected hit {present[h]}");
+                        else if (present[h] && !page.AsSpan().SequenceEqual(PageOf(h, versions[h]))) errors.Enqueue($"get {h}: wrong bytes");
+                        break;
+                    default:
+                        if (c.FlushPage(p, Oid(h), 0) != present[h]) errors.Enqueue($"flush {h}: expected found {present[h]}");
+                        present[h] = false;
+                        break;
+                }
+            }
+        })).ToArray();
+        foreach (var thread in threads) thread.Start();
+        foreach (var thread in threads) thread.Join();
+        Assert.Empty(errors);
+        Assert.True(store.GetStats().PersSpilledPages > 0);
+    }
 }

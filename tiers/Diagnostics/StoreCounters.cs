@@ -25,6 +25,7 @@ internal sealed class StoreCounters
     public long PersPages;
     public long EphZbytes;
     public long PersZbytes;
+    public long PersSpilledPages;
 
     /// <summary>
     /// Sum of persistent pages' compressed lengths, each scaled to a 64 KiB page: the mean-size

@@ -24,6 +24,7 @@ public sealed record TmemStats
         ("pers_pages", s => s.PersPages),
         ("eph_zbytes", s => s.EphZbytes),
         ("pers_zbytes", s => s.PersZbytes),
+        ("pers_spilled_pages", s => s.PersSpilledPages),
         ("ram_budget_bytes", s => s.RamBudgetBytes),
         ("ram_slot_bytes", s => s.RamSlotBytes),
         ("ram_slab_bytes", s => s.RamSlabBytes),
@@ -72,6 +73,9 @@ public sealed record TmemStats
 
     /// <summary><c>pers_zbytes</c>: compressed bytes of the persistent pages stored now.</summary>
     public long PersZbytes { get; init; }
+
+    /// <summary><c>pers_spilled_pages</c>: persistent pages whose RAM copy was dropped (or never made): they are read from the log.</summary>
+    public long PersSpilledPages { get; init; }
 
     /// <summary><c>ram_budget_bytes</c>: <see cref="TmemOptions.RamBudgetBytes"/>.</summary>
     public long RamBudgetBytes { get; init; }

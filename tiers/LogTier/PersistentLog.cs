@@ -106,9 +106,35 @@ internal sealed class PersistentLog : IDisposable
     /// Completes when the record at <paramref name="address"/> is as durable as the mode promises:
     /// committed in Strict mode, appended (already true) in Relaxed mode.
     /// </summary>
-    public ValueTask WaitDurableAsync(long address)
+    public ValueTask WaitDurableAsync(long address) =>
+        _mode == DurabilityMode.Relaxed ? ValueTask.CompletedTask : WaitCommittedAsync(address);
+
+    /// <summary>Whether the store acknowledges only committed operations.</summary>
+    public bool IsStrict => _mode == DurabilityMode.Strict;
+
+    /// <summary>
+    /// Reads the record at <paramref name="address"/> (of <paramref name="length"/> bytes) back from
+    /// the log, waiting first for its commit if needed (FasterLog reads committed data only).
+    /// Blocks; used for gets of spilled pages.
+    /// </summary>
+    public byte[] ReadRecord(long address, int length)
     {
-        if (_mode == DurabilityMode.Relaxed || _log.CommittedUntilAddress > address) return ValueTask.CompletedTask;
+        if (_log.CommittedUntilAddress <= address)
+        {
+            var wait = WaitCommittedAsync(address);
+            if (!wait.IsCompletedSuccessfully) wait.AsTask().GetAwaiter().GetResult();
+        }
+        var read = _log.ReadAsync(address, length);
+        var (bytes, readLength) = read.IsCompletedSuccessfully ? read.Result : read.AsTask().GetAwaiter().GetResult();
+        if (bytes is null || readLength != length)
+            throw new TmemCorruptionException(address, $"Reading the {length}-byte record at log address {address} returned {readLength} bytes.");
+        return bytes;
+    }
+
+    /// <summary>Waits until the record at <paramref name="address"/> is committed, whatever the mode.</summary>
+    private ValueTask WaitCommittedAsync(long address)
+    {
+        if (_log.CommittedUntilAddress > address) return ValueTask.CompletedTask;
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_waitLock)
         {
@@ -116,7 +142,7 @@ internal sealed class PersistentLog : IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             _waiters.Add((address, done));
         }
-        _wake.Writer.TryWrite(true);
+        if (_mode == DurabilityMode.Strict) _wake.Writer.TryWrite(true);
         return new ValueTask(done.Task);
     }
 
@@ -222,6 +248,7 @@ internal sealed class PersistentLog : IDisposable
             {
                 if (_log.TailAddress > _log.CommittedUntilAddress)
                     await _log.CommitAsync(token).ConfigureAwait(false);
+                CompleteWaiters(_log.CommittedUntilAddress); // readers of spilled pages wait for commits too
             }
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)

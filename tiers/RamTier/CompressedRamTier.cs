@@ -1,5 +1,6 @@
 using Tmem.Compression;
 using Tmem.Diagnostics;
+using Tmem.LogTier;
 using Tmem.Translation;
 
 namespace Tmem.RamTier;
@@ -23,6 +24,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     private readonly DescriptorTable _descriptors = new();
     private readonly SlabAllocator _slabs = new();
     private readonly StoreCounters _counters;
+    private readonly PersistentLog? _log;
     private readonly long _budgetBytes;
     private readonly long _maxPages;
     private readonly double _compactionThreshold;
@@ -34,9 +36,10 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     private long _compactRetryWaste; // after a fruitless pass: wait for the waste to grow past this
     private long _compactRetryTicks; // ... or for this time (Environment.TickCount64) to pass
 
-    public CompressedRamTier(TmemOptions options, StoreCounters counters)
+    public CompressedRamTier(TmemOptions options, StoreCounters counters, PersistentLog? log)
     {
         _counters = counters;
+        _log = log;
         _budgetBytes = options.RamBudgetBytes;
         _maxPages = options.EffectiveMaxPages;
         _compactionThreshold = options.CompactionThreshold;
@@ -55,13 +58,13 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     /// (approximate LRU) while either the budget or the page limit is full. False when nothing
     /// evictable is left.
     /// </summary>
-    public bool TryReserve(int slotBytes, out uint id)
+    public bool TryReserve(int slotBytes, out uint id, bool allowEviction = true)
     {
         id = 0;
         while (Interlocked.Increment(ref _pages) > _maxPages)
         {
             Interlocked.Decrement(ref _pages);
-            if (!EvictOne(needBytes: false)) return false;
+            if (!allowEviction || !EvictOne(needBytes: false)) return false;
         }
         while (true)
         {
@@ -71,7 +74,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
                 if (Interlocked.CompareExchange(ref _slotBytes, used + slotBytes, used) == used) break;
                 continue;
             }
-            if (!EvictOne(needBytes: true))
+            if (!allowEviction || !EvictOne(needBytes: true))
             {
                 Interlocked.Decrement(ref _pages);
                 return false;
@@ -94,16 +97,34 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     /// pattern for same-filled ones) and makes the descriptor live for (owner, index). The caller
     /// then links it into the translation.
     /// </summary>
-    public void Install(uint id, TmemObject owner, uint index, ReadOnlySpan<byte> compressed, ulong pattern, bool sameFilled, bool persistent)
+    /// <remarks>
+    /// A logged persistent page records <paramref name="logAddress"/> (its Put record); with
+    /// <paramref name="spilled"/> it gets no RAM copy (its reservation had no slot bytes) and is
+    /// read from the log.
+    /// </remarks>
+    public void Install(uint id, TmemObject owner, uint index, ReadOnlySpan<byte> compressed, ulong pattern, bool sameFilled, bool persistent,
+        long logAddress = 0, bool spilled = false)
     {
         ref var d = ref _descriptors[id];
         var flags = DescriptorFlags.Installed;
+        if (logAddress != 0)
+        {
+            flags |= DescriptorFlags.Logged;
+            _descriptors.SetLogAddress(id, logAddress);
+        }
         if (sameFilled)
         {
             d.Location = pattern;
             d.Length = 0;
             flags |= DescriptorFlags.SameFilled;
             Interlocked.Increment(ref _counters.ZeroFilledPages);
+        }
+        else if (spilled)
+        {
+            d.Location = 0;
+            d.Length = (ushort)compressed.Length;
+            flags |= DescriptorFlags.Spilled;
+            Interlocked.Increment(ref _counters.PersSpilledPages);
         }
         else
         {
@@ -134,7 +155,25 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     /// <summary>A compressed length scaled to a <see cref="PoolOptions.MaxPageSize"/> page (page sizes are powers of two).</summary>
     private static long Scaled(int length, TmemObject owner) => (long)length * (PoolOptions.MaxPageSize / owner.Bucket.Pool.PageSize);
 
-    /// <summary>Under the bucket lock: copies or decompresses the page into <paramref name="page"/>.</summary>
+    /// <summary>
+    /// Under the bucket lock: true when the page has no RAM copy, with where its Put record is;
+    /// the caller reads it from the log outside the lock.
+    /// </summary>
+    public bool TryGetSpilled(uint id, out long logAddress, out int compressedLength)
+    {
+        ref var d = ref _descriptors[id];
+        if ((d.Flags & (byte)DescriptorFlags.Spilled) == 0)
+        {
+            logAddress = 0;
+            compressedLength = 0;
+            return false;
+        }
+        logAddress = _descriptors.GetLogAddress(id);
+        compressedLength = d.Length;
+        return true;
+    }
+
+    /// <summary>Under the bucket lock: copies or decompresses a RAM-resident page into <paramref name="page"/>.</summary>
     public void Read(uint id, Span<byte> page)
     {
         ref var d = ref _descriptors[id];
@@ -165,11 +204,16 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         {
             Interlocked.Decrement(ref _counters.ZeroFilledPages);
         }
+        else if ((flags & DescriptorFlags.Spilled) != 0)
+        {
+            Interlocked.Decrement(ref _counters.PersSpilledPages);
+        }
         else
         {
             _slabs.Free(d.Location);
             Interlocked.Add(ref _slotBytes, -SlabAllocator.SlotSizeFor(length));
         }
+        if ((flags & DescriptorFlags.Logged) != 0) _descriptors.SetLogAddress(id, 0);
         if ((flags & DescriptorFlags.Persistent) != 0)
         {
             Interlocked.Decrement(ref _counters.PersPages);
@@ -187,22 +231,23 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     }
 
     /// <summary>
-    /// One step of CLOCK: sweeps descriptors, clearing reference bits, until it evicts one
-    /// ephemeral page (one that holds slot bytes when <paramref name="needBytes"/>: dropping a
-    /// same-filled page frees no budget). False if two full sweeps find nothing to evict.
+    /// One step of CLOCK: sweeps descriptors, clearing reference bits, until it evicts one page.
+    /// An ephemeral page is dropped; a logged persistent page whose record is committed is
+    /// spilled (its RAM copy goes, the log keeps it). When <paramref name="needBytes"/>, pages
+    /// that hold no slot bytes are skipped. False if two full sweeps find nothing.
     /// </summary>
     private bool EvictOne(bool needBytes)
     {
-        var skip = DescriptorFlags.Persistent | (needBytes ? DescriptorFlags.SameFilled : 0);
         long limit = 2L * _descriptors.HighWater + 64;
+        long committed = _log?.CommittedUntilAddress ?? 0;
         for (long scanned = 0; scanned < limit; scanned++)
         {
-            if (Volatile.Read(ref _counters.EphPages) <= 0) return false;
+            if (!AnythingEvictable()) return false;
             uint highWater = _descriptors.HighWater;
             uint id = (uint)((ulong)Interlocked.Increment(ref _hand) % (highWater - 1)) + 1;
             ref var d = ref _descriptors[id];
             var flags = (DescriptorFlags)Volatile.Read(ref d.Flags);
-            if ((flags & (DescriptorFlags.Installed | skip)) != DescriptorFlags.Installed) continue;
+            if (!IsVictim(flags, needBytes)) continue;
             if (d.Clock != 0)
             {
                 d.Clock = 0;
@@ -216,11 +261,23 @@ internal sealed unsafe class CompressedRamTier : IDisposable
             try
             {
                 // The hint may be stale (freed and reused meanwhile); only the translation is truth.
-                if (owner.Find(index) != id || (d.Flags & (byte)skip) != 0) continue;
-                owner.Remove(index);
-                bucket.RemoveIfEmpty(owner);
-                Release(id);
-                Interlocked.Increment(ref _counters.EvictedEphPages);
+                flags = (DescriptorFlags)d.Flags;
+                if (owner.Find(index) != id || !IsVictim(flags, needBytes)) continue;
+                if ((flags & DescriptorFlags.Persistent) == 0)
+                {
+                    owner.Remove(index);
+                    bucket.RemoveIfEmpty(owner);
+                    Release(id);
+                    Interlocked.Increment(ref _counters.EvictedEphPages);
+                    return true;
+                }
+                // Spill only what the log can already give back: FasterLog reads committed data only.
+                if (_descriptors.GetLogAddress(id) >= committed) continue;
+                _slabs.Free(d.Location);
+                Interlocked.Add(ref _slotBytes, -SlabAllocator.SlotSizeFor(d.Length));
+                d.Location = 0;
+                Volatile.Write(ref d.Flags, (byte)(flags | DescriptorFlags.Spilled));
+                Interlocked.Increment(ref _counters.PersSpilledPages);
                 return true;
             }
             finally
@@ -229,6 +286,22 @@ internal sealed unsafe class CompressedRamTier : IDisposable
             }
         }
         return false;
+    }
+
+    /// <summary>Ephemeral pages, or persistent RAM copies that can spill.</summary>
+    private bool AnythingEvictable() =>
+        Volatile.Read(ref _counters.EphPages) > 0
+        || (_log is not null && Volatile.Read(ref _counters.PersPages) > Volatile.Read(ref _counters.PersSpilledPages));
+
+    private static bool IsVictim(DescriptorFlags flags, bool needBytes)
+    {
+        if ((flags & DescriptorFlags.Installed) == 0) return false;
+        if (needBytes && (flags & DescriptorFlags.SameFilled) != 0) return false;
+        if ((flags & DescriptorFlags.Persistent) == 0) return true;
+        // A persistent page can only lose a RAM copy it has, and only if the log holds it; that
+        // frees bytes but not the page's place under MaxPages.
+        if (!needBytes) return false;
+        return (flags & (DescriptorFlags.Logged | DescriptorFlags.Spilled | DescriptorFlags.SameFilled)) == DescriptorFlags.Logged;
     }
 
     /// <summary>
@@ -273,7 +346,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
             for (uint id = 1; id < highWater; id++)
             {
                 ref var d = ref _descriptors[id];
-                if ((Volatile.Read(ref d.Flags) & (byte)(DescriptorFlags.Installed | DescriptorFlags.SameFilled)) != (byte)DescriptorFlags.Installed) continue;
+                if ((Volatile.Read(ref d.Flags) & (byte)(DescriptorFlags.Installed | DescriptorFlags.SameFilled | DescriptorFlags.Spilled)) != (byte)DescriptorFlags.Installed) continue;
                 if (_slabs.SlabOf(d.Location) is not { Draining: true }) continue;
                 var owner = Volatile.Read(ref d.Owner);
                 if (owner is null) continue;
@@ -282,7 +355,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
                 try
                 {
                     // Re-check under the lock: the page may have been freed, replaced or moved.
-                    if (owner.Find(d.Index) != id || (d.Flags & (byte)DescriptorFlags.SameFilled) != 0) continue;
+                    if (owner.Find(d.Index) != id || (d.Flags & (byte)(DescriptorFlags.SameFilled | DescriptorFlags.Spilled)) != 0) continue;
                     ulong oldLocation = d.Location;
                     if (_slabs.SlabOf(oldLocation) is not { Draining: true }) continue;
                     int length = d.Length;

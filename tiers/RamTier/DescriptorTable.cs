@@ -15,6 +15,7 @@ internal sealed class DescriptorTable
 
     private readonly Lock _lock = new();
     private PageDescriptor[][] _chunks = new PageDescriptor[4][];
+    private long[]?[] _logChunks = new long[]?[4]; // log addresses of logged persistent pages, per chunk on first use
     private uint _highWater = 1; // next never-used id
     private uint _freeHead;      // 0 = empty list
 
@@ -30,6 +31,39 @@ internal sealed class DescriptorTable
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         get => ref Volatile.Read(ref _chunks)[id >> ChunkBits][id & ChunkMask];
+    }
+
+    /// <summary>The log address of a logged persistent page (0 if none was set).</summary>
+    public long GetLogAddress(uint id)
+    {
+        var chunks = Volatile.Read(ref _logChunks);
+        uint chunk = id >> ChunkBits;
+        return chunk < (uint)chunks.Length && Volatile.Read(ref chunks[chunk]) is { } addresses ? Volatile.Read(ref addresses[id & ChunkMask]) : 0;
+    }
+
+    /// <summary>
+    /// Records a logged persistent page's address. Pure ephemeral workloads never allocate these
+    /// 8 bytes a page; a chunk gets its array when its first persistent page is logged.
+    /// </summary>
+    public void SetLogAddress(uint id, long address)
+    {
+        uint chunk = id >> ChunkBits;
+        var chunks = Volatile.Read(ref _logChunks);
+        long[]? addresses = chunk < (uint)chunks.Length ? Volatile.Read(ref chunks[chunk]) : null;
+        if (addresses is null)
+        {
+            lock (_lock)
+            {
+                chunks = _logChunks;
+                if (chunk >= (uint)chunks.Length)
+                {
+                    Array.Resize(ref chunks, Math.Max(chunks.Length * 2, (int)chunk + 1));
+                    Volatile.Write(ref _logChunks, chunks);
+                }
+                addresses = chunks[chunk] ??= new long[ChunkSize];
+            }
+        }
+        Volatile.Write(ref addresses[id & ChunkMask], address);
     }
 
     /// <summary>Hands out a descriptor in state <see cref="DescriptorFlags.Reserved"/>.</summary>

@@ -13,8 +13,8 @@ internal struct PageDescriptor
     public Translation.TmemObject? Owner;
 
     /// <summary>
-    /// A slab slot (<see cref="SlabAllocator"/> location) for compressed pages; the 8-byte fill
-    /// pattern for same-filled pages; the next free id while free.
+    /// A slab slot (<see cref="SlabAllocator"/> location) for compressed pages with a RAM copy; the
+    /// 8-byte fill pattern for same-filled pages; 0 for spilled pages; the next free id while free.
     /// </summary>
     public ulong Location;
 
@@ -47,6 +47,12 @@ internal enum DescriptorFlags : byte
     /// <summary>The page is one 8-byte word repeated; <see cref="PageDescriptor.Location"/> holds it.</summary>
     SameFilled = 4,
 
-    /// <summary>A persistent page: never evicted.</summary>
+    /// <summary>A persistent page: never dropped by eviction (at most spilled).</summary>
     Persistent = 8,
+
+    /// <summary>A persistent page with no RAM copy: its bytes are only in the log (<see cref="Logged"/>).</summary>
+    Spilled = 16,
+
+    /// <summary>A persistent page whose Put record is in the log, at <see cref="DescriptorTable.GetLogAddress"/>.</summary>
+    Logged = 32,
 }

@@ -115,8 +115,16 @@ internal sealed class Pool
             record = buffer.AsSpan(0, size);
         }
 
+        // No RAM for a copy: in Strict mode a logged persistent page is stored spilled (only in the
+        // log; it is acknowledged after its commit anyway, and read back from the log).
+        bool spilled = false;
         if (!_ram.TryReserve(slotBytes, out uint descriptor))
-            return Refuse(id, index, PutStatus.RejectedCapacity, out logAddress);
+        {
+            if (_log is null || !_log.IsStrict || slotBytes == 0 || !_ram.TryReserve(0, out descriptor))
+                return Refuse(id, index, PutStatus.RejectedCapacity, out logAddress);
+            spilled = true;
+            slotBytes = 0;
+        }
 
         var bucket = BucketFor(id);
         lock (bucket.Lock)
@@ -141,7 +149,7 @@ internal sealed class Pool
                 }
             }
             var obj = bucket.GetOrAdd(id);
-            _ram.Install(descriptor, obj, index, compressed, pattern, sameFilled, persistent);
+            _ram.Install(descriptor, obj, index, compressed, pattern, sameFilled, persistent, logAddress, spilled);
             uint old = obj.Set(index, descriptor);
             if (old != 0) _ram.Release(old);
         }
@@ -150,22 +158,28 @@ internal sealed class Pool
     }
 
     /// <summary>
-    /// Recovery: installs a persistent page from its log record (already compressed) without
-    /// logging it again. Throws when the RAM tier cannot hold it: recovery never drops a page.
+    /// Recovery: installs a persistent page from its Put record at <paramref name="logAddress"/>
+    /// without logging it again: with a RAM copy while the budget has room (no eviction), else
+    /// spilled. Throws when even the page limit is reached: recovery never drops a page.
     /// </summary>
-    public void RestorePut(in ObjectId id, uint index, bool sameFilled, ReadOnlySpan<byte> payload)
+    public void RestorePut(in ObjectId id, uint index, bool sameFilled, ReadOnlySpan<byte> payload, long logAddress)
     {
         ulong pattern = sameFilled ? BitConverter.ToUInt64(payload) : 0;
         var compressed = sameFilled ? default : payload;
         int slotBytes = sameFilled ? 0 : SlabAllocator.SlotSizeFor(payload.Length);
-        if (!_ram.TryReserve(slotBytes, out uint descriptor))
-            throw new InvalidOperationException(
-                $"Recovery cannot hold the persistent pages in RAM: {TmemOptions.SectionName}:{nameof(TmemOptions.RamBudgetBytes)} or {nameof(TmemOptions.MaxPages)} is smaller than the persistent data (now {Volatile.Read(ref _counters.PersPages)} pages, {Volatile.Read(ref _counters.PersZbytes)} compressed bytes). Raise it; nothing was dropped.");
+        bool spilled = false;
+        if (!_ram.TryReserve(slotBytes, out uint descriptor, allowEviction: false))
+        {
+            if (!_ram.TryReserve(0, out descriptor, allowEviction: false))
+                throw new InvalidOperationException(
+                    $"Recovery cannot index the persistent pages: {TmemOptions.SectionName}:{nameof(TmemOptions.MaxPages)} is smaller than their number (now {Volatile.Read(ref _counters.PersPages)} pages). Raise it; nothing was dropped.");
+            spilled = true;
+        }
         var bucket = BucketFor(id);
         lock (bucket.Lock)
         {
             var obj = bucket.GetOrAdd(id);
-            _ram.Install(descriptor, obj, index, compressed, pattern, sameFilled, persistent: true);
+            _ram.Install(descriptor, obj, index, compressed, pattern, sameFilled, persistent: true, logAddress, spilled);
             uint old = obj.Set(index, descriptor);
             if (old != 0) _ram.Release(old);
         }
@@ -230,6 +244,8 @@ internal sealed class Pool
     public GetStatus Get(in ObjectId id, uint index, Span<byte> page)
     {
         var bucket = BucketFor(id);
+        long spilledAt;
+        int compressedLength;
         lock (bucket.Lock)
         {
             if (_destroyed) ThrowHelper.ThrowPoolDestroyed();
@@ -237,9 +253,12 @@ internal sealed class Pool
             if (obj is null) return GetStatus.Miss;
             uint descriptor = obj.Find(index);
             if (descriptor == 0) return GetStatus.Miss;
-            _ram.Read(descriptor, page);
+            bool spilled = _ram.TryGetSpilled(descriptor, out spilledAt, out compressedLength);
+            if (!spilled) _ram.Read(descriptor, page);
             if (ExclusiveGets)
             {
+                // The page leaves now, under the lock, so two exclusive gets never both get it,
+                // and its tombstone is ordered before any later put of the handle.
                 obj.Remove(index);
                 bucket.RemoveIfEmpty(obj);
                 _ram.Release(descriptor);
@@ -247,8 +266,25 @@ internal sealed class Pool
                 // not bring it back. Nobody waits for that commit: the caller holds the page now.
                 if (AppendTombstone(LogRecordType.FlushPage, id, index) != 0) _log!.RequestCommit();
             }
-            return GetStatus.Hit;
+            if (!spilled) return GetStatus.Hit;
         }
+        // A spilled page: read its Put record back from the log, outside the lock. A concurrent
+        // flush or replacement after the lookup above does not change it (records are immutable);
+        // the get is ordered before them.
+        ReadSpilled(id, index, spilledAt, compressedLength, page);
+        return GetStatus.Hit;
+    }
+
+    private void ReadSpilled(in ObjectId id, uint index, long logAddress, int compressedLength, Span<byte> page)
+    {
+        var bytes = _log!.ReadRecord(logAddress, LogRecord.SizeOf(compressedLength));
+        var record = LogRecord.TryRead(bytes, out string? error);
+        if (record is not { Type: LogRecordType.Put } put || put.PoolSerial != (uint)Serial || put.ObjectId != id || put.Index != index)
+            throw new TmemCorruptionException(logAddress,
+                $"The log record at address {logAddress} is not the Put of pool serial {Serial}, object {id}, index {index}: {error ?? "it names another page"}.");
+        int decoded = PageCodec.Decompress(put.Payload, page);
+        if (decoded != page.Length)
+            throw new TmemCorruptionException(logAddress, $"The page in the log record at address {logAddress} decoded to {decoded} bytes, expected {page.Length}.");
     }
 
     /// <summary>Removes a page; <paramref name="logAddress"/> as for <see cref="Put"/>.</summary>
