@@ -42,13 +42,23 @@ public static class DurableStore
         var store = TmemStore.CreateDurable(options, log, directoryLock);
         try
         {
-            var (records, bytes) = Replay(store, log, dir);
+            var checkpoint = LoadCheckpoint(dir, log, out string? checkpointProblem);
+            long replayFrom = 0;
+            if (checkpoint is not null)
+            {
+                ApplyCheckpoint(store, checkpoint, log, dir);
+                replayFrom = checkpoint.CoveredUntil;
+            }
+            var (records, bytes) = Replay(store, log, dir, replayFrom);
+            store.MarkRecovered();
             var stats = store.GetStats();
             report = new RecoveryReport
             {
                 DataDirectory = Path.GetFullPath(dir),
                 BeginAddress = log.BeginAddress,
                 CommittedUntilAddress = log.CommittedUntilAddress,
+                CheckpointCoveredUntil = checkpoint?.CoveredUntil,
+                CheckpointProblem = checkpointProblem,
                 RecordsReplayed = records,
                 BytesReplayed = bytes,
                 PoolsRecovered = stats.Pools,
@@ -64,10 +74,62 @@ public static class DurableStore
         }
     }
 
-    private static (long Records, long Bytes) Replay(TmemStore store, PersistentLog log, string dir)
+    /// <summary>
+    /// The newest checkpoint if it is intact and fits the log; else null, with the reason (a
+    /// damaged or mismatched checkpoint means a full replay, not a failed open: the log is
+    /// authoritative).
+    /// </summary>
+    private static IndexCheckpoint? LoadCheckpoint(string dir, PersistentLog log, out string? problem)
+    {
+        problem = null;
+        string path = IndexCheckpoint.PathIn(dir);
+        if (!File.Exists(path)) return null;
+        var checkpoint = IndexCheckpoint.TryParse(File.ReadAllBytes(path), out problem);
+        if (checkpoint is null)
+        {
+            problem = $"checkpoint {path} is damaged ({problem}); replayed the whole log instead";
+            return null;
+        }
+        if (checkpoint.CoveredUntil > log.CommittedUntilAddress || checkpoint.CoveredUntil < log.BeginAddress || checkpoint.LogBeginAddress != log.BeginAddress)
+        {
+            problem = $"checkpoint {path} covers the log until {checkpoint.CoveredUntil} from {checkpoint.LogBeginAddress}, which does not fit the log ({log.BeginAddress} to {log.CommittedUntilAddress}); replayed the whole log instead";
+            return null;
+        }
+        return checkpoint;
+    }
+
+    private static void ApplyCheckpoint(TmemStore store, IndexCheckpoint checkpoint, PersistentLog log, string dir)
+    {
+        try
+        {
+            store.RaisePoolSerial(checkpoint.PoolSerialHighWater);
+            foreach (var pool in checkpoint.Pools)
+            {
+                if (pool.Members.Count == 0) throw new InvalidDataException($"pool serial {pool.Serial} has no member");
+                var (firstClient, firstPoolId) = pool.Members[0];
+                store.RestorePool(pool.Serial, new PoolRecord(firstClient, firstPoolId, pool.PageSize, pool.ExclusiveGets, pool.SharedUuid));
+                foreach (var (client, poolId) in pool.Members.Skip(1))
+                    store.RestoreJoin(pool.Serial, new PoolRecord(client, poolId, pool.PageSize, pool.ExclusiveGets, pool.SharedUuid));
+                var restored = store.RestoredPool(pool.Serial);
+                foreach (var page in pool.Pages)
+                {
+                    if (!page.SameFilled && (page.AddressOrPattern < log.BeginAddress || page.AddressOrPattern >= checkpoint.CoveredUntil || page.Length == 0))
+                        throw new InvalidDataException($"page {page.ObjectId}/{page.Index} of pool serial {pool.Serial} points at log address {page.AddressOrPattern}, outside the {log.BeginAddress}..{checkpoint.CoveredUntil} it covers");
+                    restored.RestoreFromCheckpoint(page);
+                }
+            }
+        }
+        catch (InvalidDataException e)
+        {
+            throw new TmemCorruptionException(0,
+                $"The checkpoint {IndexCheckpoint.PathIn(dir)} passed its checksum but does not fit the log: {e.Message}. Nothing was changed; move the checkpoint file aside to open the store by replaying the whole log, and report this.");
+        }
+    }
+
+    private static (long Records, long Bytes) Replay(TmemStore store, PersistentLog log, string dir, long from)
     {
         long records = 0, bytes = 0;
-        foreach (var (address, entry) in log.ScanCommitted())
+        foreach (var (address, entry) in log.ScanCommitted(from))
         {
             var record = LogRecord.TryRead(entry, out string? error)
                 ?? throw Corrupt(dir, address, $"is damaged: {error}");

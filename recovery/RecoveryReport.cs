@@ -12,7 +12,13 @@ public sealed record RecoveryReport
     /// <summary>Everything below this address was committed and has been replayed.</summary>
     public long CommittedUntilAddress { get; init; }
 
-    /// <summary>Log records replayed.</summary>
+    /// <summary>The log address the checkpoint used covers until (replay started there), or null for a full replay.</summary>
+    public long? CheckpointCoveredUntil { get; init; }
+
+    /// <summary>Why a checkpoint on disk was not used (damaged, or not fitting the log), or null.</summary>
+    public string? CheckpointProblem { get; init; }
+
+    /// <summary>Log records replayed (after the checkpoint, if one was used).</summary>
     public long RecordsReplayed { get; init; }
 
     /// <summary>Log bytes replayed (record bytes, without FASTER's entry headers).</summary>

@@ -19,6 +19,7 @@ public sealed class TmemStore : IDisposable
     private readonly TmemOptions _options;
     private readonly ConcurrentDictionary<int, TmemClient> _clients = new();
     private readonly Lock _poolLock = new();
+    private readonly Lock _checkpointLock = new();
     private readonly Dictionary<Guid, Pool> _sharedPools = new();
     private readonly StoreCounters _counters = new();
     private readonly CompressedRamTier _ram;
@@ -28,6 +29,7 @@ public sealed class TmemStore : IDisposable
     private int _poolSerial;
     private long _livePools;
     private volatile bool _disposed;
+    private volatile bool _recovered; // durable stores: replay finished
 
     private TmemStore(TmemOptions options, PersistentLog? log, IDisposable? directoryLock)
     {
@@ -123,6 +125,73 @@ public sealed class TmemStore : IDisposable
         return moved;
     }
 
+    /// <summary>
+    /// Durable stores: writes an index checkpoint (every persistent pool, its members, and where
+    /// each page's record is in the log), so the next open replays only what comes after it.
+    /// Persistent operations pause while the index is copied (every bucket lock of every
+    /// persistent pool is held for that copy, which is what makes it consistent with one log
+    /// address); the file is then written atomically once the log is committed that far.
+    /// Called on disposal and by the service's checkpoint loop. Returns the pages it lists.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A memory-only store.</exception>
+    public long Checkpoint()
+    {
+        ThrowIfDisposed();
+        var log = Log ?? throw new InvalidOperationException("A memory-only store (no DataDirectory) has no checkpoint.");
+        if (!_recovered) throw new InvalidOperationException("The store's recovery has not finished.");
+        return CheckpointCore(log);
+    }
+
+    private long CheckpointCore(PersistentLog log)
+    {
+        lock (_checkpointLock)
+        {
+            IndexCheckpoint checkpoint;
+            lock (_poolLock)
+            {
+                // Persistent records are appended only under a bucket lock of their pool or under
+                // the pool lock: holding all of them, the log tail is exactly what the copy reflects.
+                var pools = _persistentPools.Values.OrderBy(p => p.Serial).ToArray();
+                var buckets = pools.SelectMany(p => p.Buckets).ToArray();
+                int held = 0;
+                try
+                {
+                    foreach (var bucket in buckets)
+                    {
+                        bucket.Lock.Enter();
+                        held++;
+                    }
+                    checkpoint = new IndexCheckpoint
+                    {
+                        LogBeginAddress = log.BeginAddress,
+                        CoveredUntil = log.TailAddress,
+                        PoolSerialHighWater = _poolSerial,
+                        Pools = pools.Select(p => new IndexCheckpoint.PoolEntry((uint)p.Serial, p.PageSize, p.ExclusiveGets, p.SharedUuid,
+                            p.LoggedMembers.ToList(), p.CapturePagesLocked())).ToList(),
+                    };
+                }
+                finally
+                {
+                    for (int i = 0; i < held; i++) buckets[i].Lock.Exit();
+                }
+            }
+            // Every record the copy reflects must be durable before a checkpoint may say so.
+            var committed = log.WaitCommittedAsync(checkpoint.CoveredUntil - 1);
+            if (!committed.IsCompletedSuccessfully) committed.AsTask().GetAwaiter().GetResult();
+            IndexCheckpoint.WriteAtomically(_options.DataDirectory!, checkpoint.Serialize());
+            return checkpoint.Pools.Sum(p => (long)p.Pages.Count);
+        }
+    }
+
+    /// <summary>Recovery finished: the store's index is complete and may be checkpointed.</summary>
+    internal void MarkRecovered() => _recovered = true;
+
+    /// <summary>Recovery from a checkpoint: pool serials continue after the checkpoint's.</summary>
+    internal void RaisePoolSerial(int serial)
+    {
+        lock (_poolLock) _poolSerial = Math.Max(_poolSerial, serial);
+    }
+
     internal Pool CreateOrJoinPool(PoolOptions options, int clientId, int poolId)
     {
         long logAddress = 0;
@@ -166,18 +235,19 @@ public sealed class TmemStore : IDisposable
             if (last)
             {
                 if (pool.SharedUuid is { } uuid) _sharedPools.Remove(uuid);
-                _persistentPools.Remove(pool.Serial);
                 _livePools--;
             }
         }
         // Destroy first: every operation in flight on the pool finishes (its record precedes the
-        // departure in the log) or fails; then the departure is logged.
+        // departure in the log) or fails; then the departure is logged. Until then the pool stays
+        // in the persistent table, so a checkpoint taken meanwhile still lists it and the
+        // departure record that follows the checkpoint removes it on replay.
         if (last) pool.Destroy();
-        if (!durable) return;
-        long logAddress;
+        long logAddress = 0;
         lock (_poolLock)
         {
-            logAddress = AppendPoolRecord(LogRecordType.PoolLeave, pool, clientId, poolId);
+            if (durable) logAddress = AppendPoolRecord(LogRecordType.PoolLeave, pool, clientId, poolId);
+            if (last) _persistentPools.Remove(pool.Serial);
         }
         if (logAddress != 0) WaitDurable(logAddress);
     }
@@ -187,6 +257,8 @@ public sealed class TmemStore : IDisposable
     {
         if (Log is null || pool.Kind != PoolKind.Persistent) return 0;
         if (type == LogRecordType.PoolCreate) _persistentPools[pool.Serial] = pool;
+        if (type == LogRecordType.PoolLeave) pool.LoggedMembers.Remove((clientId, poolId));
+        else pool.LoggedMembers.Add((clientId, poolId));
         Span<byte> record = stackalloc byte[LogRecord.SizeOf(PoolRecord.Size)];
         Span<byte> payload = stackalloc byte[PoolRecord.Size];
         new PoolRecord(clientId, poolId, pool.PageSize, pool.ExclusiveGets, pool.SharedUuid).Write(payload);
@@ -207,6 +279,7 @@ public sealed class TmemStore : IDisposable
                 throw new InvalidDataException($"shared pool {uuid} is created while it exists");
             var pool = new Pool((int)serial, options, _options, _ram, _counters, Log);
             GetClient(record.ClientId).RestorePool(record.PoolId, pool);
+            pool.LoggedMembers.Add((record.ClientId, record.PoolId));
             _persistentPools.Add((int)serial, pool);
             if (record.SharedUuid is { } shared) _sharedPools.Add(shared, pool);
             _poolSerial = Math.Max(_poolSerial, (int)serial);
@@ -221,6 +294,7 @@ public sealed class TmemStore : IDisposable
         {
             var pool = RestoredPool(serial);
             GetClient(record.ClientId).RestorePool(record.PoolId, pool);
+            pool.LoggedMembers.Add((record.ClientId, record.PoolId));
             pool.Members++;
         }
     }
@@ -234,6 +308,7 @@ public sealed class TmemStore : IDisposable
             pool = RestoredPool(serial);
             if (!ReferenceEquals(GetClient(record.ClientId).ForgetPool(record.PoolId), pool))
                 throw new InvalidDataException($"client {record.ClientId} leaves pool id {record.PoolId}, which is not pool serial {serial}");
+            pool.LoggedMembers.Remove((record.ClientId, record.PoolId));
         }
         LeavePool(pool, record.ClientId, record.PoolId, durable: false);
     }
@@ -265,6 +340,19 @@ public sealed class TmemStore : IDisposable
         {
             if (_disposed) return;
             _disposed = true;
+        }
+        // A checkpoint on the way out makes the next open fast. It is only an index over the log,
+        // which stays authoritative: if writing it fails, the next open replays the whole log.
+        // Never for a store whose recovery did not finish: its index is incomplete.
+        if (Log is not null && _recovered)
+        {
+            try
+            {
+                CheckpointCore(Log);
+            }
+            catch (IOException)
+            {
+            }
         }
         foreach (var client in _clients.Values) client.LeaveAll();
         // Commit what was appended (Relaxed mode's last window) and close the log, then let go

@@ -172,16 +172,26 @@ public sealed class DurableStoreTests : IDisposable
 
     private string Segment0 => Path.Combine(_dir, "log", "segment.0");
 
-    [Fact]
-    public void Open_BitFlipInACommittedRecord_FailsNamingItsAddress()
+    private string CheckpointFile => Path.Combine(_dir, "checkpoint", "index.ckpt");
+
+    private int FlipPatternByte()
     {
-        WriteSamplePages();
         var bytes = File.ReadAllBytes(Segment0);
         // The same-filled page's payload is its 8-byte pattern: find it and damage it.
         int at = bytes.AsSpan().IndexOf(BitConverter.GetBytes(0x0BADC0FFEE0DDF00UL));
         Assert.True(at > 0);
         bytes[at + 3] ^= 0x10;
         File.WriteAllBytes(Segment0, bytes);
+        return at;
+    }
+
+    [Fact]
+    public void Open_BitFlipInACommittedRecordWithoutCheckpoint_FailsNamingItsAddress()
+    {
+        WriteSamplePages();
+        File.Delete(CheckpointFile); // replay reads every record
+        int at = FlipPatternByte();
+        var damaged = File.ReadAllBytes(Segment0);
 
         var e = Assert.Throws<TmemCorruptionException>(() => Open());
         Assert.InRange(e.LogAddress, at - 4 - 48 - 64, at); // the record's address, within a header of the payload
@@ -189,10 +199,32 @@ public sealed class DurableStoreTests : IDisposable
         Assert.Contains($"address {e.LogAddress}", e.Message);
         Assert.Contains("offline recovery tool", e.Message);
         // Nothing was changed: the damaged byte is still there, and the lock was let go.
-        Assert.Equal(bytes, File.ReadAllBytes(Segment0));
+        Assert.Equal(damaged, File.ReadAllBytes(Segment0));
         using (DataDirectoryLock.Acquire(_dir))
         {
         }
+    }
+
+    [Fact]
+    public void Get_BitFlipInARecordACheckpointIndexes_FailsNamingItsAddress()
+    {
+        WriteSamplePages();
+        Assert.True(File.Exists(CheckpointFile));
+        // Damage the Put record of page (1, 7): find its compressed bytes in the segment.
+        var target = new byte[8192];
+        int length = K4os.Compression.LZ4.LZ4Codec.Encode(Compressible(4096, 7), target, K4os.Compression.LZ4.LZ4Level.L00_FAST);
+        var bytes = File.ReadAllBytes(Segment0);
+        int at = bytes.AsSpan().IndexOf(target.AsSpan(0, length));
+        Assert.True(at > 0);
+        bytes[at + length / 2] ^= 0x04;
+        File.WriteAllBytes(Segment0, bytes);
+
+        using var store = Open(); // the checkpoint indexes the page: open does not read the record
+        var c = store.GetClient(1);
+        var e = Assert.Throws<TmemCorruptionException>(() => Read(c, 0, Oid(1), 7));
+        Assert.InRange(e.LogAddress, at - 4 - 48, at);
+        Assert.Contains($"address {e.LogAddress}", e.Message);
+        Assert.Equal(Compressible(4096, 3), Read(c, 0, Oid(1), 3)); // the rest reads fine
     }
 
     [Fact]
@@ -337,5 +369,100 @@ public sealed class DurableStoreTests : IDisposable
         foreach (var thread in threads) thread.Join();
         Assert.Empty(errors);
         Assert.True(store.GetStats().PersSpilledPages > 0);
+    }
+
+    [Fact]
+    public void Checkpoint_OnClose_ReopensWithoutReplayAndEveryPageReads()
+    {
+        WriteSamplePages();
+        using var store = DurableStore.Open(new TmemOptions { DataDirectory = _dir }, out var report);
+        Assert.NotNull(report.CheckpointCoveredUntil);
+        Assert.Null(report.CheckpointProblem);
+        Assert.Equal(0, report.RecordsReplayed);
+        Assert.Equal(61, report.PagesRecovered);
+        var c = store.GetClient(1);
+        for (uint i = 0; i < 60; i++) Assert.Equal(Compressible(4096, (int)i), Read(c, 0, Oid(1), i));
+        Assert.Equal(SameFilled(4096, 0x0BADC0FFEE0DDF00UL), Read(c, 0, Oid(2), 0));
+    }
+
+    [Fact]
+    public void Checkpoint_ThenMoreOperations_RecoveryReplaysOnlyTheSuffix()
+    {
+        string copy = _dir + "-crashed";
+        try
+        {
+            using (var store = Open())
+            {
+                var c = store.GetClient(1);
+                int p = c.CreatePool(PoolOptions.Persistent);
+                for (uint i = 0; i < 30; i++) c.Put(p, Oid(1), i, Compressible(4096, (int)i));
+                Assert.Equal(30, store.Checkpoint());
+                // After the checkpoint: a replacement, a flush, a new pool, a destroyed pool.
+                c.Put(p, Oid(1), 0, Compressible(4096, 500));
+                c.FlushPage(p, Oid(1), 1);
+                int q = c.CreatePool(PoolOptions.Persistent);
+                c.Put(q, Oid(9), 9, Compressible(4096, 9));
+                int r = c.CreatePool(PoolOptions.Persistent);
+                c.Put(r, Oid(8), 8, Compressible(4096, 8));
+                c.DestroyPool(r);
+                // A copy of the directory now is what a crash leaves: the checkpoint and the log after it.
+                CopyDirectory(_dir, copy);
+            }
+            using var recovered = DurableStore.Open(new TmemOptions { DataDirectory = copy }, out var report);
+            Assert.NotNull(report.CheckpointCoveredUntil);
+            Assert.InRange(report.RecordsReplayed, 6, 10);
+            var c2 = recovered.GetClient(1);
+            Assert.Equal(Compressible(4096, 500), Read(c2, 0, Oid(1), 0));
+            Assert.Null(Read(c2, 0, Oid(1), 1));
+            Assert.Equal(Compressible(4096, 2), Read(c2, 0, Oid(1), 2));
+            Assert.Equal(Compressible(4096, 9), Read(c2, 1, Oid(9), 9));
+            Assert.Equal([0, 1], c2.GetPools().Select(p => p.PoolId).ToArray());
+            Assert.Equal(2, c2.CreatePool(PoolOptions.Persistent)); // serials and ids continue correctly
+        }
+        finally
+        {
+            if (Directory.Exists(copy)) Directory.Delete(copy, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void Checkpoint_Damaged_FallsBackToFullReplay()
+    {
+        WriteSamplePages();
+        var bytes = File.ReadAllBytes(CheckpointFile);
+        bytes[bytes.Length / 2] ^= 0x01;
+        File.WriteAllBytes(CheckpointFile, bytes);
+        using var store = DurableStore.Open(new TmemOptions { DataDirectory = _dir }, out var report);
+        Assert.Null(report.CheckpointCoveredUntil);
+        Assert.Contains("damaged", report.CheckpointProblem);
+        Assert.True(report.RecordsReplayed > 60);
+        Assert.Equal(61, report.PagesRecovered);
+        Assert.Equal(Compressible(4096, 59), Read(store.GetClient(1), 0, Oid(1), 59));
+    }
+
+    [Fact]
+    public void Checkpoint_Truncated_FallsBackToFullReplay()
+    {
+        WriteSamplePages();
+        var bytes = File.ReadAllBytes(CheckpointFile);
+        File.WriteAllBytes(CheckpointFile, bytes.AsSpan(0, bytes.Length - 100).ToArray());
+        using var store = DurableStore.Open(new TmemOptions { DataDirectory = _dir }, out var report);
+        Assert.Null(report.CheckpointCoveredUntil);
+        Assert.NotNull(report.CheckpointProblem);
+        Assert.Equal(61, report.PagesRecovered);
+    }
+
+    private static void CopyDirectory(string from, string to)
+    {
+        foreach (var dir in Directory.GetDirectories(from, "*", SearchOption.AllDirectories))
+            Directory.CreateDirectory(dir.Replace(from, to));
+        Directory.CreateDirectory(to);
+        foreach (var file in Directory.GetFiles(from, "*", SearchOption.AllDirectories))
+        {
+            if (Path.GetFileName(file) == DataDirectoryLock.FileName) continue; // held by the live store
+            using var source = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            using var target = File.Create(file.Replace(from, to));
+            source.CopyTo(target);
+        }
     }
 }

@@ -131,8 +131,8 @@ internal sealed class PersistentLog : IDisposable
         return bytes;
     }
 
-    /// <summary>Waits until the record at <paramref name="address"/> is committed, whatever the mode.</summary>
-    private ValueTask WaitCommittedAsync(long address)
+    /// <summary>Waits until everything below <paramref name="address"/> + 1 is committed, whatever the mode.</summary>
+    public ValueTask WaitCommittedAsync(long address)
     {
         if (_log.CommittedUntilAddress > address) return ValueTask.CompletedTask;
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -161,12 +161,15 @@ internal sealed class PersistentLog : IDisposable
     /// missing, or the records end before it (FASTER reads a missing or cut segment as zeros and
     /// its scan then just stops, which would silently drop everything after).
     /// </summary>
-    public IEnumerable<(long Address, byte[] Entry)> ScanCommitted()
+    public IEnumerable<(long Address, byte[] Entry)> ScanCommitted(long from = 0)
     {
-        long begin = _log.BeginAddress, committed = _log.CommittedUntilAddress;
-        if (committed > begin)
+        long logBegin = _log.BeginAddress, committed = _log.CommittedUntilAddress;
+        long begin = Math.Max(from, logBegin);
+        // The whole committed log is checked for presence even when replay starts later (after a
+        // checkpoint): the pages it indexes live below that point.
+        if (committed > logBegin)
         {
-            for (long segment = begin >> SegmentSizeBits; segment <= (committed - 1) >> SegmentSizeBits; segment++)
+            for (long segment = logBegin >> SegmentSizeBits; segment <= (committed - 1) >> SegmentSizeBits; segment++)
             {
                 string file = Path.Combine(_logDirectory, $"{SegmentBaseName}.{segment}");
                 if (!File.Exists(file))
@@ -180,7 +183,7 @@ internal sealed class PersistentLog : IDisposable
         foreach (var file in Directory.EnumerateFiles(_logDirectory, SegmentBaseName + ".*"))
             if (long.TryParse(Path.GetExtension(file).AsSpan(1), out long segment))
                 dataEnd = Math.Max(dataEnd, (segment << SegmentSizeBits) + new FileInfo(file).Length);
-        if (committed > begin && committed > dataEnd)
+        if (committed > logBegin && committed > dataEnd)
             throw new TmemCorruptionException(dataEnd,
                 $"The log's commit point (from its commit metadata) is address {committed}, but its segment files in {_logDirectory} end at {dataEnd}: the metadata or a segment is damaged or missing. Nothing was changed; repair the directory with the offline recovery tool.");
         long next = begin;

@@ -152,6 +152,24 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         Interlocked.Increment(ref owner.Bucket.Pool.Pages);
     }
 
+    /// <summary>Recovery from a checkpoint: a logged persistent page with no RAM copy, known by its record's address and length.</summary>
+    public void InstallSpilled(uint id, TmemObject owner, uint index, int compressedLength, long logAddress)
+    {
+        ref var d = ref _descriptors[id];
+        _descriptors.SetLogAddress(id, logAddress);
+        d.Location = 0;
+        d.Length = (ushort)compressedLength;
+        Interlocked.Increment(ref _counters.PersSpilledPages);
+        Interlocked.Increment(ref _counters.PersPages);
+        Interlocked.Add(ref _counters.PersZbytes, compressedLength);
+        Interlocked.Add(ref _counters.PersZscaled, Scaled(compressedLength, owner));
+        d.Owner = owner;
+        d.Index = index;
+        d.Clock = 0;
+        Volatile.Write(ref d.Flags, (byte)(DescriptorFlags.Installed | DescriptorFlags.Persistent | DescriptorFlags.Logged | DescriptorFlags.Spilled));
+        Interlocked.Increment(ref owner.Bucket.Pool.Pages);
+    }
+
     /// <summary>A compressed length scaled to a <see cref="PoolOptions.MaxPageSize"/> page (page sizes are powers of two).</summary>
     private static long Scaled(int length, TmemObject owner) => (long)length * (PoolOptions.MaxPageSize / owner.Bucket.Pool.PageSize);
 
@@ -171,6 +189,18 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         logAddress = _descriptors.GetLogAddress(id);
         compressedLength = d.Length;
         return true;
+    }
+
+    /// <summary>Under the bucket lock: what a checkpoint records of a logged persistent page.</summary>
+    public IndexCheckpoint.PageEntry CheckpointEntry(in ObjectId objectId, uint index, uint id)
+    {
+        ref var d = ref _descriptors[id];
+        if ((d.Flags & (byte)DescriptorFlags.SameFilled) != 0)
+            return new IndexCheckpoint.PageEntry(objectId, index, 0, true, (long)d.Location);
+        long address = _descriptors.GetLogAddress(id);
+        if ((d.Flags & (byte)DescriptorFlags.Logged) == 0 || address == 0)
+            throw new InvalidOperationException($"Persistent page {objectId}/{index} (descriptor {id}) has no log address.");
+        return new IndexCheckpoint.PageEntry(objectId, index, d.Length, false, address);
     }
 
     /// <summary>Under the bucket lock: copies or decompresses a RAM-resident page into <paramref name="page"/>.</summary>

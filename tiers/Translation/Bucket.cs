@@ -42,6 +42,9 @@ internal sealed class Bucket
 
     public void Remove(TmemObject obj) => _objects!.Remove(obj.Id);
 
+    /// <summary>The objects (under the lock).</summary>
+    public IEnumerable<TmemObject> Objects => (IEnumerable<TmemObject>?)_objects?.Values ?? [];
+
     /// <summary>Takes every object out of the bucket (pool destruction).</summary>
     public TmemObject[] TakeAll()
     {

@@ -69,6 +69,15 @@ internal sealed class Pool
     /// <summary>Clients holding this pool; guarded by the store's pool lock.</summary>
     public int Members { get; set; } = 1;
 
+    /// <summary>
+    /// Durable stores: the (client, pool id) members as the log has them, changed under the store's
+    /// pool lock in the same step as the record that logs the change, so a checkpoint sees the two agree.
+    /// </summary>
+    public List<(int ClientId, int PoolId)> LoggedMembers { get; } = new();
+
+    /// <summary>The buckets (for checkpoints, which lock them all).</summary>
+    public Bucket[] Buckets => _buckets;
+
     public bool Matches(PoolOptions options) =>
         options.Kind == Kind && options.PageSize == PageSize && options.ExclusiveGets == (Kind == PoolKind.Persistent && ExclusiveGets);
 
@@ -194,6 +203,35 @@ internal sealed class Pool
     {
         long pages = Volatile.Read(ref _counters.PersPages);
         return pages > 0 && Volatile.Read(ref _counters.PersZscaled) / pages > _maxMeanScaled;
+    }
+
+    /// <summary>Checkpoint, with every bucket lock of the pool held by the caller: the pages as logged.</summary>
+    public List<IndexCheckpoint.PageEntry> CapturePagesLocked()
+    {
+        var pages = new List<IndexCheckpoint.PageEntry>((int)Math.Max(0, Volatile.Read(ref Pages)));
+        foreach (var bucket in _buckets)
+            foreach (var obj in bucket.Objects)
+                obj.ForEach((pages, obj, _ram), static (s, index, id) => s.pages.Add(s._ram.CheckpointEntry(s.obj.Id, index, id)));
+        return pages;
+    }
+
+    /// <summary>Recovery: installs a page listed in a checkpoint, spilled (read from the log when got).</summary>
+    public void RestoreFromCheckpoint(in IndexCheckpoint.PageEntry page)
+    {
+        if (!_ram.TryReserve(0, out uint descriptor, allowEviction: false))
+            throw new InvalidOperationException(
+                $"Recovery cannot index the persistent pages: {TmemOptions.SectionName}:{nameof(TmemOptions.MaxPages)} is smaller than their number (now {Volatile.Read(ref _counters.PersPages)} pages). Raise it; nothing was dropped.");
+        var bucket = BucketFor(page.ObjectId);
+        lock (bucket.Lock)
+        {
+            var obj = bucket.GetOrAdd(page.ObjectId);
+            if (page.SameFilled)
+                _ram.Install(descriptor, obj, page.Index, default, (ulong)page.AddressOrPattern, sameFilled: true, persistent: true);
+            else
+                _ram.InstallSpilled(descriptor, obj, page.Index, page.Length, page.AddressOrPattern);
+            uint old = obj.Set(page.Index, descriptor);
+            if (old != 0) throw new InvalidDataException($"the checkpoint lists page {page.ObjectId}/{page.Index} of pool serial {Serial} twice");
+        }
     }
 
     /// <summary>Recovery: applies a FlushPage tombstone without logging it again.</summary>

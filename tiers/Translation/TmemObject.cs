@@ -100,6 +100,13 @@ internal sealed class TmemObject
         return removed;
     }
 
+    /// <summary>Calls <paramref name="action"/> for every (index, id).</summary>
+    public void ForEach<TState>(TState state, Action<TState, uint, uint> action)
+    {
+        foreach (ulong e in _entries)
+            if (e != 0) action(state, (uint)(e >> 32), (uint)e);
+    }
+
     /// <summary>Calls <paramref name="action"/> for every (index, id) and empties the object.</summary>
     public void DrainTo<TState>(TState state, Action<TState, uint, uint> action)
     {
