@@ -21,10 +21,21 @@ internal sealed class PersistentLog : IDisposable
     public const string SegmentBaseName = "segment";
 
     private const int SegmentSizeBits = 30; // 1 GiB segment files
+    private const int PageSizeBits = 22;    // 4 MiB pages: a record (48 B + up to 64 KiB) never spans one
+    private const long PageSize = 1L << PageSizeBits;
+    private const int MaxEntrySize = 4 + LogRecord.HeaderSize + ushort.MaxValue + 4; // FasterLog header + record, padded
+
+    /// <summary>
+    /// Written (and fsync'd) once the log first commits data: without it, segment data with no
+    /// commit is a crash before the first commit (nothing was acknowledged); with it, lost
+    /// commit metadata.
+    /// </summary>
+    public const string CommittedMarker = "committed.marker";
 
     private readonly FasterLog _log;
     private readonly IDevice _device;
     private readonly string _logDirectory;
+    private volatile bool _markerWritten;
     private readonly DurabilityMode _mode;
     private readonly int _commitIntervalMs;
     private readonly Lock _waitLock = new();
@@ -71,7 +82,7 @@ internal sealed class PersistentLog : IDisposable
             log = new FasterLog(new FasterLogSettings
             {
                 LogDevice = device,
-                PageSizeBits = 22,      // 4 MiB pages: a record (48 B + up to 64 KiB) never spans one
+                PageSizeBits = PageSizeBits,
                 MemorySizeBits = 24,    // 16 MiB of in-memory log buffer
                 SegmentSizeBits = SegmentSizeBits,
                 LogCommitDir = commitDir,
@@ -79,13 +90,15 @@ internal sealed class PersistentLog : IDisposable
                 RemoveOutdatedCommits = true,
             });
             log.Recover();
-            // Segment data with nothing committed means the commit metadata was lost (an empty
-            // store's commit records an empty log and writes no segment data).
-            if (hadSegments && log.CommittedUntilAddress <= log.BeginAddress)
+            // Segment data with nothing committed: either the process died before the log's first
+            // commit (nothing was acknowledged, and FASTER writes over it), or the commit metadata
+            // was lost; the marker written after the first commit tells them apart.
+            bool everCommitted = File.Exists(Path.Combine(logDir, CommittedMarker));
+            if (hadSegments && everCommitted && log.CommittedUntilAddress <= log.BeginAddress)
                 throw new TmemCorruptionException(0,
                     $"The log in {dataDirectory} has segment data but FASTER recovered no committed data: its commit metadata in {commitDir} is missing or unreadable. " +
                     "Nothing was changed; inspect the directory with the offline recovery tool before opening it.");
-            return new PersistentLog(log, device, logDir, mode, commitIntervalMs);
+            return new PersistentLog(log, device, logDir, mode, commitIntervalMs) { _markerWritten = everCommitted };
         }
         catch
         {
@@ -108,6 +121,18 @@ internal sealed class PersistentLog : IDisposable
     /// </summary>
     public ValueTask WaitDurableAsync(long address) =>
         _mode == DurabilityMode.Relaxed ? ValueTask.CompletedTask : WaitCommittedAsync(address);
+
+    /// <summary>
+    /// For an operation that changed nothing but observed the state (a flush that found no
+    /// page): the address to wait for so that what it observed is durable, i.e. everything
+    /// appended so far; 0 when all of it is committed or the mode is Relaxed.
+    /// </summary>
+    public long ObservedStateAddress()
+    {
+        if (_mode == DurabilityMode.Relaxed) return 0;
+        long tail = _log.TailAddress;
+        return tail > _log.CommittedUntilAddress ? tail - 1 : 0;
+    }
 
     /// <summary>Whether the store acknowledges only committed operations.</summary>
     public bool IsStrict => _mode == DurabilityMode.Strict;
@@ -206,7 +231,10 @@ internal sealed class PersistentLog : IDisposable
                 yield return (address, length == entry.Length ? entry : entry.AsSpan(0, length).ToArray());
             }
         }
-        if (next < committed)
+        // A record never spans a FasterLog page: when the next one did not fit, the page ends in
+        // padding and the commit point can be the next page's start. Only that gap is normal.
+        bool pagePadding = committed % PageSize == 0 && committed - next < MaxEntrySize;
+        if (next < committed && !pagePadding)
             throw new TmemCorruptionException(next,
                 $"The log's records end at address {next}, below its commit point {committed}: a segment file in {_logDirectory} is truncated or zeroed. Nothing was changed; repair the directory with the offline recovery tool.");
     }
@@ -233,6 +261,7 @@ internal sealed class PersistentLog : IDisposable
                     FailWaiters(e);
                     continue;
                 }
+                AfterCommit();
                 CompleteWaiters(_log.CommittedUntilAddress);
             }
         }
@@ -249,14 +278,40 @@ internal sealed class PersistentLog : IDisposable
         {
             while (await timer.WaitForNextTickAsync(token).ConfigureAwait(false))
             {
-                if (_log.TailAddress > _log.CommittedUntilAddress)
-                    await _log.CommitAsync(token).ConfigureAwait(false);
+                try
+                {
+                    if (_log.TailAddress > _log.CommittedUntilAddress)
+                        await _log.CommitAsync(token).ConfigureAwait(false);
+                    AfterCommit();
+                }
+                catch (OperationCanceledException) when (token.IsCancellationRequested)
+                {
+                    break;
+                }
+                catch (Exception e)
+                {
+                    // Keep trying on the next tick; whoever waits for a commit (a spilled read,
+                    // a checkpoint) hears about this one.
+                    FailWaiters(e);
+                    continue;
+                }
                 CompleteWaiters(_log.CommittedUntilAddress); // readers of spilled pages wait for commits too
             }
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
         {
         }
+    }
+
+    /// <summary>After a commit: the first one with data leaves the marker (once).</summary>
+    private void AfterCommit()
+    {
+        if (_markerWritten || _log.CommittedUntilAddress <= _log.BeginAddress) return;
+        string marker = Path.Combine(_logDirectory, CommittedMarker);
+        using (var file = new FileStream(marker, FileMode.Create, FileAccess.Write, FileShare.None))
+            file.Flush(flushToDisk: true);
+        DirectorySync.Fsync(_logDirectory);
+        _markerWritten = true;
     }
 
     private void CompleteWaiters(long committedUntil)
@@ -304,6 +359,7 @@ internal sealed class PersistentLog : IDisposable
         {
         }
         _log.Commit(spinWait: true);
+        AfterCommit();
         CompleteWaiters(long.MaxValue);
         _log.Dispose();
         _device.Dispose();

@@ -262,13 +262,20 @@ internal sealed class Pool
         lock (bucket.Lock)
         {
             if (_destroyed) ThrowHelper.ThrowPoolDestroyed();
-            logAddress = RemovePage(bucket, id, index) ? AppendTombstone(LogRecordType.FlushPage, id, index) : 0;
+            logAddress = RemovePage(bucket, id, index) ? AppendTombstone(LogRecordType.FlushPage, id, index) : ObservedState();
         }
         Interlocked.Increment(ref Kind == PoolKind.Persistent ? ref _counters.FailedPersPuts : ref _counters.FailedEphPuts);
         if (status == PutStatus.RejectedPoorCompression) Interlocked.Increment(ref _counters.CompressPoor);
         else if (status == PutStatus.RejectedMeanCompression) Interlocked.Increment(ref _counters.MeanCompressPoor);
         return status;
     }
+
+    /// <summary>
+    /// Under the bucket lock, for a flush or refused put that found nothing: the page may be
+    /// absent because of a flush not yet committed (another caller's), so the absence is only
+    /// durable once everything appended so far is: the address to wait for, or 0.
+    /// </summary>
+    private long ObservedState() => _log?.ObservedStateAddress() ?? 0;
 
     /// <summary>Under the bucket lock: logs a flush of a page or object (0 when the pool is not logged).</summary>
     private long AppendTombstone(LogRecordType type, in ObjectId id, uint index)
@@ -334,7 +341,7 @@ internal sealed class Pool
         {
             if (_destroyed) ThrowHelper.ThrowPoolDestroyed();
             found = RemovePage(bucket, id, index);
-            logAddress = found ? AppendTombstone(LogRecordType.FlushPage, id, index) : 0;
+            logAddress = found ? AppendTombstone(LogRecordType.FlushPage, id, index) : ObservedState();
         }
         Interlocked.Increment(ref _counters.FlushTotal);
         if (found) Interlocked.Increment(ref _counters.FlushFound);
@@ -354,7 +361,7 @@ internal sealed class Pool
                 removed = ReleaseAll(obj);
                 bucket.Remove(obj);
             }
-            logAddress = removed > 0 ? AppendTombstone(LogRecordType.FlushObject, id, 0) : 0;
+            logAddress = removed > 0 ? AppendTombstone(LogRecordType.FlushObject, id, 0) : ObservedState();
         }
         Interlocked.Increment(ref _counters.FlobjTotal);
         if (removed > 0) Interlocked.Increment(ref _counters.FlobjFound);
