@@ -108,8 +108,20 @@ public sealed class TmemClient
     {
         var pool = Resolve(poolId);
         CheckHandle(pool, objectId, page.Length, nameof(page));
+        // When the log device is behind, wait for it here without holding a thread (the
+        // synchronous path inside Put would block one).
+        if (pool.Kind == PoolKind.Persistent && _store.Log is { IsBacklogged: true } log)
+            return PutAfterRoomAsync(log, pool, objectId, index, page);
         var status = pool.Put(objectId, index, page.Span, out long logAddress);
         return logAddress == 0 ? ValueTask.FromResult(status) : AwaitDurable(logAddress, status);
+    }
+
+    private async ValueTask<PutStatus> PutAfterRoomAsync(LogTier.PersistentLog log, Pool pool, ObjectId objectId, uint index, ReadOnlyMemory<byte> page)
+    {
+        await log.WaitForRoomAsync().ConfigureAwait(false);
+        var status = pool.Put(objectId, index, page.Span, out long logAddress);
+        if (logAddress != 0) await _store.Log!.WaitDurableAsync(logAddress).ConfigureAwait(false);
+        return status;
     }
 
     /// <summary><see cref="FlushPage"/>, completing when the flush is durable (as <see cref="PutAsync"/>).</summary>

@@ -23,6 +23,10 @@ internal sealed class PersistentLog : IDisposable
     private const int SegmentSizeBits = 30; // 1 GiB segment files
     private const int PageSizeBits = 22;    // 4 MiB pages: a record (48 B + up to 64 KiB) never spans one
     private const long PageSize = 1L << PageSizeBits;
+    private const int MemorySizeBits = 24;  // 16 MiB of in-memory log buffer
+
+    /// <summary>Unflushed log bytes over which appenders wait (outside any lock) for the device to catch up.</summary>
+    private const long AppendBacklogLimit = (1L << MemorySizeBits) / 2;
     private const int MaxEntrySize = 4 + LogRecord.HeaderSize + ushort.MaxValue + 4; // FasterLog header + record, padded
 
     /// <summary>
@@ -83,7 +87,7 @@ internal sealed class PersistentLog : IDisposable
             {
                 LogDevice = device,
                 PageSizeBits = PageSizeBits,
-                MemorySizeBits = 24,    // 16 MiB of in-memory log buffer
+                MemorySizeBits = MemorySizeBits,
                 SegmentSizeBits = SegmentSizeBits,
                 LogCommitDir = commitDir,
                 TryRecoverLatest = false,
@@ -106,6 +110,37 @@ internal sealed class PersistentLog : IDisposable
             device.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Called by appenders before they take a bucket lock: while more than half of the log's
+    /// memory buffer is unflushed, sleeps. FasterLog's own enqueue would otherwise spin for
+    /// room inside the bucket lock; with acknowledgement on append (Relaxed) enough such
+    /// spinners starve the thread pool that completes the very writes they wait for (seen as a
+    /// hang with 16 writers on two cores).
+    /// </summary>
+    public void WaitForRoom()
+    {
+        if (_log.TailAddress - _log.FlushedUntilAddress <= AppendBacklogLimit) return;
+        var spinner = new SpinWait();
+        while (_log.TailAddress - _log.FlushedUntilAddress > AppendBacklogLimit && !_disposed)
+        {
+            if (spinner.NextSpinWillYield) Thread.Sleep(1);
+            else spinner.SpinOnce();
+        }
+    }
+
+    /// <summary>Whether an appender would have to wait for room now.</summary>
+    public bool IsBacklogged => _log.TailAddress - _log.FlushedUntilAddress > AppendBacklogLimit;
+
+    /// <summary>
+    /// <see cref="WaitForRoom"/> for async callers: waits without holding a thread, so the
+    /// thread pool keeps the threads that complete the device writes being waited for.
+    /// </summary>
+    public async ValueTask WaitForRoomAsync()
+    {
+        while (IsBacklogged && !_disposed)
+            await Task.Delay(1).ConfigureAwait(false);
     }
 
     /// <summary>Appends a record (in memory; see <see cref="WaitDurableAsync"/>). Returns its address.</summary>

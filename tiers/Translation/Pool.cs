@@ -135,6 +135,7 @@ internal sealed class Pool
             slotBytes = 0;
         }
 
+        _log?.WaitForRoom(); // throttle on the device outside the lock, never inside it
         var bucket = BucketFor(id);
         lock (bucket.Lock)
         {
