@@ -15,8 +15,13 @@ internal sealed class TmemOptionsValidator : IValidateOptions<TmemOptions>
 /// <summary>Validates <see cref="ServiceOptions"/> at start.</summary>
 internal sealed class ServiceOptionsValidator : IValidateOptions<ServiceOptions>
 {
-    public ValidateOptionsResult Validate(string? name, ServiceOptions options) =>
-        options.StatsLogIntervalSeconds is < 0 or > 86400
-            ? ValidateOptionsResult.Fail($"{ServiceOptions.SectionName}:{nameof(ServiceOptions.StatsLogIntervalSeconds)} is {options.StatsLogIntervalSeconds}; it must be from 0 (off) to 86400.")
-            : ValidateOptionsResult.Success;
+    public ValidateOptionsResult Validate(string? name, ServiceOptions options)
+    {
+        var errors = new List<string>();
+        if (options.StatsLogIntervalSeconds is < 0 or > 86400)
+            errors.Add($"{ServiceOptions.SectionName}:{nameof(ServiceOptions.StatsLogIntervalSeconds)} is {options.StatsLogIntervalSeconds}; it must be from 0 (off) to 86400.");
+        if (options.CheckpointIntervalSeconds is < 0 or > 86400)
+            errors.Add($"{ServiceOptions.SectionName}:{nameof(ServiceOptions.CheckpointIntervalSeconds)} is {options.CheckpointIntervalSeconds}; it must be from 0 (off) to 86400.");
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
 }

@@ -32,6 +32,7 @@ builder.Services.AddSingleton<IValidateOptions<ServiceOptions>, ServiceOptionsVa
 builder.Services.AddSingleton<StoreHost>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<StoreHost>());
 builder.Services.AddHostedService<StatsLogService>();
+builder.Services.AddHostedService<CheckpointService>();
 
 try
 {

@@ -8,4 +8,10 @@ public sealed class ServiceOptions
 
     /// <summary>Seconds between one-line stats log entries; 0 turns them off. Default 60.</summary>
     public int StatsLogIntervalSeconds { get; set; } = 60;
+
+    /// <summary>
+    /// Seconds between index checkpoints of a durable store (one is also written at shutdown);
+    /// 0 turns the periodic ones off. Default 300.
+    /// </summary>
+    public int CheckpointIntervalSeconds { get; set; } = 300;
 }

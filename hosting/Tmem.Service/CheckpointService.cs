@@ -1,0 +1,39 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Options;
+
+namespace Tmem.Service;
+
+/// <summary>
+/// Writes an index checkpoint every <see cref="ServiceOptions.CheckpointIntervalSeconds"/> (durable
+/// stores only), so that a restart after a crash replays only the log written since.
+/// </summary>
+internal sealed partial class CheckpointService(StoreHost host, IOptions<TmemOptions> storeOptions, IOptions<ServiceOptions> options, ILogger<CheckpointService> logger) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        int seconds = options.Value.CheckpointIntervalSeconds;
+        if (seconds == 0 || storeOptions.Value.DataDirectory is null) return;
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(seconds));
+        while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+        {
+            var clock = Stopwatch.StartNew();
+            try
+            {
+                // Off the timer's thread: a checkpoint blocks while it copies the index and waits for a commit.
+                long pages = await Task.Run(host.Store.Checkpoint, stoppingToken).ConfigureAwait(false);
+                LogCheckpoint(pages, clock.Elapsed.TotalSeconds);
+            }
+            catch (IOException e)
+            {
+                // The log stays authoritative; the next checkpoint (or shutdown) tries again.
+                LogCheckpointFailed(e);
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Checkpoint written: {Pages} persistent pages in {Seconds:0.000}s")]
+    private partial void LogCheckpoint(long pages, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Checkpoint failed; recovery will replay more of the log until one succeeds")]
+    private partial void LogCheckpointFailed(Exception exception);
+}
