@@ -17,6 +17,13 @@ internal sealed class Corpus
 
     public byte[][] Pages { get; }
 
+    /// <summary>One 8-byte word repeated (the store keeps such pages without compressing them).</summary>
+    public static bool IsSameFilled(byte[] page)
+    {
+        var words = MemoryMarshal.Cast<byte, ulong>(page);
+        return words.IndexOfAnyExcept(words[0]) < 0;
+    }
+
     /// <summary>
     /// The given files; else <c>../shared/corpus/anon.pages</c> and <c>file.pages</c> beside the
     /// repository root when present; else pages cut from the installed .NET runtime's assemblies.

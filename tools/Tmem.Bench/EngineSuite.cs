@@ -33,8 +33,7 @@ internal sealed class EngineSuite
         int sameFilled = 0, poor = 0;
         foreach (var page in corpus.Pages)
         {
-            var words = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ulong>(page);
-            if (words.IndexOfAnyExcept(words[0]) < 0) { sameFilled++; continue; }
+            if (Corpus.IsSameFilled(page)) { sameFilled++; continue; }
             int length = LZ4Codec.Encode(page, buffer, LZ4Level.L00_FAST);
             if (length > PageSize * 7 / 8) { poor++; continue; }
             accepted.Add(page);
@@ -133,14 +132,14 @@ internal sealed class EngineSuite
             putEvicting.Add(ev);
             dictPut.Add(d);
         }
-        _report.Add("lz4_encode_pages_per_s", Median(encode), "bare K4os LZ4 encode, one thread");
-        _report.Add("eph_put_pages_per_s", Median(put), "store put, private ephemeral pool, one thread, steady state under budget");
-        _report.Add("eph_put_vs_lz4_encode", Median(put) / Median(encode));
-        _report.Add("eph_put_first_fill_pages_per_s", Median(putFirstFill), "fresh handles into an empty pool: new slabs, first touch of their memory");
-        _report.Add("eph_put_first_fill_vs_lz4_encode", Median(putFirstFill) / Median(encode));
-        _report.Add("eph_put_at_budget_pages_per_s", Median(putEvicting), "fresh handles into a full 32 MiB store: every put evicts");
-        _report.Add("eph_put_at_budget_vs_lz4_encode", Median(putEvicting) / Median(encode));
-        _report.Add("dict_put_pages_per_s", Median(dictPut), "baseline: encode + byte[] + ConcurrentDictionary");
+        _report.Add("lz4_encode_pages_per_s", Report.Median(encode), "bare K4os LZ4 encode, one thread");
+        _report.Add("eph_put_pages_per_s", Report.Median(put), "store put, private ephemeral pool, one thread, steady state under budget");
+        _report.Add("eph_put_vs_lz4_encode", Report.Median(put) / Report.Median(encode));
+        _report.Add("eph_put_first_fill_pages_per_s", Report.Median(putFirstFill), "fresh handles into an empty pool: new slabs, first touch of their memory");
+        _report.Add("eph_put_first_fill_vs_lz4_encode", Report.Median(putFirstFill) / Report.Median(encode));
+        _report.Add("eph_put_at_budget_pages_per_s", Report.Median(putEvicting), "fresh handles into a full 32 MiB store: every put evicts");
+        _report.Add("eph_put_at_budget_vs_lz4_encode", Report.Median(putEvicting) / Report.Median(encode));
+        _report.Add("dict_put_pages_per_s", Report.Median(dictPut), "baseline: encode + byte[] + ConcurrentDictionary");
     }
 
     private void GetVersusDecode()
@@ -214,17 +213,17 @@ internal sealed class EngineSuite
             dictGet.Add(dg);
             exclusive.Add(ex);
         }
-        _report.Add("lz4_decode_pages_per_s", Median(decode), "bare K4os LZ4 decode, one thread");
-        _report.Add("eph_get_pages_per_s", Median(get), "store get hits, shared ephemeral pool, one thread");
-        _report.Add("eph_get_vs_lz4_decode", Median(get) / Median(decode));
-        _report.Add("eph_get_pages_per_s_2threads", Median(get2), "two threads");
-        _report.Add("eph_get_2threads_vs_1thread", Median(get2) / Median(get));
-        _report.Add("lz4_decode_pages_per_s_2threads", Median(decode2), "bare decode, two threads: what this machine's two cores allow");
-        _report.Add("lz4_decode_2threads_vs_1thread", Median(decode2) / Median(decode));
-        _report.Add("eph_get_scaling_vs_lz4_scaling", Median(get2) / Median(get) / (Median(decode2) / Median(decode)),
+        _report.Add("lz4_decode_pages_per_s", Report.Median(decode), "bare K4os LZ4 decode, one thread");
+        _report.Add("eph_get_pages_per_s", Report.Median(get), "store get hits, shared ephemeral pool, one thread");
+        _report.Add("eph_get_vs_lz4_decode", Report.Median(get) / Report.Median(decode));
+        _report.Add("eph_get_pages_per_s_2threads", Report.Median(get2), "two threads");
+        _report.Add("eph_get_2threads_vs_1thread", Report.Median(get2) / Report.Median(get));
+        _report.Add("lz4_decode_pages_per_s_2threads", Report.Median(decode2), "bare decode, two threads: what this machine's two cores allow");
+        _report.Add("lz4_decode_2threads_vs_1thread", Report.Median(decode2) / Report.Median(decode));
+        _report.Add("eph_get_scaling_vs_lz4_scaling", Report.Median(get2) / Report.Median(get) / (Report.Median(decode2) / Report.Median(decode)),
             "the store's 2-thread gain over the bare codec's on the same machine (1.0 = scales as the codec does)");
-        _report.Add("eph_get_exclusive_pages_per_s", Median(exclusive), "private pool: each hit removes the page");
-        _report.Add("dict_get_pages_per_s", Median(dictGet), "baseline: ConcurrentDictionary lookup + decode");
+        _report.Add("eph_get_exclusive_pages_per_s", Report.Median(exclusive), "private pool: each hit removes the page");
+        _report.Add("dict_get_pages_per_s", Report.Median(dictGet), "baseline: ConcurrentDictionary lookup + decode");
     }
 
     private void GetLoop(TmemClient client, int pool, int count, bool reverse)
@@ -258,7 +257,7 @@ internal sealed class EngineSuite
             client.DestroyPool(pool);
             if (rep > 0) rates.Add(r);
         }
-        _report.Add("zero_put_pages_per_s", Median(rates), "all-zero pages, fresh handles, one thread");
+        _report.Add("zero_put_pages_per_s", Report.Median(rates), "all-zero pages, fresh handles, one thread");
     }
 
     /// <summary>
@@ -378,11 +377,5 @@ internal sealed class EngineSuite
         var sw = Stopwatch.StartNew();
         run();
         return operations / sw.Elapsed.TotalSeconds;
-    }
-
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
     }
 }

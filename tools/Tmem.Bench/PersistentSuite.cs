@@ -29,8 +29,7 @@ internal sealed class PersistentSuite
         var compressed = new List<byte[]>();
         foreach (var page in corpus.Pages)
         {
-            var words = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ulong>(page);
-            if (words.IndexOfAnyExcept(words[0]) < 0) continue;
+            if (Corpus.IsSameFilled(page)) continue;
             int length = LZ4Codec.Encode(page, buffer, LZ4Level.L00_FAST);
             if (length > PageSize * 5 / 8) continue; // under the mean-size rule: every put is stored
             pages.Add(page);
@@ -62,13 +61,13 @@ internal sealed class PersistentSuite
                 relaxed.Add(StorePuts(count, DurabilityMode.Relaxed, measureRecovery: false).Rate);
             }
             latencies.Sort();
-            _report.Add("pers_put_strict_pages_per_s", Median(strict), $"PutAsync, Strict, {InFlight} in flight");
-            _report.Add("fasterlog_commit_pages_per_s", Median(bare), $"bare FasterLog: enqueue + group commit, {InFlight} in flight");
-            _report.Add("pers_put_strict_vs_fasterlog", Median(strict) / Median(bare));
-            _report.Add("pers_put_relaxed_pages_per_s", Median(relaxed), "PutAsync, Relaxed");
+            _report.Add("pers_put_strict_pages_per_s", Report.Median(strict), $"PutAsync, Strict, {InFlight} in flight");
+            _report.Add("fasterlog_commit_pages_per_s", Report.Median(bare), $"bare FasterLog: enqueue + group commit, {InFlight} in flight");
+            _report.Add("pers_put_strict_vs_fasterlog", Report.Median(strict) / Report.Median(bare));
+            _report.Add("pers_put_relaxed_pages_per_s", Report.Median(relaxed), "PutAsync, Relaxed");
             _report.Add("pers_commit_latency_p50_us", latencies[latencies.Count / 2], "put to acknowledge, Strict");
             _report.Add("pers_commit_latency_p99_us", latencies[(int)(latencies.Count * 0.99)]);
-            _report.Add("recovery_replay_mb_per_s", Median(replay), "reopen, no checkpoint: log bytes replayed per second");
+            _report.Add("recovery_replay_mb_per_s", Report.Median(replay), "reopen, no checkpoint: log bytes replayed per second");
             var (checkpointSeconds, openSeconds) = CheckpointOpen(1_000_000);
             _report.Add("checkpoint_write_s_1m_pages", checkpointSeconds, "TmemStore.Checkpoint() with 1,000,000 persistent pages");
             _report.Add("recovery_checkpoint_open_s_1m_pages", openSeconds, "reopen with a checkpoint and 1,000,000 persistent pages: seconds to ready");
@@ -207,11 +206,5 @@ internal sealed class PersistentSuite
         done.Cancel();
         committer.Wait();
         return rate;
-    }
-
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted[sorted.Length / 2];
     }
 }
