@@ -290,29 +290,42 @@ internal sealed class Pool
     public GetStatus Get(in ObjectId id, uint index, Span<byte> page)
     {
         var bucket = BucketFor(id);
-        long spilledAt;
-        int compressedLength;
+        long spilledAt = 0;
+        int compressedLength = 0;
+        long missObserved = -1;
         lock (bucket.Lock)
         {
             if (_destroyed) ThrowHelper.ThrowPoolDestroyed();
             var obj = bucket.Find(id);
-            if (obj is null) return GetStatus.Miss;
-            uint descriptor = obj.Find(index);
-            if (descriptor == 0) return GetStatus.Miss;
-            bool spilled = _ram.TryGetSpilled(descriptor, out spilledAt, out compressedLength);
-            if (!spilled) _ram.Read(descriptor, page);
-            if (ExclusiveGets)
+            uint descriptor = obj?.Find(index) ?? 0;
+            if (obj is null || descriptor == 0)
             {
-                // The page leaves now, under the lock, so two exclusive gets never both get it,
-                // and its tombstone is ordered before any later put of the handle.
-                obj.Remove(index);
-                bucket.RemoveIfEmpty(obj);
-                _ram.Release(descriptor);
-                // A persistent page taken by an exclusive get is logged as flushed, so replay does
-                // not bring it back. Nobody waits for that commit: the caller holds the page now.
-                if (AppendTombstone(LogRecordType.FlushPage, id, index) != 0) _log!.RequestCommit();
+                // Strict: the page may be missing only through a flush not committed yet; the
+                // miss is reported once that is durable, so no crash can bring the page back.
+                missObserved = ObservedState();
             }
-            if (!spilled) return GetStatus.Hit;
+            else
+            {
+                bool spilled = _ram.TryGetSpilled(descriptor, out spilledAt, out compressedLength);
+                if (!spilled) _ram.Read(descriptor, page);
+                if (ExclusiveGets)
+                {
+                    // The page leaves now, under the lock, so two exclusive gets never both get it,
+                    // and its tombstone is ordered before any later put of the handle.
+                    obj.Remove(index);
+                    bucket.RemoveIfEmpty(obj);
+                    _ram.Release(descriptor);
+                    // A persistent page taken by an exclusive get is logged as flushed, so replay does
+                    // not bring it back. Nobody waits for that commit: the caller holds the page now.
+                    if (AppendTombstone(LogRecordType.FlushPage, id, index) != 0) _log!.RequestCommit();
+                }
+                if (!spilled) return GetStatus.Hit;
+            }
+        }
+        if (missObserved >= 0)
+        {
+            if (missObserved > 0) _log!.WaitDurableAsync(missObserved).AsTask().GetAwaiter().GetResult();
+            return GetStatus.Miss;
         }
         // A spilled page: read its Put record back from the log, outside the lock. A concurrent
         // flush or replacement after the lookup above does not change it (records are immutable);
