@@ -24,4 +24,11 @@ public enum PutStatus
     /// (persistent pages are never evicted).
     /// </summary>
     RejectedCapacity = 3,
+
+    /// <summary>
+    /// Persistent pools only: a new page would take the store over
+    /// <see cref="TmemOptions.MaxPersistentPages"/> or <see cref="TmemOptions.MaxPersistentBytes"/>
+    /// (counter <c>pers_limit_refused</c>). Replacing an existing page is always allowed.
+    /// </summary>
+    RejectedPersistentLimit = 4,
 }

@@ -60,6 +60,20 @@ public sealed class TmemOptions
     /// </summary>
     public string? DataDirectory { get; set; }
 
+    /// <summary>
+    /// The most persistent pages the store holds (zcache's <c>zv_page_count_policy_percent</c>, as a
+    /// count); a put of a new page over it fails with <see cref="PutStatus.RejectedPersistentLimit"/>.
+    /// 0 (the default) means no limit but RAM and <see cref="MaxPages"/>.
+    /// </summary>
+    public long MaxPersistentPages { get; set; }
+
+    /// <summary>
+    /// The most compressed bytes of persistent pages the store holds (what their records take in
+    /// the log, less headers); a put of a new page over it fails with
+    /// <see cref="PutStatus.RejectedPersistentLimit"/>. 0 (the default) means no limit.
+    /// </summary>
+    public long MaxPersistentBytes { get; set; }
+
     /// <summary>When persistent puts and flushes are acknowledged. Default <see cref="DurabilityMode.Strict"/>.</summary>
     public DurabilityMode Durability { get; set; } = DurabilityMode.Strict;
 
@@ -93,6 +107,10 @@ public sealed class TmemOptions
             yield return $"{SectionName}:{nameof(MaxZsize)} is {MaxZsize}; it must be a fraction of the page size in (0, 1].";
         if (!(MaxMeanZsize > 0 && MaxMeanZsize <= MaxZsize))
             yield return $"{SectionName}:{nameof(MaxMeanZsize)} is {MaxMeanZsize}; it must be in (0, {nameof(MaxZsize)}].";
+        if (MaxPersistentPages < 0)
+            yield return $"{SectionName}:{nameof(MaxPersistentPages)} is {MaxPersistentPages}; it must be 0 (no limit) or more.";
+        if (MaxPersistentBytes < 0)
+            yield return $"{SectionName}:{nameof(MaxPersistentBytes)} is {MaxPersistentBytes}; it must be 0 (no limit) or more.";
         if (Durability is not (DurabilityMode.Strict or DurabilityMode.Relaxed))
             yield return $"{SectionName}:{nameof(Durability)} is {(int)Durability}; it must be Strict or Relaxed.";
         if (CommitIntervalMs < 1 || CommitIntervalMs > 60_000)

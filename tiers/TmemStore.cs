@@ -92,6 +92,7 @@ public sealed class TmemStore : IDisposable
         FailedPersPuts = Volatile.Read(ref _counters.FailedPersPuts),
         CompressPoor = Volatile.Read(ref _counters.CompressPoor),
         MeanCompressPoor = Volatile.Read(ref _counters.MeanCompressPoor),
+        PersLimitRefused = Volatile.Read(ref _counters.PersLimitRefused),
         ZeroFilledPages = Volatile.Read(ref _counters.ZeroFilledPages),
         EvictedEphPages = Volatile.Read(ref _counters.EvictedEphPages),
         EphPages = Volatile.Read(ref _counters.EphPages),

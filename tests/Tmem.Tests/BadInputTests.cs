@@ -274,6 +274,11 @@ public class BadInputTests
         { "MaxMeanZsize", o => o.MaxMeanZsize = -0.1 },
         { "CompactionThreshold", o => o.CompactionThreshold = 0 },
         { "CompactionThreshold", o => o.CompactionThreshold = 11 },
+        { "MaxPersistentPages", o => o.MaxPersistentPages = -1 },
+        { "MaxPersistentBytes", o => o.MaxPersistentBytes = -5 },
+        { "CommitIntervalMs", o => o.CommitIntervalMs = 0 },
+        { "Durability", o => o.Durability = (DurabilityMode)7 },
+        { "DataDirectory", o => o.DataDirectory = "" },
     };
 
     [Theory]

@@ -515,6 +515,45 @@ public class ContractTests
         Assert.Equal(0, store.GetStats().CompressPoor);
     }
 
+    [Fact]
+    public void Put_PersistentPageLimit_RefusesNewPagesOnlyAndCounts()
+    {
+        using var store = Stores.Open(configure: o => o.MaxPersistentPages = 3);
+        var client = store.GetClient(1);
+        int pers = client.CreatePool(Stores.Persistent);
+        int eph = client.CreatePool(Stores.PrivateEphemeral);
+        for (uint i = 0; i < 3; i++) Assert.Equal(PutStatus.Stored, client.Put(pers, Oid(1), i, Compressible(4096, (int)i)));
+        Assert.Equal(PutStatus.RejectedPersistentLimit, client.Put(pers, Oid(1), 3, Compressible(4096, 3)));
+        Assert.Null(GetOrNull(client, pers, Oid(1), 3));
+        // Replacing a page is not growth; ephemeral pools have no such limit.
+        Assert.Equal(PutStatus.Stored, client.Put(pers, Oid(1), 0, Compressible(4096, 10)));
+        Assert.Equal(PutStatus.Stored, client.Put(eph, Oid(1), 3, Compressible(4096, 3)));
+        var stats = store.GetStats();
+        Assert.Equal(3, stats.PersPages);
+        Assert.Equal(1, stats.PersLimitRefused);
+        Assert.Equal(1, stats.FailedPersPuts);
+        Assert.Equal(Compressible(4096, 10), GetOrNull(client, pers, Oid(1), 0));
+        // Room again after a flush.
+        Assert.True(client.FlushPage(pers, Oid(1), 2));
+        Assert.Equal(PutStatus.Stored, client.Put(pers, Oid(1), 3, Compressible(4096, 3)));
+    }
+
+    [Fact]
+    public void Put_PersistentByteLimit_CountsCompressedBytes()
+    {
+        var page = Compressible(4096, 1);
+        int length = Lz4Length(page);
+        using var store = Stores.Open(configure: o => o.MaxPersistentBytes = 2L * length + length / 2);
+        var client = store.GetClient(1);
+        int pers = client.CreatePool(Stores.Persistent);
+        Assert.Equal(PutStatus.Stored, client.Put(pers, Oid(1), 0, page));
+        Assert.Equal(PutStatus.Stored, client.Put(pers, Oid(1), 1, page));
+        Assert.Equal(PutStatus.RejectedPersistentLimit, client.Put(pers, Oid(1), 2, page));
+        // Same-filled pages take no compressed bytes and pass.
+        Assert.Equal(PutStatus.Stored, client.Put(pers, Oid(1), 3, new byte[4096]));
+        Assert.Equal(2L * length, store.GetStats().PersZbytes);
+    }
+
     // ---- Flushes -------------------------------------------------------------------------------
 
     [Theory]

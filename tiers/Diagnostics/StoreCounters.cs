@@ -16,6 +16,7 @@ internal sealed class StoreCounters
     public long FailedPersPuts;
     public long CompressPoor;
     public long MeanCompressPoor;
+    public long PersLimitRefused;
     public long EvictedEphPages;
     public long CompactedPages;
 

@@ -18,6 +18,7 @@ public sealed record TmemStats
         ("failed_pers_puts", s => s.FailedPersPuts),
         ("compress_poor", s => s.CompressPoor),
         ("mean_compress_poor", s => s.MeanCompressPoor),
+        ("pers_limit_refused", s => s.PersLimitRefused),
         ("zero_filled_pages", s => s.ZeroFilledPages),
         ("evicted_eph_pages", s => s.EvictedEphPages),
         ("eph_pages", s => s.EphPages),
@@ -55,6 +56,9 @@ public sealed record TmemStats
 
     /// <summary><c>mean_compress_poor</c>: persistent puts refused by the mean-size rule (<see cref="TmemOptions.MaxMeanZsize"/>).</summary>
     public long MeanCompressPoor { get; init; }
+
+    /// <summary><c>pers_limit_refused</c>: persistent puts refused by <see cref="TmemOptions.MaxPersistentPages"/> or <see cref="TmemOptions.MaxPersistentBytes"/>.</summary>
+    public long PersLimitRefused { get; init; }
 
     /// <summary><c>zero_filled_pages</c>: stored pages that are one 8-byte word repeated (zero or not); they take no RAM-tier bytes.</summary>
     public long ZeroFilledPages { get; init; }
@@ -112,7 +116,7 @@ public sealed record TmemStats
     internal static IReadOnlySet<string> MonotonicNames { get; } = new HashSet<string>
     {
         "flush_total", "flush_found", "flobj_total", "flobj_found", "failed_eph_puts", "failed_pers_puts",
-        "compress_poor", "mean_compress_poor", "evicted_eph_pages", "compacted_pages",
+        "compress_poor", "mean_compress_poor", "pers_limit_refused", "evicted_eph_pages", "compacted_pages",
     };
 
     internal static IReadOnlyList<(string Name, Func<TmemStats, long> Read)> Fields => FieldList;

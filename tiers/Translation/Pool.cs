@@ -28,6 +28,8 @@ internal sealed class Pool
     private readonly int _maxZbytes;
     private readonly int _maxMeanZbytes;
     private readonly long _maxMeanScaled; // MaxMeanZsize of a MaxPageSize page (see StoreCounters.PersZscaled)
+    private readonly long _maxPersistentPages;  // 0 = no limit
+    private readonly long _maxPersistentBytes;  // 0 = no limit
     private volatile bool _destroyed;
 
     /// <summary>Pages stored now (updated by the RAM tier on install and release).</summary>
@@ -48,6 +50,8 @@ internal sealed class Pool
         _maxZbytes = Math.Min((int)(PageSize * storeOptions.MaxZsize), ushort.MaxValue);
         _maxMeanZbytes = (int)(PageSize * storeOptions.MaxMeanZsize);
         _maxMeanScaled = (long)(PoolOptions.MaxPageSize * storeOptions.MaxMeanZsize);
+        _maxPersistentPages = storeOptions.MaxPersistentPages;
+        _maxPersistentBytes = storeOptions.MaxPersistentBytes;
         _buckets = new Bucket[storeOptions.BucketsPerPool];
         for (int i = 0; i < _buckets.Length; i++) _buckets[i] = new Bucket(this);
         _bucketShift = 32 - BitOperations.Log2((uint)_buckets.Length);
@@ -144,6 +148,16 @@ internal sealed class Pool
                 _ram.CancelReservation(descriptor, slotBytes);
                 ThrowHelper.ThrowPoolDestroyed();
             }
+            var existing = bucket.Find(id);
+            if (persistent && (existing is null || existing.Find(index) == 0) && OverPersistentLimit(compressed.Length))
+            {
+                // A new page over the persistent limits (a replacement never is): nothing to flush.
+                _ram.CancelReservation(descriptor, slotBytes);
+                Interlocked.Increment(ref _counters.PersLimitRefused);
+                Interlocked.Increment(ref _counters.FailedPersPuts);
+                logAddress = ObservedState(); // the handle's emptiness must be durable before this is acknowledged
+                return PutStatus.RejectedPersistentLimit;
+            }
             if (_log is not null)
             {
                 // Appended under the bucket lock: the log orders a handle's records as the
@@ -158,7 +172,7 @@ internal sealed class Pool
                     throw;
                 }
             }
-            var obj = bucket.GetOrAdd(id);
+            var obj = existing ?? bucket.GetOrAdd(id);
             _ram.Install(descriptor, obj, index, compressed, pattern, sameFilled, persistent, logAddress, spilled);
             uint old = obj.Set(index, descriptor);
             if (old != 0) _ram.Release(old);
@@ -194,6 +208,11 @@ internal sealed class Pool
             if (old != 0) _ram.Release(old);
         }
     }
+
+    /// <summary>Would one more persistent page of <paramref name="compressedLength"/> bytes pass a persistent limit?</summary>
+    private bool OverPersistentLimit(int compressedLength) =>
+        (_maxPersistentPages > 0 && Volatile.Read(ref _counters.PersPages) >= _maxPersistentPages)
+        || (_maxPersistentBytes > 0 && Volatile.Read(ref _counters.PersZbytes) + compressedLength > _maxPersistentBytes);
 
     /// <summary>
     /// zcache's mean-size rule, as a fraction of each page's own size so that pools of
