@@ -67,11 +67,7 @@ public sealed class TmemStore : IDisposable
         new(options.Clone(), log, directoryLock);
 
     /// <summary>Blocks until the record at <paramref name="logAddress"/> is durable (per the mode).</summary>
-    internal void WaitDurable(long logAddress)
-    {
-        var wait = Log!.WaitDurableAsync(logAddress);
-        if (!wait.IsCompletedSuccessfully) wait.AsTask().GetAwaiter().GetResult();
-    }
+    internal void WaitDurable(long logAddress) => Log!.WaitDurable(logAddress);
 
     /// <summary>The client with this id (created on first use).</summary>
     public TmemClient GetClient(int clientId)
@@ -177,8 +173,7 @@ public sealed class TmemStore : IDisposable
                 }
             }
             // Every record the copy reflects must be durable before a checkpoint may say so.
-            var committed = log.WaitCommittedAsync(checkpoint.CoveredUntil - 1);
-            if (!committed.IsCompletedSuccessfully) committed.AsTask().GetAwaiter().GetResult();
+            log.WaitCommitted(checkpoint.CoveredUntil - 1);
             IndexCheckpoint.WriteAtomically(_options.DataDirectory!, checkpoint.Serialize());
             return checkpoint.Pools.Sum(p => (long)p.Pages.Count);
         }

@@ -157,6 +157,17 @@ internal sealed class PersistentLog : IDisposable
     public ValueTask WaitDurableAsync(long address) =>
         _mode == DurabilityMode.Relaxed ? ValueTask.CompletedTask : WaitCommittedAsync(address);
 
+    /// <summary><see cref="WaitDurableAsync"/>, blocking: for the synchronous API.</summary>
+    public void WaitDurable(long address) => Block(WaitDurableAsync(address));
+
+    /// <summary><see cref="WaitCommittedAsync"/>, blocking.</summary>
+    public void WaitCommitted(long address) => Block(WaitCommittedAsync(address));
+
+    private static void Block(ValueTask wait)
+    {
+        if (!wait.IsCompletedSuccessfully) wait.AsTask().GetAwaiter().GetResult();
+    }
+
     /// <summary>
     /// For an operation that changed nothing but observed the state (a flush that found no
     /// page): the address to wait for so that what it observed is durable, i.e. everything
@@ -179,11 +190,7 @@ internal sealed class PersistentLog : IDisposable
     /// </summary>
     public byte[] ReadRecord(long address, int length)
     {
-        if (_log.CommittedUntilAddress <= address)
-        {
-            var wait = WaitCommittedAsync(address);
-            if (!wait.IsCompletedSuccessfully) wait.AsTask().GetAwaiter().GetResult();
-        }
+        if (_log.CommittedUntilAddress <= address) WaitCommitted(address);
         var read = _log.ReadAsync(address, length);
         var (bytes, readLength) = read.IsCompletedSuccessfully ? read.Result : read.AsTask().GetAwaiter().GetResult();
         if (bytes is null || readLength != length)

@@ -71,13 +71,4 @@ internal sealed class SizeClass
             if (best is null || slab.Used > best.Used) best = slab;
         return best;
     }
-
-    /// <summary>The partial slab with the fewest used slots, or null.</summary>
-    public Slab? EmptiestPartial()
-    {
-        Slab? best = null;
-        foreach (var slab in Partial)
-            if (best is null || slab.Used < best.Used) best = slab;
-        return best;
-    }
 }

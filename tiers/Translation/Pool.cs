@@ -194,9 +194,7 @@ internal sealed class Pool
         bool spilled = false;
         if (!_ram.TryReserve(slotBytes, out uint descriptor, allowEviction: false))
         {
-            if (!_ram.TryReserve(0, out descriptor, allowEviction: false))
-                throw new InvalidOperationException(
-                    $"Recovery cannot index the persistent pages: {TmemOptions.SectionName}:{nameof(TmemOptions.MaxPages)} is smaller than their number (now {Volatile.Read(ref _counters.PersPages)} pages). Raise it; nothing was dropped.");
+            if (!_ram.TryReserve(0, out descriptor, allowEviction: false)) ThrowRecoveryOverMaxPages();
             spilled = true;
         }
         var bucket = BucketFor(id);
@@ -238,9 +236,7 @@ internal sealed class Pool
     /// <summary>Recovery: installs a page listed in a checkpoint, spilled (read from the log when got).</summary>
     public void RestoreFromCheckpoint(in IndexCheckpoint.PageEntry page)
     {
-        if (!_ram.TryReserve(0, out uint descriptor, allowEviction: false))
-            throw new InvalidOperationException(
-                $"Recovery cannot index the persistent pages: {TmemOptions.SectionName}:{nameof(TmemOptions.MaxPages)} is smaller than their number (now {Volatile.Read(ref _counters.PersPages)} pages). Raise it; nothing was dropped.");
+        if (!_ram.TryReserve(0, out uint descriptor, allowEviction: false)) ThrowRecoveryOverMaxPages();
         var bucket = BucketFor(page.ObjectId);
         lock (bucket.Lock)
         {
@@ -253,6 +249,10 @@ internal sealed class Pool
             if (old != 0) throw new InvalidDataException($"the checkpoint lists page {page.ObjectId}/{page.Index} of pool serial {Serial} twice");
         }
     }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private void ThrowRecoveryOverMaxPages() => throw new InvalidOperationException(
+        $"Recovery cannot index the persistent pages: {TmemOptions.SectionName}:{nameof(TmemOptions.MaxPages)} is smaller than their number (now {Volatile.Read(ref _counters.PersPages)} pages). Raise it; nothing was dropped.");
 
     /// <summary>Recovery: applies a FlushPage tombstone without logging it again.</summary>
     public void RestoreFlushPage(in ObjectId id, uint index)
@@ -343,7 +343,7 @@ internal sealed class Pool
         }
         if (missObserved >= 0)
         {
-            if (missObserved > 0) _log!.WaitDurableAsync(missObserved).AsTask().GetAwaiter().GetResult();
+            if (missObserved > 0) _log!.WaitDurable(missObserved);
             return GetStatus.Miss;
         }
         // A spilled page: read its Put record back from the log, outside the lock. A concurrent
