@@ -14,7 +14,7 @@ namespace Tmem;
 /// <see cref="Pool"/>'s persistent put and get paths.
 /// </para>
 /// </summary>
-public sealed class TmemStore : IDisposable
+public sealed partial class TmemStore : IDisposable
 {
     private readonly TmemOptions _options;
     private readonly ConcurrentDictionary<int, TmemClient> _clients = new();
