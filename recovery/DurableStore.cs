@@ -32,7 +32,7 @@ public static class DurableStore
         PersistentLog log;
         try
         {
-            log = PersistentLog.Open(dir, options.Durability, options.CommitIntervalMs);
+            log = PersistentLog.Open(dir, options);
         }
         catch
         {
@@ -113,8 +113,8 @@ public static class DurableStore
                 var restored = store.RestoredPool(pool.Serial);
                 foreach (var page in pool.Pages)
                 {
-                    if (!page.SameFilled && (page.AddressOrPattern < log.BeginAddress || page.AddressOrPattern >= checkpoint.CoveredUntil || page.Length == 0))
-                        throw new InvalidDataException($"page {page.ObjectId}/{page.Index} of pool serial {pool.Serial} points at log address {page.AddressOrPattern}, outside the {log.BeginAddress}..{checkpoint.CoveredUntil} it covers");
+                    if (page.Address < log.BeginAddress || page.Address >= checkpoint.CoveredUntil || (page.Length == 0) != page.SameFilled)
+                        throw new InvalidDataException($"page {page.ObjectId}/{page.Index} of pool serial {pool.Serial} points at log address {page.Address} (length {page.Length}), outside the {log.BeginAddress}..{checkpoint.CoveredUntil} it covers");
                     restored.RestoreFromCheckpoint(page);
                 }
             }
@@ -131,8 +131,8 @@ public static class DurableStore
         long records = 0, bytes = 0;
         foreach (var (address, entry) in log.ScanCommitted(from))
         {
-            var record = LogRecord.TryRead(entry, out string? error)
-                ?? throw Corrupt(dir, address, $"is damaged: {error}");
+            if (!LogRecord.TryRead(entry, out var record, out string? error))
+                throw Corrupt(dir, address, $"is damaged: {error}");
             try
             {
                 Apply(store, record, address);
@@ -147,7 +147,7 @@ public static class DurableStore
         return (records, bytes);
     }
 
-    private static void Apply(TmemStore store, in LogRecord record, long address)
+    private static void Apply(TmemStore store, LogRecord record, long address)
     {
         switch (record.Type)
         {
@@ -156,6 +156,14 @@ public static class DurableStore
                 break;
             case LogRecordType.PoolJoin:
                 store.RestoreJoin(record.PoolSerial, PoolRecord.Read(record.Payload));
+                break;
+            case LogRecordType.CompactionBase:
+                // Restates the pools; only what is not live yet is applied (see CompactionBaseRecord).
+                foreach (var (serial, join, pool) in CompactionBaseRecord.Read(record.Payload).Members)
+                {
+                    if (join) store.RestoreJoin(serial, pool, restated: true);
+                    else store.RestorePool(serial, pool, restated: true);
+                }
                 break;
             case LogRecordType.PoolLeave:
                 store.RestoreLeave(record.PoolSerial, PoolRecord.Read(record.Payload));

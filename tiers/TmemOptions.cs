@@ -50,6 +50,22 @@ public sealed class TmemOptions
     /// </summary>
     public double CompactionThreshold { get; set; } = 0.05;
 
+    /// <summary>
+    /// Size of each log segment file, a power of two from 16 MiB to 1 GiB; compaction frees space
+    /// in whole segments, so smaller segments track live data more closely. Used when a data
+    /// directory is created; an existing directory keeps the size it was created with (its
+    /// <c>format</c> file). Default 64 MiB.
+    /// </summary>
+    public long LogSegmentSizeBytes { get; set; } = 64L << 20;
+
+    /// <summary>
+    /// Log compaction starts when the live persistent records are less than this fraction of the
+    /// log (and the log spans at least two segments): live records are copied to the tail and the
+    /// log is truncated after them. 0 turns compaction off. Default 0.6, which keeps the log
+    /// within about 1/0.6 = 1.7 times its live data plus a segment.
+    /// </summary>
+    public double LogCompactionLiveFraction { get; set; } = 0.6;
+
     /// <summary>A copy of these settings.</summary>
     public TmemOptions Clone() => (TmemOptions)MemberwiseClone();
 
@@ -117,6 +133,10 @@ public sealed class TmemOptions
             yield return $"{SectionName}:{nameof(CommitIntervalMs)} is {CommitIntervalMs}; it must be from 1 to 60000.";
         if (DataDirectory is { } dir && (dir.Length == 0 || dir.IndexOfAny(Path.GetInvalidPathChars()) >= 0))
             yield return $"{SectionName}:{nameof(DataDirectory)} is '{dir}'; it must be a valid directory path (or unset for a memory-only store).";
+        if (LogSegmentSizeBytes < 16L << 20 || LogSegmentSizeBytes > 1L << 30 || (LogSegmentSizeBytes & (LogSegmentSizeBytes - 1)) != 0)
+            yield return $"{SectionName}:{nameof(LogSegmentSizeBytes)} is {LogSegmentSizeBytes}; it must be a power of two from 16777216 (16 MiB) to 1073741824 (1 GiB).";
+        if (!(LogCompactionLiveFraction == 0 || (LogCompactionLiveFraction >= 0.05 && LogCompactionLiveFraction <= 0.95)))
+            yield return $"{SectionName}:{nameof(LogCompactionLiveFraction)} is {LogCompactionLiveFraction}; it must be 0 (compaction off) or from 0.05 to 0.95.";
         if (!(CompactionThreshold >= 0.01 && CompactionThreshold <= 10))
             yield return $"{SectionName}:{nameof(CompactionThreshold)} is {CompactionThreshold}; it must be from 0.01 to 10.";
     }

@@ -35,6 +35,7 @@ public sealed partial class TmemStore : IDisposable
     {
         _options = options;
         Log = log;
+        if (log is not null) log.Committed = MaybeStartCompaction;
         _directoryLock = directoryLock;
         _ram = new CompressedRamTier(options, _counters, log);
         _meter = new TmemMeter(this);
@@ -101,6 +102,13 @@ public sealed partial class TmemStore : IDisposable
         RamSlabBytes = _ram.SlabBytes,
         CompactedPages = Volatile.Read(ref _counters.CompactedPages),
         Pools = Volatile.Read(ref _livePools),
+        LogBytes = Log is null ? 0 : Log.TailAddress - Log.BeginAddress,
+        LogDiskBytes = Log?.DiskBytes() ?? 0,
+        LogLiveBytes = Volatile.Read(ref _counters.PersLogBytes),
+        LogCompactions = Volatile.Read(ref _counters.LogCompactions),
+        LogCompactionCopiedBytes = Volatile.Read(ref _counters.LogCompactionCopiedBytes),
+        LogTruncatedBytes = Volatile.Read(ref _counters.LogTruncatedBytes),
+        LogCompactionFailures = Volatile.Read(ref _counters.LogCompactionFailures),
     };
 
     /// <summary>
@@ -143,40 +151,54 @@ public sealed partial class TmemStore : IDisposable
     {
         lock (_checkpointLock)
         {
-            IndexCheckpoint checkpoint;
-            lock (_poolLock)
-            {
-                // Persistent records are appended only under a bucket lock of their pool or under
-                // the pool lock: holding all of them, the log tail is exactly what the copy reflects.
-                var pools = _persistentPools.Values.OrderBy(p => p.Serial).ToArray();
-                var buckets = pools.SelectMany(p => p.Buckets).ToArray();
-                int held = 0;
-                try
-                {
-                    foreach (var bucket in buckets)
-                    {
-                        bucket.Lock.Enter();
-                        held++;
-                    }
-                    checkpoint = new IndexCheckpoint
-                    {
-                        LogBeginAddress = log.BeginAddress,
-                        CoveredUntil = log.TailAddress,
-                        PoolSerialHighWater = _poolSerial,
-                        Pools = pools.Select(p => new IndexCheckpoint.PoolEntry((uint)p.Serial, p.PageSize, p.ExclusiveGets, p.SharedUuid,
-                            p.LoggedMembers.ToList(), p.CapturePagesLocked())).ToList(),
-                    };
-                }
-                finally
-                {
-                    for (int i = 0; i < held; i++) buckets[i].Lock.Exit();
-                }
-            }
-            // Every record the copy reflects must be durable before a checkpoint may say so.
-            log.WaitCommitted(checkpoint.CoveredUntil - 1);
-            IndexCheckpoint.WriteAtomically(_options.DataDirectory!, checkpoint.Serialize());
+            var checkpoint = CaptureCheckpoint(log, log.BeginAddress);
+            WriteCheckpoint(log, checkpoint);
             return checkpoint.Pools.Sum(p => (long)p.Pages.Count);
         }
+    }
+
+    /// <summary>
+    /// Copies the index of every persistent pool, consistent with the log tail at that moment.
+    /// <paramref name="logBeginAddress"/> is the begin address the log will have when the
+    /// checkpoint is written (compaction captures before it truncates).
+    /// </summary>
+    private IndexCheckpoint CaptureCheckpoint(PersistentLog log, long logBeginAddress)
+    {
+        lock (_poolLock)
+        {
+            // Persistent records are appended only under a bucket lock of their pool or under
+            // the pool lock: holding all of them, the log tail is exactly what the copy reflects.
+            var pools = _persistentPools.Values.OrderBy(p => p.Serial).ToArray();
+            var buckets = pools.SelectMany(p => p.Buckets).ToArray();
+            int held = 0;
+            try
+            {
+                foreach (var bucket in buckets)
+                {
+                    bucket.Lock.Enter();
+                    held++;
+                }
+                return new IndexCheckpoint
+                {
+                    LogBeginAddress = logBeginAddress,
+                    CoveredUntil = log.TailAddress,
+                    PoolSerialHighWater = _poolSerial,
+                    Pools = pools.Select(p => new IndexCheckpoint.PoolEntry((uint)p.Serial, p.PageSize, p.ExclusiveGets, p.SharedUuid,
+                        p.LoggedMembers.ToList(), p.CapturePagesLocked())).ToList(),
+                };
+            }
+            finally
+            {
+                for (int i = 0; i < held; i++) buckets[i].Lock.Exit();
+            }
+        }
+    }
+
+    /// <summary>Writes a captured checkpoint once every record it reflects is durable.</summary>
+    private void WriteCheckpoint(PersistentLog log, IndexCheckpoint checkpoint)
+    {
+        if (checkpoint.CoveredUntil > 0) log.WaitCommitted(checkpoint.CoveredUntil - 1);
+        IndexCheckpoint.WriteAtomically(_options.DataDirectory!, checkpoint.Serialize());
     }
 
     /// <summary>Recovery finished: the store's index is complete and may be checkpointed.</summary>
@@ -263,12 +285,23 @@ public sealed partial class TmemStore : IDisposable
     }
 
     /// <summary>Recovery: re-creates a persistent pool under its serial, mapped for its first member.</summary>
-    internal void RestorePool(uint serial, in PoolRecord record)
+    /// <remarks>
+    /// A <paramref name="restated"/> create (from a compaction base record) of a pool that is already
+    /// live only checks that it agrees, or adds the member if it is missing.
+    /// </remarks>
+    internal void RestorePool(uint serial, in PoolRecord record, bool restated = false)
     {
         var options = new PoolOptions { Kind = PoolKind.Persistent, PageSize = record.PageSize, ExclusiveGets = record.ExclusiveGets, SharedUuid = record.SharedUuid };
         options.Validate();
         lock (_poolLock)
         {
+            if (restated && _persistentPools.TryGetValue((int)serial, out var live))
+            {
+                if (!live.Matches(options) || live.SharedUuid != record.SharedUuid)
+                    throw new InvalidDataException($"the compaction base restates pool serial {serial}, which does not match the live pool of that serial");
+                if (!live.LoggedMembers.Contains((record.ClientId, record.PoolId))) RestoreJoin(serial, record);
+                return;
+            }
             if (_persistentPools.ContainsKey((int)serial))
                 throw new InvalidDataException($"pool serial {serial} is created twice");
             if (record.SharedUuid is { } uuid && _sharedPools.ContainsKey(uuid))
@@ -284,11 +317,12 @@ public sealed partial class TmemStore : IDisposable
     }
 
     /// <summary>Recovery: a client joins a recovered shared pool.</summary>
-    internal void RestoreJoin(uint serial, in PoolRecord record)
+    internal void RestoreJoin(uint serial, in PoolRecord record, bool restated = false)
     {
         lock (_poolLock)
         {
             var pool = RestoredPool(serial);
+            if (restated && pool.LoggedMembers.Contains((record.ClientId, record.PoolId))) return;
             GetClient(record.ClientId).RestorePool(record.PoolId, pool);
             pool.LoggedMembers.Add((record.ClientId, record.PoolId));
             pool.Members++;
@@ -337,6 +371,7 @@ public sealed partial class TmemStore : IDisposable
             if (_disposed) return;
             _disposed = true;
         }
+        StopCompaction();
         // A checkpoint on the way out makes the next open fast. It is only an index over the log,
         // which stays authoritative: if writing it fails, the next open replays the whole log.
         // Never for a store whose recovery did not finish: its index is incomplete.

@@ -55,7 +55,8 @@ public static class Program
         int run = Journal.NextRun(ackFile);
         if (run > CrashLayout.MaxRun) throw new InvalidOperationException($"run {run} is over {CrashLayout.MaxRun}");
         var durability = mode == "strict" ? DurabilityMode.Strict : DurabilityMode.Relaxed;
-        var options = new TmemOptions { DataDirectory = dir, Durability = durability };
+        // The smallest segments, so that compactions delete segment files within a few cycles.
+        var options = new TmemOptions { DataDirectory = dir, Durability = durability, LogSegmentSizeBytes = 16L << 20 };
         var store = DurableStore.Open(options, out var report);
         // First run: create the pools. Later runs find them recovered under the same ids.
         if (CreatePools(store))
@@ -73,16 +74,29 @@ public static class Program
         var c2 = store.GetClient(2);
         using var journal = new Journal(ackFile, Environment.GetEnvironmentVariable("TMEM_CRASH_FSYNC") == "1");
         journal.Start(run, mode, seed);
-        Console.Out.WriteLine($"READY run {run}, recovered {report.RecordsReplayed} records, {report.PagesRecovered} pages in {report.Elapsed.TotalMilliseconds:F0} ms");
+        Console.Out.WriteLine($"READY run {run}, recovered {report.RecordsReplayed} records, {report.PagesRecovered} pages in {report.Elapsed.TotalMilliseconds:F0} ms, log begin {report.BeginAddress}");
         Console.Out.Flush();
 
         var views = new (TmemClient Client, int PoolId)[] { (c1, 0), (c1, 1), (c2, 0) };
         var workers = Enumerable.Range(0, Workers)
             .Select(w => Task.Run(() => WorkAsync(journal, views, run, durability, new Random(unchecked(seed * 1_000_003 + run * 101 + w)))))
             .ToList();
+        // Log compaction every 20-150 ms (TMEM_CRASH_COMPACT_MS=0 turns it off), so that kills land
+        // before, during and after its copies, truncations and checkpoints.
+        int compactMs = int.TryParse(Environment.GetEnvironmentVariable("TMEM_CRASH_COMPACT_MS"), CultureInfo.InvariantCulture, out int cm) ? cm : 150;
+        if (compactMs > 0) workers.Add(Task.Run(() => CompactAsync(store, compactMs, new Random(seed ^ run))));
         var failed = await Task.WhenAny(workers);
         await failed; // throws the worker's exception
         throw new InvalidOperationException("a worker stopped");
+    }
+
+    private static async Task CompactAsync(TmemStore store, int maxDelayMs, Random rng)
+    {
+        while (true)
+        {
+            await Task.Delay(rng.Next(Math.Min(20, maxDelayMs), maxDelayMs + 1));
+            store.CompactLog(force: true);
+        }
     }
 
     /// <summary>Creates whichever of the pools is missing; true if any was.</summary>

@@ -279,6 +279,12 @@ public class BadInputTests
         { "CommitIntervalMs", o => o.CommitIntervalMs = 0 },
         { "Durability", o => o.Durability = (DurabilityMode)7 },
         { "DataDirectory", o => o.DataDirectory = "" },
+        { "LogSegmentSizeBytes", o => o.LogSegmentSizeBytes = 8L << 20 },
+        { "LogSegmentSizeBytes", o => o.LogSegmentSizeBytes = 2L << 30 },
+        { "LogSegmentSizeBytes", o => o.LogSegmentSizeBytes = 48L << 20 },
+        { "LogCompactionLiveFraction", o => o.LogCompactionLiveFraction = 0.99 },
+        { "LogCompactionLiveFraction", o => o.LogCompactionLiveFraction = -0.5 },
+        { "LogCompactionLiveFraction", o => o.LogCompactionLiveFraction = double.NaN },
     };
 
     [Theory]

@@ -139,6 +139,39 @@ public sealed class DurableStoreTests : IDisposable
     }
 
     [Fact]
+    public void Reopen_WithAnotherSegmentSize_KeepsTheSizeTheDirectoryWasCreatedWith()
+    {
+        using (var store = DurableStore.Open(new TmemOptions { DataDirectory = _dir, LogSegmentSizeBytes = 16L << 20 }))
+        {
+            var c = store.GetClient(1);
+            int p = c.CreatePool(PoolOptions.Persistent);
+            // ~18 MiB of log: the second segment file exists only if the directory's size is used.
+            for (uint i = 0; i < 8000; i++) Assert.Equal(PutStatus.Stored, c.Put(p, Oid(2), i, WithRandomPrefix(4096, 0.55, (int)i)));
+        }
+        Assert.Contains("segment_size 16777216", File.ReadAllText(Path.Combine(_dir, "format")));
+        Assert.True(File.Exists(Path.Combine(_dir, "log", "segment.1")));
+        using (var store = DurableStore.Open(new TmemOptions { DataDirectory = _dir, LogSegmentSizeBytes = 256L << 20 }))
+        {
+            var c = store.GetClient(1);
+            for (uint i = 0; i < 8000; i += 97) Assert.Equal(WithRandomPrefix(4096, 0.55, (int)i), Read(c, 0, Oid(2), i));
+        }
+        Assert.Contains("segment_size 16777216", File.ReadAllText(Path.Combine(_dir, "format")));
+    }
+
+    [Theory]
+    [InlineData("format 9\nsegment_size 67108864\n", "format 9")]
+    [InlineData("format 1\n", "segment_size")]
+    [InlineData("format 1\nsegment_size 1000\n", "segment_size")]
+    public void Open_DamagedFormatFile_FailsNamingIt(string content, string named)
+    {
+        WriteSamplePages();
+        File.WriteAllText(Path.Combine(_dir, "format"), content);
+        var e = Assert.Throws<TmemCorruptionException>(() => Open());
+        Assert.Contains(Path.Combine(_dir, "format"), e.Message);
+        Assert.Contains(named, e.Message);
+    }
+
+    [Fact]
     public void Open_DirectoryInUse_IsRefusedUntilTheOwnerCloses()
     {
         using (var store = Open())

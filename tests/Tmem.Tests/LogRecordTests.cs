@@ -21,15 +21,14 @@ public class LogRecordTests
         var oid = new ObjectId(1, 0xFFFF_0000_1234_5678, 3);
         LogRecord.Write(buffer, LogRecordType.Put, LogRecordFlags.SameFilled, 42, oid, 9, payload);
 
-        var record = LogRecord.TryRead(buffer, out var error);
+        Assert.True(LogRecord.TryRead(buffer, out var record, out var error));
         Assert.Null(error);
-        Assert.NotNull(record);
-        Assert.Equal(LogRecordType.Put, record.Value.Type);
-        Assert.Equal(LogRecordFlags.SameFilled, record.Value.Flags);
-        Assert.Equal(42u, record.Value.PoolSerial);
-        Assert.Equal(oid, record.Value.ObjectId);
-        Assert.Equal(9u, record.Value.Index);
-        Assert.Equal(payload, record.Value.Payload);
+        Assert.Equal(LogRecordType.Put, record.Type);
+        Assert.Equal(LogRecordFlags.SameFilled, record.Flags);
+        Assert.Equal(42u, record.PoolSerial);
+        Assert.Equal(oid, record.ObjectId);
+        Assert.Equal(9u, record.Index);
+        Assert.Equal(payload, record.Payload.ToArray());
     }
 
     [Fact]
@@ -41,10 +40,10 @@ public class LogRecordTests
         {
             var damaged = (byte[])buffer.Clone();
             damaged[bit / 8] ^= (byte)(1 << (bit % 8));
-            Assert.Null(LogRecord.TryRead(damaged, out var error));
+            Assert.False(LogRecord.TryRead(damaged, out _, out var error));
             Assert.False(string.IsNullOrEmpty(error));
         }
-        Assert.Null(LogRecord.TryRead(buffer.AsSpan(0, 40), out var shortError));
+        Assert.False(LogRecord.TryRead(buffer.AsSpan(0, 40), out _, out var shortError));
         Assert.Contains("shorter", shortError);
     }
 

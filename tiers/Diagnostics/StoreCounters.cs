@@ -28,6 +28,14 @@ internal sealed class StoreCounters
     public long PersZbytes;
     public long PersSpilledPages;
 
+    /// <summary>Bytes the live persistent pages' Put records take in the log (FasterLog entries, headers included).</summary>
+    public long PersLogBytes;
+
+    public long LogCompactions;
+    public long LogCompactionCopiedBytes;
+    public long LogTruncatedBytes;
+    public long LogCompactionFailures;
+
     /// <summary>
     /// Sum of persistent pages' compressed lengths, each scaled to a 64 KiB page: the mean-size
     /// rule compares fractions of the page size, so pools of different page sizes mix fairly.

@@ -31,6 +31,13 @@ public sealed record TmemStats
         ("ram_slab_bytes", s => s.RamSlabBytes),
         ("compacted_pages", s => s.CompactedPages),
         ("pools", s => s.Pools),
+        ("log_bytes", s => s.LogBytes),
+        ("log_disk_bytes", s => s.LogDiskBytes),
+        ("log_live_bytes", s => s.LogLiveBytes),
+        ("log_compactions", s => s.LogCompactions),
+        ("log_compaction_copied_bytes", s => s.LogCompactionCopiedBytes),
+        ("log_truncated_bytes", s => s.LogTruncatedBytes),
+        ("log_compaction_failures", s => s.LogCompactionFailures),
     ];
 
     /// <summary><c>flush_total</c>: flush-page calls.</summary>
@@ -96,6 +103,30 @@ public sealed record TmemStats
     /// <summary><c>pools</c>: live pools (a shared pool counts once).</summary>
     public long Pools { get; init; }
 
+    /// <summary><c>log_bytes</c>: the persistent log from its begin to its tail address (0 for a memory-only store).</summary>
+    public long LogBytes { get; init; }
+
+    /// <summary><c>log_disk_bytes</c>: bytes of the log's segment files on disk.</summary>
+    public long LogDiskBytes { get; init; }
+
+    /// <summary><c>log_live_bytes</c>: log bytes that the live persistent pages' records take; compaction keeps <c>log_bytes</c> near this.</summary>
+    public long LogLiveBytes { get; init; }
+
+    /// <summary><c>log_compactions</c>: log compactions finished (live records copied forward, the log truncated).</summary>
+    public long LogCompactions { get; init; }
+
+    /// <summary><c>log_compaction_copied_bytes</c>: log bytes compaction copied forward.</summary>
+    public long LogCompactionCopiedBytes { get; init; }
+
+    /// <summary><c>log_truncated_bytes</c>: log bytes compaction released (the begin address moved by this much in total).</summary>
+    public long LogTruncatedBytes { get; init; }
+
+    /// <summary><c>log_compaction_failures</c>: background compactions that stopped on an error (see <see cref="TmemStore.LastLogCompactionError"/>); nothing is truncated then.</summary>
+    public long LogCompactionFailures { get; init; }
+
+    /// <summary>Log bytes on disk per live log byte (the space amplification compaction bounds); 0 when nothing is live.</summary>
+    public double LogSpaceAmplification => LogLiveBytes == 0 ? 0 : (double)LogDiskBytes / LogLiveBytes;
+
     /// <summary>Slab bytes per compressed byte stored (1.0 is perfect packing); 0 when nothing is stored.</summary>
     public double RamBytesPerCompressedByte =>
         EphZbytes + PersZbytes == 0 ? 0 : (double)RamSlabBytes / (EphZbytes + PersZbytes);
@@ -117,6 +148,7 @@ public sealed record TmemStats
     {
         "flush_total", "flush_found", "flobj_total", "flobj_found", "failed_eph_puts", "failed_pers_puts",
         "compress_poor", "mean_compress_poor", "pers_limit_refused", "evicted_eph_pages", "compacted_pages",
+        "log_compactions", "log_compaction_copied_bytes", "log_truncated_bytes", "log_compaction_failures",
     };
 
     internal static IReadOnlyList<(string Name, Func<TmemStats, long> Read)> Fields => FieldList;

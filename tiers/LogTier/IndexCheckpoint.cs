@@ -14,8 +14,8 @@ internal sealed class IndexCheckpoint
 {
     public const string Folder = "checkpoint";
     public const string FileName = "index.ckpt";
-    public const int PageEntrySize = 40;
-    private const int Version = 1;
+    public const int PageEntrySize = 48;
+    private const int Version = 2;
     private static readonly byte[] Magic = Encoding.ASCII.GetBytes("TMEMCKPT");
 
     public required long LogBeginAddress { get; init; }
@@ -29,8 +29,11 @@ internal sealed class IndexCheckpoint
     /// <summary>One pool: its settings, its members as logged, and its pages.</summary>
     public sealed record PoolEntry(uint Serial, int PageSize, bool ExclusiveGets, Guid? SharedUuid, List<(int ClientId, int PoolId)> Members, List<PageEntry> Pages);
 
-    /// <summary>One page: its handle, compressed length, and its Put record's address (or its fill pattern).</summary>
-    public readonly record struct PageEntry(ObjectId ObjectId, uint Index, ushort Length, bool SameFilled, long AddressOrPattern);
+    /// <summary>
+    /// One page: its handle, compressed length (0 when same-filled), its Put record's address
+    /// (every page has one: compaction moves records by it) and, when same-filled, its pattern.
+    /// </summary>
+    public readonly record struct PageEntry(ObjectId ObjectId, uint Index, ushort Length, bool SameFilled, long Address, ulong Pattern);
 
     public static string PathIn(string dataDirectory) => Path.Combine(dataDirectory, Folder, FileName);
 
@@ -72,7 +75,8 @@ internal sealed class IndexCheckpoint
                 BinaryPrimitives.WriteUInt32LittleEndian(span[(at + 24)..], page.Index);
                 BinaryPrimitives.WriteUInt16LittleEndian(span[(at + 28)..], page.Length);
                 span[at + 30] = page.SameFilled ? (byte)1 : (byte)0;
-                BinaryPrimitives.WriteInt64LittleEndian(span[(at + 32)..], page.AddressOrPattern);
+                BinaryPrimitives.WriteInt64LittleEndian(span[(at + 32)..], page.Address);
+                BinaryPrimitives.WriteUInt64LittleEndian(span[(at + 40)..], page.Pattern);
                 at += PageEntrySize;
             }
         }
@@ -134,7 +138,8 @@ internal sealed class IndexCheckpoint
                         BinaryPrimitives.ReadUInt32LittleEndian(e[24..]),
                         BinaryPrimitives.ReadUInt16LittleEndian(e[28..]),
                         e[30] != 0,
-                        BinaryPrimitives.ReadInt64LittleEndian(e[32..])));
+                        BinaryPrimitives.ReadInt64LittleEndian(e[32..]),
+                        BinaryPrimitives.ReadUInt64LittleEndian(e[40..])));
                 }
                 pools.Add(new PoolEntry(serial, pageSize, exclusive, uuid, members, pages));
             }

@@ -21,12 +21,12 @@ namespace Tmem.LogTier;
 /// 48  ...  payload
 /// </code>
 /// </summary>
-internal readonly struct LogRecord
+internal readonly ref struct LogRecord
 {
     public const int HeaderSize = 48;
     public const byte CurrentVersion = 1;
 
-    private LogRecord(LogRecordType type, LogRecordFlags flags, uint poolSerial, ObjectId objectId, uint index, byte[] payload)
+    private LogRecord(LogRecordType type, LogRecordFlags flags, uint poolSerial, ObjectId objectId, uint index, ReadOnlySpan<byte> payload)
     {
         Type = type;
         Flags = flags;
@@ -46,7 +46,8 @@ internal readonly struct LogRecord
 
     public uint Index { get; }
 
-    public byte[] Payload { get; }
+    /// <summary>The payload, a view into the bytes the record was read from (no copy).</summary>
+    public ReadOnlySpan<byte> Payload { get; }
 
     public static int SizeOf(int payloadLength) => HeaderSize + payloadLength;
 
@@ -68,48 +69,50 @@ internal readonly struct LogRecord
     }
 
     /// <summary>
-    /// Parses and checks one record. Returns null with <paramref name="error"/> set when the bytes
+    /// Parses and checks one record. Returns false with <paramref name="error"/> set when the bytes
     /// are not a valid record (bad checksum, version, type or length).
     /// </summary>
-    public static LogRecord? TryRead(ReadOnlySpan<byte> entry, out string? error)
+    public static bool TryRead(ReadOnlySpan<byte> entry, out LogRecord record, out string? error)
     {
         error = null;
+        record = default;
         if (entry.Length < HeaderSize)
         {
             error = $"entry of {entry.Length} bytes is shorter than the {HeaderSize}-byte record header";
-            return null;
+            return false;
         }
         uint length = BinaryPrimitives.ReadUInt32LittleEndian(entry[40..]);
         if (length != entry.Length - HeaderSize)
         {
             error = $"payload length field {length} does not match the entry's {entry.Length - HeaderSize} payload bytes";
-            return null;
+            return false;
         }
         uint stored = BinaryPrimitives.ReadUInt32LittleEndian(entry);
         uint computed = Crc32C(entry[4..]);
         if (stored != computed)
         {
             error = $"checksum mismatch (stored 0x{stored:x8}, computed 0x{computed:x8})";
-            return null;
+            return false;
         }
         if (entry[4] != CurrentVersion)
         {
             error = $"record version {entry[4]} is not {CurrentVersion}";
-            return null;
+            return false;
         }
         var type = (LogRecordType)entry[5];
-        if (type is < LogRecordType.Put or > LogRecordType.PoolLeave)
+        if (type is < LogRecordType.Put or > LogRecordType.CompactionBase)
         {
             error = $"unknown record type {entry[5]}";
-            return null;
+            return false;
         }
         var objectId = new ObjectId(
             BinaryPrimitives.ReadUInt64LittleEndian(entry[16..]),
             BinaryPrimitives.ReadUInt64LittleEndian(entry[24..]),
             BinaryPrimitives.ReadUInt64LittleEndian(entry[32..]));
-        return new LogRecord(type, (LogRecordFlags)BinaryPrimitives.ReadUInt16LittleEndian(entry[6..]),
+        record = new LogRecord(type, (LogRecordFlags)BinaryPrimitives.ReadUInt16LittleEndian(entry[6..]),
             BinaryPrimitives.ReadUInt32LittleEndian(entry[8..]), objectId,
-            BinaryPrimitives.ReadUInt32LittleEndian(entry[12..]), entry[HeaderSize..].ToArray());
+            BinaryPrimitives.ReadUInt32LittleEndian(entry[12..]), entry[HeaderSize..]);
+        return true;
     }
 
     /// <summary>CRC-32C (Castagnoli), with the SSE4.2/ARM instruction where there is one.</summary>

@@ -20,6 +20,13 @@ internal enum LogRecordType : byte
 
     /// <summary>A member leaves (destroys its pool id); the pool and its pages go with its last member. Payload: <see cref="PoolRecord"/>.</summary>
     PoolLeave = 6,
+
+    /// <summary>
+    /// Compaction's base: restates every live persistent pool and member (one record, so no other
+    /// record can come between them), after which the records hold the whole state; the log is
+    /// truncated up to it. Payload: <see cref="CompactionBaseRecord"/>.
+    /// </summary>
+    CompactionBase = 7,
 }
 
 /// <summary>Flag bits of a record (bytes 6-7 of the header).</summary>

@@ -20,7 +20,6 @@ internal sealed class PersistentLog : IDisposable
     public const string CommitFolder = "commits";
     public const string SegmentBaseName = "segment";
 
-    private const int SegmentSizeBits = 30; // 1 GiB segment files
     private const int PageSizeBits = 22;    // 4 MiB pages: a record (48 B + up to 64 KiB) never spans one
     private const long PageSize = 1L << PageSizeBits;
     private const int MemorySizeBits = 24;  // 16 MiB of in-memory log buffer
@@ -39,6 +38,7 @@ internal sealed class PersistentLog : IDisposable
     private readonly FasterLog _log;
     private readonly IDevice _device;
     private readonly string _logDirectory;
+    private readonly int _segmentSizeBits;
     private volatile bool _markerWritten;
     private readonly DurabilityMode _mode;
     private readonly int _commitIntervalMs;
@@ -49,15 +49,22 @@ internal sealed class PersistentLog : IDisposable
     private readonly Task _committer;
     private bool _disposed;
 
-    private PersistentLog(FasterLog log, IDevice device, string logDirectory, DurabilityMode mode, int commitIntervalMs)
+    private PersistentLog(FasterLog log, IDevice device, string logDirectory, int segmentSizeBits, DurabilityMode mode, int commitIntervalMs)
     {
         _log = log;
         _device = device;
         _logDirectory = logDirectory;
+        _segmentSizeBits = segmentSizeBits;
         _mode = mode;
         _commitIntervalMs = commitIntervalMs;
         _committer = Task.Run(mode == DurabilityMode.Strict ? GroupCommitLoopAsync : IntervalCommitLoopAsync);
     }
+
+    /// <summary>FasterLog's per-entry header: a 4-byte length (no per-entry checksum; records carry their own CRC).</summary>
+    public const int EntryHeaderSize = 4;
+
+    /// <summary>Bytes a record with <paramref name="payloadLength"/> payload bytes takes in the log: header, record, padding to 4.</summary>
+    public static int EntrySize(int payloadLength) => EntryHeaderSize + ((LogRecord.SizeOf(payloadLength) + 3) & ~3);
 
     public long BeginAddress => _log.BeginAddress;
 
@@ -71,10 +78,13 @@ internal sealed class PersistentLog : IDisposable
     /// FasterLog still falls back to an empty log when no commit metadata can be read; that is
     /// refused here when the directory holds commit files or segment data.
     /// </summary>
-    public static PersistentLog Open(string dataDirectory, DurabilityMode mode, int commitIntervalMs)
+    public static PersistentLog Open(string dataDirectory, TmemOptions options)
     {
+        var mode = options.Durability;
         string logDir = Path.Combine(dataDirectory, LogFolder);
         string commitDir = Path.Combine(dataDirectory, CommitFolder);
+        Directory.CreateDirectory(dataDirectory);
+        var format = DataFormat.OpenOrCreate(dataDirectory, logDir, options.LogSegmentSizeBytes);
         Directory.CreateDirectory(logDir);
         Directory.CreateDirectory(commitDir);
         bool hadSegments = Directory.EnumerateFiles(logDir).Any(f => new FileInfo(f).Length > 0);
@@ -88,7 +98,7 @@ internal sealed class PersistentLog : IDisposable
                 LogDevice = device,
                 PageSizeBits = PageSizeBits,
                 MemorySizeBits = MemorySizeBits,
-                SegmentSizeBits = SegmentSizeBits,
+                SegmentSizeBits = format.SegmentSizeBits,
                 LogCommitDir = commitDir,
                 TryRecoverLatest = false,
                 RemoveOutdatedCommits = true,
@@ -102,7 +112,7 @@ internal sealed class PersistentLog : IDisposable
                 throw new TmemCorruptionException(0,
                     $"The log in {dataDirectory} has segment data but FASTER recovered no committed data: its commit metadata in {commitDir} is missing or unreadable. " +
                     "Nothing was changed; inspect the directory with the offline recovery tool before opening it.");
-            return new PersistentLog(log, device, logDir, mode, commitIntervalMs) { _markerWritten = everCommitted };
+            return new PersistentLog(log, device, logDir, format.SegmentSizeBits, mode, options.CommitIntervalMs) { _markerWritten = everCommitted };
         }
         catch
         {
@@ -183,19 +193,37 @@ internal sealed class PersistentLog : IDisposable
     /// <summary>Whether the store acknowledges only committed operations.</summary>
     public bool IsStrict => _mode == DurabilityMode.Strict;
 
+    /// <summary>Decodes a record read back from the log into <paramref name="destination"/>; returns an error message or null.</summary>
+    public delegate string? RecordDecoder<TState>(ReadOnlySpan<byte> record, Span<byte> destination, TState state);
+
     /// <summary>
     /// Reads the record at <paramref name="address"/> (of <paramref name="length"/> bytes) back from
-    /// the log, waiting first for its commit if needed (FasterLog reads committed data only).
-    /// Blocks; used for gets of spilled pages.
+    /// the log, waiting first for its commit if needed (FasterLog reads committed data only), and
+    /// hands it to <paramref name="decode"/>, whose result comes back in <paramref name="error"/>.
+    /// Returns false when the address is below the log's begin address (compaction truncated it
+    /// after moving the record: the caller looks the page up again). Blocks; used for gets of
+    /// spilled pages.
     /// </summary>
-    public byte[] ReadRecord(long address, int length)
+    public bool TryReadRecord<TState>(long address, int length, Span<byte> destination, TState state, RecordDecoder<TState> decode, out string? error)
     {
+        error = null;
         if (_log.CommittedUntilAddress <= address) WaitCommitted(address);
-        var read = _log.ReadAsync(address, length);
-        var (bytes, readLength) = read.IsCompletedSuccessfully ? read.Result : read.AsTask().GetAwaiter().GetResult();
+        byte[]? bytes;
+        int readLength;
+        try
+        {
+            var read = _log.ReadAsync(address, length);
+            (bytes, readLength) = read.IsCompletedSuccessfully ? read.Result : read.AsTask().GetAwaiter().GetResult();
+        }
+        catch (Exception) when (address < _log.BeginAddress)
+        {
+            return false; // the segment went while the read was in flight
+        }
+        if (address < _log.BeginAddress) return false;
         if (bytes is null || readLength != length)
             throw new TmemCorruptionException(address, $"Reading the {length}-byte record at log address {address} returned {readLength} bytes.");
-        return bytes;
+        error = decode(bytes.AsSpan(0, length), destination, state);
+        return true;
     }
 
     /// <summary>Waits until everything below <paramref name="address"/> + 1 is committed, whatever the mode.</summary>
@@ -228,20 +256,20 @@ internal sealed class PersistentLog : IDisposable
     /// missing, or the records end before it (FASTER reads a missing or cut segment as zeros and
     /// its scan then just stops, which would silently drop everything after).
     /// </summary>
-    public IEnumerable<(long Address, byte[] Entry)> ScanCommitted(long from = 0)
+    public IEnumerable<(long Address, byte[] Entry)> ScanCommitted(long from = 0, long until = long.MaxValue)
     {
-        long logBegin = _log.BeginAddress, committed = _log.CommittedUntilAddress;
+        long logBegin = _log.BeginAddress, committed = Math.Min(until, _log.CommittedUntilAddress);
         long begin = Math.Max(from, logBegin);
         // The whole committed log is checked for presence even when replay starts later (after a
         // checkpoint): the pages it indexes live below that point.
         if (committed > logBegin)
         {
-            for (long segment = logBegin >> SegmentSizeBits; segment <= (committed - 1) >> SegmentSizeBits; segment++)
+            for (long segment = logBegin >> _segmentSizeBits; segment <= (committed - 1) >> _segmentSizeBits; segment++)
             {
                 string file = Path.Combine(_logDirectory, $"{SegmentBaseName}.{segment}");
                 if (!File.Exists(file))
-                    throw new TmemCorruptionException(segment << SegmentSizeBits,
-                        $"Segment file {file} (log addresses from {segment << SegmentSizeBits}) is missing, but the log is committed until address {committed}. Nothing was changed; restore the file or repair the directory with the offline recovery tool.");
+                    throw new TmemCorruptionException(segment << _segmentSizeBits,
+                        $"Segment file {file} (log addresses from {segment << _segmentSizeBits}) is missing, but the log is committed until address {committed}. Nothing was changed; restore the file or repair the directory with the offline recovery tool.");
             }
         }
         // FASTER adopts damaged commit metadata as it reads it (its checksum failure comes after
@@ -249,7 +277,7 @@ internal sealed class PersistentLog : IDisposable
         long dataEnd = 0;
         foreach (var file in Directory.EnumerateFiles(_logDirectory, SegmentBaseName + ".*"))
             if (long.TryParse(Path.GetExtension(file).AsSpan(1), out long segment))
-                dataEnd = Math.Max(dataEnd, (segment << SegmentSizeBits) + new FileInfo(file).Length);
+                dataEnd = Math.Max(dataEnd, (segment << _segmentSizeBits) + new FileInfo(file).Length);
         if (committed > logBegin && committed > dataEnd)
             throw new TmemCorruptionException(dataEnd,
                 $"The log's commit point (from its commit metadata) is address {committed}, but its segment files in {_logDirectory} end at {dataEnd}: the metadata or a segment is damaged or missing. Nothing was changed; repair the directory with the offline recovery tool.");
@@ -279,6 +307,28 @@ internal sealed class PersistentLog : IDisposable
         if (next < committed && !pagePadding)
             throw new TmemCorruptionException(next,
                 $"The log's records end at address {next}, below its commit point {committed}: a segment file in {_logDirectory} is truncated or zeroed. Nothing was changed; repair the directory with the offline recovery tool.");
+    }
+
+    /// <summary>Bytes of the segment files on disk.</summary>
+    public long DiskBytes()
+    {
+        long bytes = 0;
+        foreach (var file in new DirectoryInfo(_logDirectory).EnumerateFiles(SegmentBaseName + ".*"))
+            bytes += file.Length;
+        return bytes;
+    }
+
+    /// <summary>
+    /// Moves the log's begin address to <paramref name="address"/> (a record boundary, committed)
+    /// and commits that, after which FASTER deletes the segment files wholly below it. Returns
+    /// once the commit holding the new begin address is durable; the files go shortly after.
+    /// </summary>
+    public async Task TruncateUntilAsync(long address, CancellationToken cancellationToken)
+    {
+        if (address > _log.CommittedUntilAddress)
+            throw new InvalidOperationException($"Truncating the log until {address}, above its commit point {_log.CommittedUntilAddress}.");
+        _log.TruncateUntil(address);
+        await _log.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private async Task GroupCommitLoopAsync()
@@ -345,8 +395,20 @@ internal sealed class PersistentLog : IDisposable
         }
     }
 
-    /// <summary>After a commit: the first one with data leaves the marker (once).</summary>
+    /// <summary>Called on the commit loop after each commit; must be quick and must not wait for a commit.</summary>
+    public Action? Committed { get; set; }
+
+    /// <summary>Bytes per segment file.</summary>
+    public long SegmentSize => 1L << _segmentSizeBits;
+
+    /// <summary>After a commit: the first one with data leaves the marker (once); then <see cref="Committed"/>.</summary>
     private void AfterCommit()
+    {
+        WriteMarkerOnce();
+        Committed?.Invoke();
+    }
+
+    private void WriteMarkerOnce()
     {
         if (_markerWritten || _log.CommittedUntilAddress <= _log.BeginAddress) return;
         string marker = Path.Combine(_logDirectory, CommittedMarker);
@@ -401,7 +463,7 @@ internal sealed class PersistentLog : IDisposable
         {
         }
         _log.Commit(spinWait: true);
-        AfterCommit();
+        WriteMarkerOnce();
         CompleteWaiters(long.MaxValue);
         _log.Dispose();
         _device.Dispose();

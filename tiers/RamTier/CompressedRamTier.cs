@@ -111,6 +111,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         {
             flags |= DescriptorFlags.Logged;
             _descriptors.SetLogAddress(id, logAddress);
+            Interlocked.Add(ref _counters.PersLogBytes, PersistentLog.EntrySize(sameFilled ? 8 : compressed.Length));
         }
         if (sameFilled)
         {
@@ -157,6 +158,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     {
         ref var d = ref _descriptors[id];
         _descriptors.SetLogAddress(id, logAddress);
+        Interlocked.Add(ref _counters.PersLogBytes, PersistentLog.EntrySize(compressedLength));
         d.Location = 0;
         d.Length = (ushort)compressedLength;
         Interlocked.Increment(ref _counters.PersSpilledPages);
@@ -191,16 +193,23 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         return true;
     }
 
+    /// <summary>Under the bucket lock: where a logged page's Put record is (0 when not logged).</summary>
+    public long LogAddressOf(uint id) =>
+        (_descriptors[id].Flags & (byte)DescriptorFlags.Logged) != 0 ? _descriptors.GetLogAddress(id) : 0;
+
+    /// <summary>Under the bucket lock: a logged page's record was copied to <paramref name="address"/> (log compaction).</summary>
+    public void MoveLogAddress(uint id, long address) => _descriptors.SetLogAddress(id, address);
+
     /// <summary>Under the bucket lock: what a checkpoint records of a logged persistent page.</summary>
     public IndexCheckpoint.PageEntry CheckpointEntry(in ObjectId objectId, uint index, uint id)
     {
         ref var d = ref _descriptors[id];
-        if ((d.Flags & (byte)DescriptorFlags.SameFilled) != 0)
-            return new IndexCheckpoint.PageEntry(objectId, index, 0, true, (long)d.Location);
         long address = _descriptors.GetLogAddress(id);
         if ((d.Flags & (byte)DescriptorFlags.Logged) == 0 || address == 0)
             throw new InvalidOperationException($"Persistent page {objectId}/{index} (descriptor {id}) has no log address.");
-        return new IndexCheckpoint.PageEntry(objectId, index, d.Length, false, address);
+        return (d.Flags & (byte)DescriptorFlags.SameFilled) != 0
+            ? new IndexCheckpoint.PageEntry(objectId, index, 0, true, address, d.Location)
+            : new IndexCheckpoint.PageEntry(objectId, index, d.Length, false, address, 0);
     }
 
     /// <summary>Under the bucket lock: copies or decompresses a RAM-resident page into <paramref name="page"/>.</summary>
@@ -243,7 +252,11 @@ internal sealed unsafe class CompressedRamTier : IDisposable
             _slabs.Free(d.Location);
             Interlocked.Add(ref _slotBytes, -SlabAllocator.SlotSizeFor(length));
         }
-        if ((flags & DescriptorFlags.Logged) != 0) _descriptors.SetLogAddress(id, 0);
+        if ((flags & DescriptorFlags.Logged) != 0)
+        {
+            _descriptors.SetLogAddress(id, 0);
+            Interlocked.Add(ref _counters.PersLogBytes, -PersistentLog.EntrySize((flags & DescriptorFlags.SameFilled) != 0 ? 8 : length));
+        }
         if ((flags & DescriptorFlags.Persistent) != 0)
         {
             Interlocked.Decrement(ref _counters.PersPages);

@@ -242,9 +242,9 @@ internal sealed class Pool
         {
             var obj = bucket.GetOrAdd(page.ObjectId);
             if (page.SameFilled)
-                _ram.Install(descriptor, obj, page.Index, default, (ulong)page.AddressOrPattern, sameFilled: true, persistent: true);
+                _ram.Install(descriptor, obj, page.Index, default, page.Pattern, sameFilled: true, persistent: true, page.Address);
             else
-                _ram.InstallSpilled(descriptor, obj, page.Index, page.Length, page.AddressOrPattern);
+                _ram.InstallSpilled(descriptor, obj, page.Index, page.Length, page.Address);
             uint old = obj.Set(page.Index, descriptor);
             if (old != 0) throw new InvalidDataException($"the checkpoint lists page {page.ObjectId}/{page.Index} of pool serial {Serial} twice");
         }
@@ -309,60 +309,104 @@ internal sealed class Pool
     public GetStatus Get(in ObjectId id, uint index, Span<byte> page)
     {
         var bucket = BucketFor(id);
-        long spilledAt = 0;
-        int compressedLength = 0;
-        long missObserved = -1;
-        lock (bucket.Lock)
+        while (true)
         {
-            if (_destroyed) ThrowHelper.ThrowPoolDestroyed();
-            var obj = bucket.Find(id);
-            uint descriptor = obj?.Find(index) ?? 0;
-            if (obj is null || descriptor == 0)
+            long spilledAt = 0;
+            int compressedLength = 0;
+            long missObserved = -1;
+            lock (bucket.Lock)
             {
-                // Strict: the page may be missing only through a flush not committed yet; the
-                // miss is reported once that is durable, so no crash can bring the page back.
-                missObserved = ObservedState();
-            }
-            else
-            {
-                bool spilled = _ram.TryGetSpilled(descriptor, out spilledAt, out compressedLength);
-                if (!spilled) _ram.Read(descriptor, page);
-                if (ExclusiveGets)
+                if (_destroyed) ThrowHelper.ThrowPoolDestroyed();
+                var obj = bucket.Find(id);
+                uint descriptor = obj?.Find(index) ?? 0;
+                if (obj is null || descriptor == 0)
                 {
-                    // The page leaves now, under the lock, so two exclusive gets never both get it,
-                    // and its tombstone is ordered before any later put of the handle.
-                    obj.Remove(index);
-                    bucket.RemoveIfEmpty(obj);
-                    _ram.Release(descriptor);
-                    // A persistent page taken by an exclusive get is logged as flushed, so replay does
-                    // not bring it back. Nobody waits for that commit: the caller holds the page now.
-                    if (AppendTombstone(LogRecordType.FlushPage, id, index) != 0) _log!.RequestCommit();
+                    // Strict: the page may be missing only through a flush not committed yet; the
+                    // miss is reported once that is durable, so no crash can bring the page back.
+                    missObserved = ObservedState();
                 }
-                if (!spilled) return GetStatus.Hit;
+                else
+                {
+                    bool spilled = _ram.TryGetSpilled(descriptor, out spilledAt, out compressedLength);
+                    if (ExclusiveGets)
+                    {
+                        // A spilled page is read before it leaves, under the lock: once unlinked, log
+                        // compaction no longer moves its record, and could truncate it away.
+                        if (spilled && !TryReadSpilled(id, index, spilledAt, compressedLength, page))
+                            throw new TmemCorruptionException(spilledAt, $"The log record at address {spilledAt} of a page of pool serial {Serial} is below the log's begin address while the page still points at it.");
+                        if (!spilled) _ram.Read(descriptor, page);
+                        // The page leaves now, under the lock, so two exclusive gets never both get it,
+                        // and its tombstone is ordered before any later put of the handle.
+                        obj.Remove(index);
+                        bucket.RemoveIfEmpty(obj);
+                        _ram.Release(descriptor);
+                        // A persistent page taken by an exclusive get is logged as flushed, so replay does
+                        // not bring it back. Nobody waits for that commit: the caller holds the page now.
+                        if (AppendTombstone(LogRecordType.FlushPage, id, index) != 0) _log!.RequestCommit();
+                        return GetStatus.Hit;
+                    }
+                    if (!spilled)
+                    {
+                        _ram.Read(descriptor, page);
+                        return GetStatus.Hit;
+                    }
+                }
             }
+            if (missObserved >= 0)
+            {
+                if (missObserved > 0) _log!.WaitDurable(missObserved);
+                return GetStatus.Miss;
+            }
+            // A spilled page: read its Put record back from the log, outside the lock. A concurrent
+            // flush or replacement after the lookup above does not change it (records are immutable);
+            // the get is ordered before them. If compaction moved the record and truncated the old
+            // one meanwhile, the lookup is repeated (it finds the new address).
+            if (TryReadSpilled(id, index, spilledAt, compressedLength, page)) return GetStatus.Hit;
         }
-        if (missObserved >= 0)
-        {
-            if (missObserved > 0) _log!.WaitDurable(missObserved);
-            return GetStatus.Miss;
-        }
-        // A spilled page: read its Put record back from the log, outside the lock. A concurrent
-        // flush or replacement after the lookup above does not change it (records are immutable);
-        // the get is ordered before them.
-        ReadSpilled(id, index, spilledAt, compressedLength, page);
-        return GetStatus.Hit;
     }
 
-    private void ReadSpilled(in ObjectId id, uint index, long logAddress, int compressedLength, Span<byte> page)
+    /// <summary>
+    /// Reads and decodes a spilled page's Put record; false when the log no longer holds that
+    /// address (compaction truncated it after moving the record).
+    /// </summary>
+    private bool TryReadSpilled(in ObjectId id, uint index, long logAddress, int compressedLength, Span<byte> page)
     {
-        var bytes = _log!.ReadRecord(logAddress, LogRecord.SizeOf(compressedLength));
-        var record = LogRecord.TryRead(bytes, out string? error);
-        if (record is not { Type: LogRecordType.Put } put || put.PoolSerial != (uint)Serial || put.ObjectId != id || put.Index != index)
-            throw new TmemCorruptionException(logAddress,
-                $"The log record at address {logAddress} is not the Put of pool serial {Serial}, object {id}, index {index}: {error ?? "it names another page"}.");
+        if (!_log!.TryReadRecord(logAddress, LogRecord.SizeOf(compressedLength), page, (Pool: this, Id: id, Index: index, Address: logAddress), DecodeSpilled, out string? error))
+            return false;
+        if (error is not null) throw new TmemCorruptionException(logAddress, error);
+        return true;
+    }
+
+    /// <summary>Checks that a record read back is the expected page's Put and decodes it; an error message or null.</summary>
+    private static string? DecodeSpilled(ReadOnlySpan<byte> entry, Span<byte> page, (Pool Pool, ObjectId Id, uint Index, long Address) expected)
+    {
+        var (pool, id, index, address) = expected;
+        if (!LogRecord.TryRead(entry, out var put, out string? error) || put.Type != LogRecordType.Put
+            || put.PoolSerial != (uint)pool.Serial || put.ObjectId != id || put.Index != index)
+            return $"The log record at address {address} is not the Put of pool serial {pool.Serial}, object {id}, index {index}: {error ?? "it names another page"}.";
         int decoded = PageCodec.Decompress(put.Payload, page);
-        if (decoded != page.Length)
-            throw new TmemCorruptionException(logAddress, $"The page in the log record at address {logAddress} decoded to {decoded} bytes, expected {page.Length}.");
+        return decoded == page.Length ? null : $"The page in the log record at address {address} decoded to {decoded} bytes, expected {page.Length}.";
+    }
+
+    /// <summary>
+    /// Log compaction: if the page at the handle is still the one whose Put record is at
+    /// <paramref name="from"/>, appends the record again and points the page at the copy.
+    /// Under the bucket lock, so the copy is ordered after every earlier record of the handle and
+    /// before any later one, and a concurrent put or flush either happens first (no copy) or after.
+    /// </summary>
+    public bool Relocate(in ObjectId id, uint index, long from, ReadOnlySpan<byte> record)
+    {
+        var log = _log!;
+        log.WaitForRoom();
+        var bucket = BucketFor(id);
+        lock (bucket.Lock)
+        {
+            if (_destroyed) return false;
+            uint descriptor = bucket.Find(id)?.Find(index) ?? 0;
+            if (descriptor == 0 || _ram.LogAddressOf(descriptor) != from) return false;
+            _ram.MoveLogAddress(descriptor, log.Append(record));
+            return true;
+        }
     }
 
     /// <summary>Removes a page; <paramref name="logAddress"/> as for <see cref="Put"/>.</summary>

@@ -1,0 +1,61 @@
+using System.Globalization;
+
+namespace Tmem.LogTier;
+
+/// <summary>
+/// <c>DATA/format</c>: what a data directory was created with, as text lines <c>key value</c>
+/// (docs/storage-format.md): <c>format</c> (the layout version, 1) and <c>segment_size</c> (bytes
+/// per log segment file). Written atomically when the directory gets its log; read on every open,
+/// so the log is always addressed with the segment size its files were written with.
+/// </summary>
+internal sealed record DataFormat(int Version, long SegmentSize)
+{
+    public const string FileName = "format";
+    public const int CurrentVersion = 1;
+
+    /// <summary>The segment size of directories written before the format file existed.</summary>
+    private const long LegacySegmentSize = 1L << 30;
+
+    public int SegmentSizeBits => System.Numerics.BitOperations.Log2((ulong)SegmentSize);
+
+    /// <summary>
+    /// The directory's format: read from its file; for a directory with no file, the legacy
+    /// layout when it already has log segments, else <paramref name="segmentSize"/> for a new log
+    /// (the file is then written).
+    /// </summary>
+    public static DataFormat OpenOrCreate(string dataDirectory, string logDirectory, long segmentSize)
+    {
+        string path = Path.Combine(dataDirectory, FileName);
+        if (File.Exists(path)) return Parse(path, File.ReadAllLines(path));
+        bool hasSegments = Directory.Exists(logDirectory) && Directory.EnumerateFiles(logDirectory, PersistentLog.SegmentBaseName + ".*").Any();
+        var format = new DataFormat(CurrentVersion, hasSegments ? LegacySegmentSize : segmentSize);
+        string temp = path + ".tmp";
+        using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+        using (var writer = new StreamWriter(file))
+        {
+            writer.Write(string.Create(CultureInfo.InvariantCulture, $"format {format.Version}\nsegment_size {format.SegmentSize}\n"));
+            writer.Flush();
+            file.Flush(flushToDisk: true);
+        }
+        File.Move(temp, path, overwrite: false);
+        DirectorySync.Fsync(dataDirectory);
+        return format;
+    }
+
+    private static DataFormat Parse(string path, string[] lines)
+    {
+        int? version = null;
+        long? segmentSize = null;
+        foreach (var line in lines)
+        {
+            var parts = line.Split(' ', 2, StringSplitOptions.TrimEntries);
+            if (parts.Length == 2 && parts[0] == "format" && int.TryParse(parts[1], CultureInfo.InvariantCulture, out int v)) version = v;
+            else if (parts.Length == 2 && parts[0] == "segment_size" && long.TryParse(parts[1], CultureInfo.InvariantCulture, out long s)) segmentSize = s;
+        }
+        if (version != CurrentVersion)
+            throw new TmemCorruptionException(0, $"{path} says format {(version?.ToString(CultureInfo.InvariantCulture) ?? "(missing)")}; this build reads format {CurrentVersion}. Nothing was changed.");
+        if (segmentSize is not { } size || size < 1L << 20 || size > 1L << 40 || (size & (size - 1)) != 0)
+            throw new TmemCorruptionException(0, $"{path} has no valid segment_size (a power of two); the log cannot be addressed without it. Nothing was changed.");
+        return new DataFormat(version.Value, size);
+    }
+}

@@ -1,0 +1,205 @@
+using System.Diagnostics;
+using Tmem.LogTier;
+using Tmem.Translation;
+
+namespace Tmem;
+
+/// <summary>What one log compaction did (<see cref="TmemStore.CompactLog"/>).</summary>
+/// <param name="BeginBefore">The log's begin address before.</param>
+/// <param name="BeginAfter">The begin address after: the compaction base record.</param>
+/// <param name="LogBytesBefore">Log bytes (begin to tail) before.</param>
+/// <param name="LogBytesAfter">Log bytes after (including what was appended meanwhile).</param>
+/// <param name="CopiedRecords">Live Put records copied forward.</param>
+/// <param name="CopiedBytes">Log bytes those copies take.</param>
+/// <param name="Elapsed">Wall time.</param>
+public sealed record LogCompactionResult(long BeginBefore, long BeginAfter, long LogBytesBefore, long LogBytesAfter, long CopiedRecords, long CopiedBytes, TimeSpan Elapsed)
+{
+    /// <summary>Log bytes released (segment files wholly below <see cref="BeginAfter"/> are deleted).</summary>
+    public long TruncatedBytes => BeginAfter - BeginBefore;
+}
+
+/// <summary>
+/// Log compaction (docs/engine.md, "Log compaction"). The log only grows: every overwrite and
+/// flush leaves a dead record behind. When the live records are less than
+/// <see cref="TmemOptions.LogCompactionLiveFraction"/> of the log, compaction
+/// <list type="number">
+/// <item>appends, under the pool lock, a <see cref="LogRecordType.CompactionBase"/> record B that
+/// restates every live persistent pool and member, so that the records from B on hold the whole
+/// state;</item>
+/// <item>scans the committed log below B and, for each Put record whose page still points at it,
+/// appends a copy and points the page at the copy, under the page's bucket lock (a put or flush
+/// racing with it is ordered wholly before or after);</item>
+/// <item>waits for those records to commit, checks that no live page points below B, and truncates
+/// the log to B with a commit, after which FASTER deletes the segment files below it;</item>
+/// <item>writes a fresh index checkpoint (the old one points below B).</item>
+/// </list>
+/// A crash anywhere leaves a log that replays to the same state: before the truncation commit the
+/// old records are all there and the copies restate them; after it, replay from B starts with the
+/// pools and finds every live page at or after B.
+/// </summary>
+public sealed partial class TmemStore
+{
+    private readonly CancellationTokenSource _compactionStop = new();
+    private int _compactionRunning;
+    private Task? _backgroundCompaction;
+    private long _compactionRetryAfterTail;
+    private volatile Exception? _lastCompactionError;
+
+    /// <summary>Tests: called with "before-truncate" once the copies are committed; may throw to stop there.</summary>
+    internal Action<string>? CompactionStageHook { get; set; }
+
+    /// <summary>The error that stopped the last background compaction, or null; the service logs it.</summary>
+    public Exception? LastLogCompactionError => _lastCompactionError;
+
+    /// <summary>
+    /// Compacts the persistent log now when it is due (its live fraction under
+    /// <see cref="TmemOptions.LogCompactionLiveFraction"/>), or always with
+    /// <paramref name="force"/>. Returns null when it was not due. Durable stores start
+    /// compactions on their own after commits; this is for tools, the service and tests. One
+    /// compaction runs at a time, and checkpoints wait for it.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A memory-only store.</exception>
+    /// <exception cref="TmemCorruptionException">A damaged record below the commit point; nothing was truncated.</exception>
+    public LogCompactionResult? CompactLog(bool force = false, CancellationToken cancellationToken = default)
+    {
+        ThrowIfDisposed();
+        var log = Log ?? throw new InvalidOperationException("A memory-only store (no DataDirectory) has no log to compact.");
+        if (!_recovered) throw new InvalidOperationException("The store's recovery has not finished.");
+        if (!force && !CompactionDue(log)) return null;
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _compactionStop.Token);
+        return CompactCore(log, force, linked.Token);
+    }
+
+    private bool CompactionDue(PersistentLog log)
+    {
+        double fraction = _options.LogCompactionLiveFraction;
+        if (fraction == 0) return false;
+        long size = log.TailAddress - log.BeginAddress;
+        // Below two segments a truncation could not delete a file.
+        return size >= 2 * log.SegmentSize && Volatile.Read(ref _counters.PersLogBytes) < fraction * size;
+    }
+
+    /// <summary>On the commit loop after each commit: starts a background compaction when one is due.</summary>
+    private void MaybeStartCompaction()
+    {
+        var log = Log;
+        if (log is null || !_recovered || _disposed || log.TailAddress < Volatile.Read(ref _compactionRetryAfterTail) || !CompactionDue(log)) return;
+        if (Interlocked.CompareExchange(ref _compactionRunning, 1, 0) != 0) return;
+        _backgroundCompaction = Task.Factory.StartNew(() =>
+        {
+            try
+            {
+                CompactCore(log, force: false, _compactionStop.Token);
+                _lastCompactionError = null;
+            }
+            catch (OperationCanceledException) when (_compactionStop.IsCancellationRequested)
+            {
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // Nothing was truncated. Try again only after another segment's worth of appends.
+                _lastCompactionError = e;
+                Interlocked.Increment(ref _counters.LogCompactionFailures);
+                Volatile.Write(ref _compactionRetryAfterTail, log.TailAddress + log.SegmentSize);
+            }
+            finally
+            {
+                Volatile.Write(ref _compactionRunning, 0);
+            }
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+    }
+
+    /// <summary>Disposal: cancels a running compaction and waits for it (it leaves the log as it was).</summary>
+    private void StopCompaction()
+    {
+        _compactionStop.Cancel();
+        try
+        {
+            _backgroundCompaction?.Wait();
+        }
+        catch (AggregateException)
+        {
+        }
+    }
+
+    private LogCompactionResult? CompactCore(PersistentLog log, bool force, CancellationToken cancellationToken)
+    {
+        lock (_checkpointLock)
+        {
+            if (_disposed) return null;
+            if (!force && !CompactionDue(log)) return null;
+            var clock = Stopwatch.StartNew();
+            long begin = log.BeginAddress;
+            long bytesBefore = log.TailAddress - begin;
+            long baseAddress;
+            Dictionary<uint, Pool> pools;
+            lock (_poolLock)
+            {
+                // One record restating every pool and member: appends of other threads (puts hold
+                // only a bucket lock) cannot come between the base and the pools it restates.
+                pools = new Dictionary<uint, Pool>(_persistentPools.Count);
+                var members = new List<(uint, bool, PoolRecord)>();
+                foreach (var pool in _persistentPools.Values.OrderBy(p => p.Serial))
+                {
+                    pools.Add((uint)pool.Serial, pool);
+                    for (int i = 0; i < pool.LoggedMembers.Count; i++)
+                    {
+                        var (clientId, poolId) = pool.LoggedMembers[i];
+                        members.Add(((uint)pool.Serial, i > 0, new PoolRecord(clientId, poolId, pool.PageSize, pool.ExclusiveGets, pool.SharedUuid)));
+                    }
+                }
+                baseAddress = AppendCompactionBase(log, new CompactionBaseRecord(begin, members));
+            }
+
+            log.WaitCommitted(baseAddress);
+            long copiedRecords = 0, copiedBytes = 0;
+            foreach (var (address, entry) in log.ScanCommitted(begin, baseAddress))
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                if (!LogRecord.TryRead(entry, out var record, out string? error))
+                    throw new TmemCorruptionException(address, $"Log compaction found the record at address {address} damaged ({error}); nothing was truncated. Inspect the directory with the offline recovery tool.");
+                if (record.Type != LogRecordType.Put || !pools.TryGetValue(record.PoolSerial, out var pool)) continue;
+                if (pool.Relocate(record.ObjectId, record.Index, address, entry))
+                {
+                    copiedRecords++;
+                    copiedBytes += PersistentLog.EntryHeaderSize + ((entry.Length + 3) & ~3);
+                }
+            }
+            cancellationToken.ThrowIfCancellationRequested();
+
+            // Every live page must now be at or after the base: the checkpoint's copy of the index
+            // shows it, and is written once the truncation is durable.
+            var checkpoint = CaptureCheckpoint(log, baseAddress);
+            foreach (var pool in checkpoint.Pools)
+                foreach (var page in pool.Pages)
+                    if (page.Address < baseAddress)
+                        throw new InvalidOperationException($"Log compaction left page {page.ObjectId}/{page.Index} of pool serial {pool.Serial} at address {page.Address}, below the base {baseAddress}; nothing was truncated.");
+            log.WaitCommitted(checkpoint.CoveredUntil - 1);
+            CompactionStageHook?.Invoke("before-truncate");
+            log.TruncateUntilAsync(baseAddress, CancellationToken.None).GetAwaiter().GetResult();
+            try
+            {
+                WriteCheckpoint(log, checkpoint);
+            }
+            catch (IOException)
+            {
+                // The old checkpoint no longer fits the log; the next open replays from the base.
+            }
+
+            Interlocked.Increment(ref _counters.LogCompactions);
+            Interlocked.Add(ref _counters.LogCompactionCopiedBytes, copiedBytes);
+            Interlocked.Add(ref _counters.LogTruncatedBytes, baseAddress - begin);
+            return new LogCompactionResult(begin, baseAddress, bytesBefore, log.TailAddress - baseAddress, copiedRecords, copiedBytes, clock.Elapsed);
+        }
+    }
+
+    /// <summary>Under the pool lock: appends the compaction base record; returns its address.</summary>
+    private static long AppendCompactionBase(PersistentLog log, CompactionBaseRecord payload)
+    {
+        var payloadBytes = new byte[payload.Size];
+        payload.Write(payloadBytes);
+        var record = new byte[LogRecord.SizeOf(payloadBytes.Length)];
+        LogRecord.Write(record, LogRecordType.CompactionBase, LogRecordFlags.None, 0, default, 0, payloadBytes);
+        return log.Append(record);
+    }
+}
