@@ -229,12 +229,14 @@ public sealed class MappedLogDeviceTests : IDisposable
         Assert.Equal(data, File.ReadAllBytes(BaseName + ".0").AsSpan(0, 4096).ToArray());
     }
 
-    [Fact]
-    public async Task FasterLog_ReopenedOverANewDevice_ScansEveryEntryBackByteExact()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task FasterLog_ReopenedOverANewDevice_ScansEveryEntryBackByteExact(bool completeWritesInline)
     {
         var entries = Entries(10, 40L << 20); // three 16 MiB segments, more than the 16 MiB in memory
         List<long> addresses;
-        using (var device = new MappedLogDevice(BaseName, SegmentSize))
+        using (var device = new MappedLogDevice(BaseName, SegmentSize, completeWritesInline: completeWritesInline))
         using (var log = OpenLog(device))
         {
             addresses = Append(log, entries);

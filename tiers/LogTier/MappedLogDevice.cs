@@ -46,7 +46,10 @@ internal delegate TResult MappedReader<TState, TResult>(ReadOnlySpan<byte> bytes
 /// <b>Completion.</b> Writes complete off-thread (a thread-pool work item copies, msyncs and
 /// calls back), like <see cref="ManagedLocalStorageDevice"/>: FASTER issues page flushes from
 /// whichever thread drains its epoch, often an enqueuing thread inside the store's bucket lock,
-/// and an inline multi-megabyte msync would stall it for the disk's latency. Reads complete
+/// and an inline msync stalls it for the disk's latency. Measured (64 writers, group commit,
+/// 4 MiB pages, ext4 on virtio, 2 shared cores): with inline completion 64-103 of ~40k Enqueue
+/// calls per 3 s run took over 1 ms, the longest 44-113 ms; off-thread 2-3 did, the longest
+/// 2-4 ms; throughput differed by less than the (large) run-to-run noise. Reads complete
 /// inline: they are a copy from the page cache and every FASTER read path waits for them anyway.
 /// </para>
 /// <para>
