@@ -7,7 +7,7 @@ namespace Tmem;
 /// A tenant of the store. Pool ids are this client's own small integers (first free slot);
 /// another client's ids name nothing here (isolation, DESIGN.md 3.7). Thread-safe.
 /// </summary>
-public sealed class TmemClient
+public sealed partial class TmemClient
 {
     private readonly TmemStore _store;
     private readonly Lock _lock = new();

@@ -14,4 +14,100 @@ public sealed class ServiceOptions
     /// 0 turns the periodic ones off. Default 300.
     /// </summary>
     public int CheckpointIntervalSeconds { get; set; } = 300;
+
+    /// <summary>
+    /// Path of the Unix domain socket the service listens on (relative: under the working
+    /// directory); empty turns the Unix listener off. Default <c>tmem.sock</c>.
+    /// </summary>
+    public string SocketPath { get; set; } = "tmem.sock";
+
+    /// <summary>File mode of the socket, in octal. Default <c>0600</c> (the service's user only).</summary>
+    public string SocketFileMode { get; set; } = "0600";
+
+    /// <summary>TCP port to listen on as well; 0 (the default) means no TCP listener.</summary>
+    public int TcpPort { get; set; }
+
+    /// <summary>
+    /// Address the TCP listener binds. Default <c>127.0.0.1</c> (loopback only); anything else
+    /// must be set here explicitly.
+    /// </summary>
+    public string TcpAddress { get; set; } = "127.0.0.1";
+
+    /// <summary>Connections open at once; further ones are closed at accept. Default 1024.</summary>
+    public int MaxConnections { get; set; } = 1024;
+
+    /// <summary>
+    /// Seconds a response write may make no progress (a client that stops reading) before the
+    /// service closes that connection. Default 30.
+    /// </summary>
+    public int SendTimeoutSeconds { get; set; } = 30;
+
+    /// <summary>
+    /// Milliseconds between checks of the log's commit loop (durable stores): the commit service
+    /// waits for everything appended so far to be committed and warns when that takes much longer
+    /// than <c>Tmem:CommitIntervalMs</c> promises. 0 turns it off. Default 1000.
+    /// </summary>
+    public int CommitCheckIntervalMs { get; set; } = 1000;
+
+    /// <summary>Milliseconds between reclaim passes; 0 turns reclaim off. Default 1000.</summary>
+    public int ReclaimIntervalMs { get; set; } = 1000;
+
+    /// <summary>
+    /// Reclaim starts when the RAM tier's slot bytes pass this fraction of
+    /// <c>Tmem:RamBudgetBytes</c>. Default 0.95.
+    /// </summary>
+    public double ReclaimHighWater { get; set; } = 0.95;
+
+    /// <summary>... and evicts down to this fraction, so puts find room without evicting. Default 0.90.</summary>
+    public double ReclaimLowWater { get; set; } = 0.90;
+
+    /// <summary>
+    /// The thread pool's minimum worker and I/O threads. FASTER completes log writes on pool
+    /// threads; when every pool thread is busy serving requests, commits stall until the pool
+    /// grows (slowly). Default 32.
+    /// </summary>
+    public int MinThreadPoolThreads { get; set; } = 32;
+
+    /// <summary>
+    /// OTLP endpoint (for example <c>http://localhost:4317</c>) to export the <c>Tmem</c> meter
+    /// to with OpenTelemetry; unset (the default) exports nothing.
+    /// </summary>
+    public string? OtlpEndpoint { get; set; }
+
+    /// <summary>The clients that may connect; see <see cref="ClientOptions"/>.</summary>
+    public List<ClientOptions> Clients { get; set; } = [];
+}
+
+/// <summary>One configured client (<c>Tmem:Service:Clients:N</c>).</summary>
+public sealed class ClientOptions
+{
+    /// <summary>The name a connection gives in its handshake (1 to 255 UTF-8 bytes, unique).</summary>
+    public string Name { get; set; } = "";
+
+    /// <summary>The store's client id it acts as (unique, 0 or more): its pools are this id's.</summary>
+    public int Id { get; set; } = -1;
+
+    /// <summary>
+    /// The secret the handshake must carry (at most 255 UTF-8 bytes). Empty is allowed only while
+    /// no TCP listener is configured (the Unix socket's file mode is then the only guard).
+    /// </summary>
+    public string Secret { get; set; } = "";
+
+    /// <summary>UUIDs of the shared pools this client may create or join; <c>*</c> allows any. Default none.</summary>
+    public List<string> SharedPools { get; set; } = [];
+
+    /// <summary>Pools this client may hold; 0 (the default) means <c>Tmem:MaxPoolsPerClient</c>.</summary>
+    public int MaxPools { get; set; }
+
+    /// <summary>
+    /// The largest frame the client may send, in bytes (so its largest page is this less 44).
+    /// Default 65580: a put of a 64 KiB page.
+    /// </summary>
+    public int MaxFrameBytes { get; set; } = 65580;
+
+    /// <summary>
+    /// Requests one connection of this client may have in flight; the service reads no more from
+    /// that connection until one completes. Default 256.
+    /// </summary>
+    public int MaxInFlight { get; set; } = 256;
 }

@@ -8,14 +8,22 @@ namespace Tmem.Service;
 /// serves; with a data directory this is recovery, and a failure stops the start) and disposes it
 /// in <see cref="StopAsync"/> (which commits the log).
 /// </summary>
-internal sealed partial class StoreHost(IOptions<TmemOptions> options, ILogger<StoreHost> logger) : IHostedService, IDisposable
+internal sealed partial class StoreHost(IOptions<TmemOptions> options, IOptions<ServiceOptions> serviceOptions, ILogger<StoreHost> logger) : IHostedService, IDisposable
 {
     private TmemStore? _store;
+    private volatile bool _closed;
 
     public TmemStore Store => _store ?? throw new InvalidOperationException("The store is not open yet.");
 
+    public bool IsOpen => _store is not null && !_closed;
+
     public Task StartAsync(CancellationToken cancellationToken)
     {
+        // FASTER completes log writes on pool threads: with every pool thread busy serving
+        // requests, commits stall until the pool grows (see tests/Tmem.CrashHost).
+        int minThreads = serviceOptions.Value.MinThreadPoolThreads;
+        ThreadPool.GetMinThreads(out int worker, out int io);
+        ThreadPool.SetMinThreads(Math.Max(worker, minThreads), Math.Max(io, minThreads));
         var o = options.Value;
         if (o.DataDirectory is null)
         {
@@ -32,6 +40,7 @@ internal sealed partial class StoreHost(IOptions<TmemOptions> options, ILogger<S
 
     public Task StopAsync(CancellationToken cancellationToken)
     {
+        // Disposing a durable store writes an index checkpoint and commits the log.
         Dispose();
         LogClosed();
         return Task.CompletedTask;
@@ -39,6 +48,7 @@ internal sealed partial class StoreHost(IOptions<TmemOptions> options, ILogger<S
 
     public void Dispose()
     {
+        _closed = true;
         _store?.Dispose();
     }
 

@@ -1,7 +1,7 @@
 using Tmem.Bench;
 
 // tools/Tmem.Bench: dotnet run -c Release --project tools/Tmem.Bench -- SUITE [--corpus FILE]... [--json FILE]
-const string Usage = "usage: Tmem.Bench SUITE [--corpus FILE]... [--json FILE]\n  suites: engine, persistent";
+const string Usage = "usage: Tmem.Bench SUITE [--corpus FILE]... [--json FILE]\n  suites: engine, persistent, service";
 
 string? suite = null, json = null;
 var corpusFiles = new List<string>();
@@ -51,6 +51,9 @@ switch (suite)
         break;
     case "persistent":
         new PersistentSuite(corpus, report).Run();
+        break;
+    case "service":
+        new ServiceSuite(corpus, report).Run();
         break;
     default:
         Console.Error.WriteLine($"unknown suite '{suite}'\n{Usage}");

@@ -1,0 +1,166 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Reflection;
+using System.Text;
+using Tmem.Client;
+
+namespace Tmem.Service.Tests;
+
+/// <summary>
+/// The real service as a child process (<c>dotnet Tmem.Service.dll</c>) on a socket and data
+/// directory of its own under /tmp, with three clients configured:
+/// alice (id 1) and bob (id 2) may use shared pool <see cref="SharedUuid"/>; carol (id 3) may use
+/// no shared pool, holds at most 2 pools, sends frames of at most 8 KiB and has 4 requests in flight.
+/// </summary>
+public sealed class ServiceProcess : IAsyncDisposable
+{
+    public static readonly Guid SharedUuid = Guid.Parse("6f1c2a4e-8b3d-4c5e-9a7f-0123456789ab");
+    public static readonly Guid ForbiddenUuid = Guid.Parse("00000000-0000-4000-8000-000000000001");
+
+    private readonly string[] _extraArgs;
+    private readonly StringBuilder _output = new();
+    private Process? _process;
+
+    public ServiceProcess(params string[] extraArgs)
+    {
+        _extraArgs = extraArgs;
+        Root = Path.Combine("/tmp", "tmem-it-" + Guid.NewGuid().ToString("N")[..10]);
+        Directory.CreateDirectory(Root);
+    }
+
+    public string Root { get; }
+
+    public string SocketPath => Path.Combine(Root, "s.sock");
+
+    public string DataDirectory => Path.Combine(Root, "data");
+
+    public int Pid => _process?.Id ?? throw new InvalidOperationException("not started");
+
+    /// <summary>Everything the service wrote to stdout and stderr so far.</summary>
+    public string Output
+    {
+        get
+        {
+            lock (_output) return _output.ToString();
+        }
+    }
+
+    public static string ServiceDll()
+    {
+        string here = AppContext.BaseDirectory;
+        string config = typeof(ServiceProcess).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()?.Configuration ?? "Debug";
+        string tfm = new DirectoryInfo(here).Name;
+        for (var d = new DirectoryInfo(here); d is not null; d = d.Parent)
+        {
+            string built = Path.Combine(d.FullName, "hosting", "Tmem.Service", "bin", config, tfm, "Tmem.Service.dll");
+            if (File.Exists(Path.Combine(d.FullName, "Tmem.sln")) && File.Exists(built)) return built;
+        }
+        throw new FileNotFoundException($"Tmem.Service.dll ({config}, {tfm}) not found above {here}; build the solution first.");
+    }
+
+    public string[] Arguments() =>
+    [
+        $"--Tmem:DataDirectory={DataDirectory}",
+        $"--Tmem:Service:SocketPath={SocketPath}",
+        "--Tmem:Service:StatsLogIntervalSeconds=0",
+        "--Tmem:Service:SendTimeoutSeconds=2",
+        "--Tmem:Service:Clients:0:Name=alice", "--Tmem:Service:Clients:0:Id=1", "--Tmem:Service:Clients:0:Secret=alice-secret",
+        $"--Tmem:Service:Clients:0:SharedPools:0={SharedUuid}",
+        "--Tmem:Service:Clients:1:Name=bob", "--Tmem:Service:Clients:1:Id=2", "--Tmem:Service:Clients:1:Secret=bob-secret",
+        $"--Tmem:Service:Clients:1:SharedPools:0={SharedUuid}",
+        "--Tmem:Service:Clients:2:Name=carol", "--Tmem:Service:Clients:2:Id=3", "--Tmem:Service:Clients:2:Secret=carol-secret",
+        "--Tmem:Service:Clients:2:MaxPools=2", "--Tmem:Service:Clients:2:MaxFrameBytes=8192", "--Tmem:Service:Clients:2:MaxInFlight=4",
+        .. _extraArgs,
+    ];
+
+    /// <summary>Starts the service and waits until it listens. Returns how long that took.</summary>
+    public async Task<TimeSpan> StartAsync()
+    {
+        lock (_output) _output.Clear();
+        var clock = Stopwatch.StartNew();
+        var info = new ProcessStartInfo("dotnet")
+        {
+            WorkingDirectory = Root,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        info.ArgumentList.Add(ServiceDll());
+        foreach (var a in Arguments()) info.ArgumentList.Add(a);
+        info.Environment["DOTNET_ENVIRONMENT"] = "Production";
+        var process = new Process { StartInfo = info };
+        process.OutputDataReceived += (_, e) => Append(e.Data);
+        process.ErrorDataReceived += (_, e) => Append(e.Data);
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        _process = process;
+        while (!Output.Contains("Listening on Unix socket", StringComparison.Ordinal))
+        {
+            if (process.HasExited) throw new InvalidOperationException($"The service exited with {process.ExitCode} before listening:\n{Output}");
+            if (clock.Elapsed > TimeSpan.FromSeconds(60)) throw new TimeoutException($"The service did not listen within 60 s:\n{Output}");
+            await Task.Delay(20);
+        }
+        return clock.Elapsed;
+    }
+
+    private void Append(string? line)
+    {
+        if (line is null) return;
+        lock (_output) _output.AppendLine(line);
+    }
+
+    public Task<TmemConnection> ConnectAsync(string name = "alice") =>
+        TmemConnection.ConnectAsync(SocketPath, name, name + "-secret");
+
+    /// <summary>SIGTERM, as systemd stops it; returns the exit code.</summary>
+    public async Task<int> StopAsync()
+    {
+        var process = _process ?? throw new InvalidOperationException("not started");
+        Signal(process.Id, "TERM");
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await process.WaitForExitAsync(timeout.Token);
+        _process = null;
+        return process.ExitCode;
+    }
+
+    /// <summary>SIGKILL: no chance to commit or checkpoint.</summary>
+    public async Task KillAsync()
+    {
+        var process = _process ?? throw new InvalidOperationException("not started");
+        Signal(process.Id, "KILL");
+        await process.WaitForExitAsync();
+        _process = null;
+    }
+
+    private static void Signal(int pid, string signal)
+    {
+        using var kill = Process.Start("kill", ["-" + signal, pid.ToString(CultureInfo.InvariantCulture)]);
+        kill.WaitForExit();
+    }
+
+    /// <summary>The service's resident set size, from /proc.</summary>
+    public long ResidentBytes()
+    {
+        foreach (var line in File.ReadLines($"/proc/{Pid}/status"))
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+        throw new InvalidOperationException("no VmRSS");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_process is { HasExited: false } p)
+        {
+            Signal(p.Id, "KILL");
+            await p.WaitForExitAsync();
+        }
+        try
+        {
+            Directory.Delete(Root, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}

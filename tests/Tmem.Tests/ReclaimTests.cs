@@ -1,0 +1,43 @@
+namespace Tmem.Tests;
+
+/// <summary><see cref="TmemStore.Reclaim"/>: eviction ahead of demand, for the service's reclaim loop.</summary>
+public class ReclaimTests
+{
+    [Fact]
+    public void Reclaim_EvictsEphemeralPagesDownToTheTarget_AndLeavesPersistentPages()
+    {
+        using var store = TmemStore.Open(new TmemOptions { RamBudgetBytes = 4L << 20 });
+        var client = store.GetClient(1);
+        int eph = client.CreatePool(PoolOptions.Ephemeral);
+        int pers = client.CreatePool(PoolOptions.Persistent);
+        for (uint i = 0; i < 200; i++) Assert.Equal(PutStatus.Stored, client.Put(pers, new ObjectId(1), i, TestPages.Compressible(4096, (int)i)));
+        for (uint i = 0; i < 3000; i++) client.Put(eph, new ObjectId(2), i, TestPages.Compressible(4096, 1000 + (int)i));
+        var before = store.GetStats();
+        Assert.True(before.RamSlotBytes > 3L << 20, $"the budget is not nearly full: {before.RamSlotBytes}");
+
+        long target = 2L << 20;
+        long freed = store.Reclaim(target);
+        var after = store.GetStats();
+        Assert.True(after.RamSlotBytes <= target, $"slot bytes {after.RamSlotBytes} are over the target {target}");
+        Assert.Equal(before.RamSlotBytes - after.RamSlotBytes, freed);
+        Assert.True(after.EvictedEphPages > before.EvictedEphPages);
+        Assert.Equal(200, after.PersPages);
+        var page = new byte[4096];
+        for (uint i = 0; i < 200; i++) Assert.Equal(GetStatus.Hit, client.Get(pers, new ObjectId(1), i, page));
+
+        // Already under the target: nothing to do.
+        Assert.Equal(0, store.Reclaim(target));
+        Assert.Throws<ArgumentOutOfRangeException>(() => store.Reclaim(-1));
+    }
+
+    [Fact]
+    public void Reclaim_WithOnlyPersistentPagesInAMemoryStore_StopsWithoutLosingAny()
+    {
+        using var store = TmemStore.Open(new TmemOptions { RamBudgetBytes = 1L << 20 });
+        var client = store.GetClient(1);
+        int pers = client.CreatePool(PoolOptions.Persistent);
+        for (uint i = 0; i < 100; i++) client.Put(pers, new ObjectId(1), i, TestPages.Compressible(4096, (int)i));
+        Assert.Equal(0, store.Reclaim(0));
+        Assert.Equal(100, store.GetStats().PersPages);
+    }
+}
