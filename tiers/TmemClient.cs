@@ -118,8 +118,21 @@ public sealed partial class TmemClient
 
     private async ValueTask<PutStatus> PutAfterRoomAsync(LogTier.PersistentLog log, Pool pool, ObjectId objectId, uint index, ReadOnlyMemory<byte> page)
     {
-        await log.WaitForRoomAsync().ConfigureAwait(false);
-        var status = pool.Put(objectId, index, page.Span, out long logAddress);
+        // The caller may reuse its buffer as soon as this returns (the page is consumed before
+        // the first await): keep a copy while waiting for the device.
+        byte[] copy = System.Buffers.ArrayPool<byte>.Shared.Rent(page.Length);
+        page.Span.CopyTo(copy);
+        long logAddress;
+        PutStatus status;
+        try
+        {
+            await log.WaitForRoomAsync().ConfigureAwait(false);
+            status = pool.Put(objectId, index, copy.AsSpan(0, page.Length), out logAddress);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(copy);
+        }
         if (logAddress != 0) await _store.Log!.WaitDurableAsync(logAddress).ConfigureAwait(false);
         return status;
     }

@@ -66,6 +66,14 @@ public sealed class TmemOptions
     /// </summary>
     public double LogCompactionLiveFraction { get; set; } = 0.6;
 
+    /// <summary>
+    /// The device under the log: <see cref="LogDeviceKind.File"/> (FASTER's managed file device,
+    /// write-through) or <see cref="LogDeviceKind.Mapped"/> (preallocated memory-mapped segment files,
+    /// read directly on gets of spilled pages). Both use the same files, so this may change
+    /// between runs.
+    /// </summary>
+    public LogDeviceKind LogDevice { get; set; } = LogDeviceKind.File;
+
     /// <summary>A copy of these settings.</summary>
     public TmemOptions Clone() => (TmemOptions)MemberwiseClone();
 
@@ -137,6 +145,8 @@ public sealed class TmemOptions
             yield return $"{SectionName}:{nameof(LogSegmentSizeBytes)} is {LogSegmentSizeBytes}; it must be a power of two from 16777216 (16 MiB) to 1073741824 (1 GiB).";
         if (!(LogCompactionLiveFraction == 0 || (LogCompactionLiveFraction >= 0.05 && LogCompactionLiveFraction <= 0.95)))
             yield return $"{SectionName}:{nameof(LogCompactionLiveFraction)} is {LogCompactionLiveFraction}; it must be 0 (compaction off) or from 0.05 to 0.95.";
+        if (LogDevice is not (LogDeviceKind.File or LogDeviceKind.Mapped))
+            yield return $"{SectionName}:{nameof(LogDevice)} is {(int)LogDevice}; it must be File or Mapped.";
         if (!(CompactionThreshold >= 0.01 && CompactionThreshold <= 10))
             yield return $"{SectionName}:{nameof(CompactionThreshold)} is {CompactionThreshold}; it must be from 0.01 to 10.";
     }

@@ -56,7 +56,10 @@ public static class Program
         if (run > CrashLayout.MaxRun) throw new InvalidOperationException($"run {run} is over {CrashLayout.MaxRun}");
         var durability = mode == "strict" ? DurabilityMode.Strict : DurabilityMode.Relaxed;
         // The smallest segments, so that compactions delete segment files within a few cycles.
-        var options = new TmemOptions { DataDirectory = dir, Durability = durability, LogSegmentSizeBytes = 16L << 20 };
+        // The device alternates with the seed: the two write the same files, so each run recovers
+        // what the other wrote (the test reopens with the file device).
+        var device = (seed & 1) == 0 ? LogDeviceKind.File : LogDeviceKind.Mapped;
+        var options = new TmemOptions { DataDirectory = dir, Durability = durability, LogSegmentSizeBytes = 16L << 20, LogDevice = device };
         var store = DurableStore.Open(options, out var report);
         // First run: create the pools. Later runs find them recovered under the same ids.
         if (CreatePools(store))
@@ -74,7 +77,7 @@ public static class Program
         var c2 = store.GetClient(2);
         using var journal = new Journal(ackFile, Environment.GetEnvironmentVariable("TMEM_CRASH_FSYNC") == "1");
         journal.Start(run, mode, seed);
-        Console.Out.WriteLine($"READY run {run}, recovered {report.RecordsReplayed} records, {report.PagesRecovered} pages in {report.Elapsed.TotalMilliseconds:F0} ms, log begin {report.BeginAddress}");
+        Console.Out.WriteLine($"READY run {run}, recovered {report.RecordsReplayed} records, {report.PagesRecovered} pages in {report.Elapsed.TotalMilliseconds:F0} ms, log begin {report.BeginAddress}, {device} device");
         Console.Out.Flush();
 
         var views = new (TmemClient Client, int PoolId)[] { (c1, 0), (c1, 1), (c2, 0) };

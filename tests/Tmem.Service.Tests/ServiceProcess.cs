@@ -97,7 +97,13 @@ public sealed class ServiceProcess : IAsyncDisposable
         _process = process;
         while (!Output.Contains("Listening on Unix socket", StringComparison.Ordinal))
         {
-            if (process.HasExited) throw new InvalidOperationException($"The service exited with {process.ExitCode} before listening:\n{Output}");
+            if (process.HasExited)
+            {
+                // Completes once the redirected output has been read to its end (the exit can be
+                // seen before the last stderr lines arrive).
+                await process.WaitForExitAsync();
+                throw new InvalidOperationException($"The service exited with {process.ExitCode} before listening:\n{Output}");
+            }
             if (clock.Elapsed > TimeSpan.FromSeconds(60)) throw new TimeoutException($"The service did not listen within 60 s:\n{Output}");
             await Task.Delay(20);
         }

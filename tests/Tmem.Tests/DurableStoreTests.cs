@@ -302,11 +302,13 @@ public sealed class DurableStoreTests : IDisposable
         Assert.Throws<TmemCorruptionException>(() => Open());
     }
 
-    [Fact]
-    public async Task Spill_PersistentDataOverTheRamBudget_IsReadBackFromTheLog()
+    [Theory]
+    [InlineData(LogDeviceKind.File)]
+    [InlineData(LogDeviceKind.Mapped)]
+    public async Task Spill_PersistentDataOverTheRamBudget_IsReadBackFromTheLog(LogDeviceKind device)
     {
         const long budget = 128 * 1024;
-        var options = new TmemOptions { DataDirectory = _dir, RamBudgetBytes = budget };
+        var options = new TmemOptions { DataDirectory = _dir, RamBudgetBytes = budget, LogDevice = device };
         var pages = Enumerable.Range(0, 400).Select(i => Compressible(4096, i)).ToArray(); // ~4x the budget compressed
         using (var store = DurableStore.Open(options))
         {
@@ -322,6 +324,8 @@ public sealed class DurableStoreTests : IDisposable
             // Ephemeral puts still find room: spilling makes it.
             Assert.Equal(PutStatus.Stored, c.Put(e, Oid(1), 0, pages[0]));
             for (int i = 0; i < pages.Length; i++) Assert.Equal(pages[i], Read(c, p, Oid(i / 50), (uint)i));
+            // The mapped device serves spilled pages from its mapping, not through FasterLog.
+            Assert.Equal(device == LogDeviceKind.Mapped, store.Log!.DirectReadCount > 0);
         }
         using (var store = DurableStore.Open(options, out var report))
         {
@@ -360,10 +364,12 @@ public sealed class DurableStoreTests : IDisposable
         }
     }
 
-    [Fact]
-    public void Spill_ConcurrentPutsGetsAndFlushes_NeverReturnAWrongPage()
+    [Theory]
+    [InlineData(LogDeviceKind.File)]
+    [InlineData(LogDeviceKind.Mapped)]
+    public void Spill_ConcurrentPutsGetsAndFlushes_NeverReturnAWrongPage(LogDeviceKind device)
     {
-        var options = new TmemOptions { DataDirectory = _dir, RamBudgetBytes = 64 * 1024 };
+        var options = new TmemOptions { DataDirectory = _dir, RamBudgetBytes = 64 * 1024, LogDevice = device };
         using var store = DurableStore.Open(options);
         var c = store.GetClient(1);
         int p = c.CreatePool(PoolOptions.Persistent);
