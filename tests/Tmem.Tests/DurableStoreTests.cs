@@ -295,11 +295,15 @@ public sealed class DurableStoreTests : IDisposable
         // FASTER adopts the begin/until fields of a commit file even when its checksum fails;
         // recovery must notice that they do not fit the segment files.
         WriteSamplePages();
-        var commit = Directory.GetFiles(Path.Combine(_dir, "commits"), "commit.*", SearchOption.AllDirectories).Single();
+        var commit = Path.Combine(_dir, "commits", "log.commit");
         var bytes = File.ReadAllBytes(commit);
-        BitConverter.TryWriteBytes(bytes.AsSpan(fieldOffset, 8), 0x5A5A_5A5A_5A5AL);
+        // Each 4 KiB slot: 24-byte header, then FASTER's metadata (begin and until addresses at 12 and 20).
+        foreach (int slot in new[] { 0, 4096 })
+            BitConverter.TryWriteBytes(bytes.AsSpan(slot + 24 + fieldOffset - 4, 8), 0x5A5A_5A5A_5A5AL);
         File.WriteAllBytes(commit, bytes);
-        Assert.Throws<TmemCorruptionException>(() => Open());
+        var e = Assert.Throws<TmemCorruptionException>(() => Open());
+        Assert.Contains("log.commit", e.Message);
+        Assert.Equal(bytes, File.ReadAllBytes(commit)); // nothing was changed
     }
 
     [Theory]

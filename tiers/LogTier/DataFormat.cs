@@ -13,22 +13,21 @@ internal sealed record DataFormat(int Version, long SegmentSize)
     public const string FileName = "format";
     public const int CurrentVersion = 1;
 
-    /// <summary>The segment size of directories written before the format file existed.</summary>
-    private const long LegacySegmentSize = 1L << 30;
-
     public int SegmentSizeBits => System.Numerics.BitOperations.Log2((ulong)SegmentSize);
 
     /// <summary>
-    /// The directory's format: read from its file; for a directory with no file, the legacy
-    /// layout when it already has log segments, else <paramref name="segmentSize"/> for a new log
-    /// (the file is then written).
+    /// The directory's format: read from its file; for a directory with no file and no log yet,
+    /// <paramref name="segmentSize"/> (the file is then written). Log segments without a format
+    /// file were written by a development build before format 1 and are refused.
     /// </summary>
     public static DataFormat OpenOrCreate(string dataDirectory, string logDirectory, long segmentSize)
     {
         string path = Path.Combine(dataDirectory, FileName);
         if (File.Exists(path)) return Parse(path, File.ReadAllLines(path));
         bool hasSegments = Directory.Exists(logDirectory) && Directory.EnumerateFiles(logDirectory, PersistentLog.SegmentBaseName + ".*").Any();
-        var format = new DataFormat(CurrentVersion, hasSegments ? LegacySegmentSize : segmentSize);
+        if (hasSegments)
+            throw new TmemCorruptionException(0, $"{dataDirectory} has log segments but no {FileName} file: it was written by a development build before format {CurrentVersion} (or the file was lost), and this build cannot address its log. Nothing was changed.");
+        var format = new DataFormat(CurrentVersion, segmentSize);
         string temp = path + ".tmp";
         using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
         using (var writer = new StreamWriter(file))
