@@ -128,23 +128,31 @@ public static class DurableStore
 
     private static (long Records, long Bytes) Replay(TmemStore store, PersistentLog log, string dir, long from)
     {
-        long records = 0, bytes = 0;
-        foreach (var (address, entry) in log.ScanCommitted(from))
+        var state = new ReplayState(store, dir);
+        long records = log.ForEachCommitted(from, static (address, entry, state) =>
         {
             if (!LogRecord.TryRead(entry, out var record, out string? error))
-                throw Corrupt(dir, address, $"is damaged: {error}");
+                throw Corrupt(state.Directory, address, $"is damaged: {error}");
             try
             {
-                Apply(store, record, address);
+                Apply(state.Store, record, address);
             }
             catch (InvalidDataException e)
             {
-                throw Corrupt(dir, address, $"({record.Type}, pool serial {record.PoolSerial}) contradicts the records before it: {e.Message}");
+                throw Corrupt(state.Directory, address, $"({record.Type}, pool serial {record.PoolSerial}) contradicts the records before it: {e.Message}");
             }
-            records++;
-            bytes += entry.Length;
-        }
-        return (records, bytes);
+            state.Bytes += entry.Length;
+        }, state);
+        return (records, state.Bytes);
+    }
+
+    private sealed class ReplayState(TmemStore store, string directory)
+    {
+        public TmemStore Store { get; } = store;
+
+        public string Directory { get; } = directory;
+
+        public long Bytes { get; set; }
     }
 
     private static void Apply(TmemStore store, LogRecord record, long address)

@@ -290,36 +290,16 @@ internal sealed class PersistentLog : IDisposable
     }
 
     /// <summary>
-    /// Committed records from the begin address, in order: (address, bytes). Throws
-    /// <see cref="TmemCorruptionException"/> when segment files under the commit point are
-    /// missing, or the records end before it (FASTER reads a missing or cut segment as zeros and
-    /// its scan then just stops, which would silently drop everything after).
+    /// Committed records from <paramref name="from"/> (at least the begin address) to
+    /// <paramref name="until"/> (at most the commit point), in order: (address, bytes), each a copy.
+    /// For callers that block or append while they go (compaction). Damage is thrown as for
+    /// <see cref="ForEachCommitted"/>.
     /// </summary>
     public IEnumerable<(long Address, byte[] Entry)> ScanCommitted(long from = 0, long until = long.MaxValue)
     {
-        long logBegin = _log.BeginAddress, committed = Math.Min(until, _log.CommittedUntilAddress);
-        long begin = Math.Max(from, logBegin);
-        // The whole committed log is checked for presence even when replay starts later (after a
-        // checkpoint): the pages it indexes live below that point.
-        if (committed > logBegin)
-        {
-            for (long segment = logBegin >> _segmentSizeBits; segment <= (committed - 1) >> _segmentSizeBits; segment++)
-            {
-                string file = Path.Combine(_logDirectory, $"{SegmentBaseName}.{segment}");
-                if (!File.Exists(file))
-                    throw new TmemCorruptionException(segment << _segmentSizeBits,
-                        $"Segment file {file} (log addresses from {segment << _segmentSizeBits}) is missing, but the log is committed until address {committed}. Nothing was changed; restore the file or repair the directory with the offline recovery tool.");
-            }
-        }
-        // FASTER adopts damaged commit metadata as it reads it (its checksum failure comes after
-        // the fields are set): a commit point past the end of the segment files is damage.
-        long dataEnd = 0;
-        foreach (var file in Directory.EnumerateFiles(_logDirectory, SegmentBaseName + ".*"))
-            if (long.TryParse(Path.GetExtension(file).AsSpan(1), out long segment))
-                dataEnd = Math.Max(dataEnd, (segment << _segmentSizeBits) + new FileInfo(file).Length);
-        if (committed > logBegin && committed > dataEnd)
-            throw new TmemCorruptionException(dataEnd,
-                $"The log's commit point (from its commit metadata) is address {committed}, but its segment files in {_logDirectory} end at {dataEnd}: the metadata or a segment is damaged or missing. Nothing was changed; repair the directory with the offline recovery tool.");
+        long committed = Math.Min(until, _log.CommittedUntilAddress);
+        long begin = Math.Max(from, _log.BeginAddress);
+        CheckSegmentsPresent(committed);
         long next = begin;
         using (var iterator = _log.Scan(begin, committed))
         {
@@ -335,13 +315,100 @@ internal sealed class PersistentLog : IDisposable
                 }
                 catch (FasterException e)
                 {
-                    throw new TmemCorruptionException(next, $"Reading the log at address {next} failed ({e.Message}): the log below its commit point {committed} is damaged. Nothing was changed; repair the directory with the offline recovery tool.");
+                    throw ReadFailed(next, committed, e);
                 }
                 yield return (address, length == entry.Length ? entry : entry.AsSpan(0, length).ToArray());
             }
         }
-        // A record never spans a FasterLog page: when the next one did not fit, the page ends in
-        // padding and the commit point can be the next page's start. Only that gap is normal.
+        CheckScanReached(next, committed);
+    }
+
+    /// <summary>Visits one committed record: its address and its bytes (valid only during the call).</summary>
+    public delegate void EntryVisitor<TState>(long address, ReadOnlySpan<byte> entry, TState state);
+
+    /// <summary>
+    /// Recovery's scan: visits every committed record from <paramref name="from"/> in order, straight
+    /// from FasterLog's buffers (no copy per record). The visitor must not block or append to the
+    /// log: it runs under FASTER's epoch protection. Throws <see cref="TmemCorruptionException"/>
+    /// when segment files under the commit point are missing, or the records end before it
+    /// (FASTER reads a missing or cut segment as zeros and its scan then just stops, which would
+    /// silently drop everything after). Returns the records visited.
+    /// </summary>
+    public unsafe long ForEachCommitted<TState>(long from, EntryVisitor<TState> visit, TState state)
+    {
+        long committed = _log.CommittedUntilAddress;
+        long begin = Math.Max(from, _log.BeginAddress);
+        CheckSegmentsPresent(committed);
+        long next = begin, records = 0;
+        using (var iterator = _log.Scan(begin, committed))
+        {
+            while (true)
+            {
+                byte* entry;
+                int length;
+                long address;
+                try
+                {
+                    if (!iterator.UnsafeGetNext(out entry, out length, out address, out long nextAddress)) break;
+                    next = nextAddress;
+                }
+                catch (FasterException e)
+                {
+                    throw ReadFailed(next, committed, e);
+                }
+                try
+                {
+                    visit(address, new ReadOnlySpan<byte>(entry, length), state);
+                }
+                finally
+                {
+                    iterator.UnsafeRelease();
+                }
+                records++;
+            }
+        }
+        CheckScanReached(next, committed);
+        return records;
+    }
+
+    /// <summary>
+    /// Every segment file under the commit point exists (the whole committed log, even when a scan
+    /// starts later, after a checkpoint: the pages it indexes live below that point), and the
+    /// commit point is not past the end of the segment files (FASTER adopts damaged commit
+    /// metadata as it reads it).
+    /// </summary>
+    private void CheckSegmentsPresent(long committed)
+    {
+        long logBegin = _log.BeginAddress;
+        if (committed > logBegin)
+        {
+            for (long segment = logBegin >> _segmentSizeBits; segment <= (committed - 1) >> _segmentSizeBits; segment++)
+            {
+                string file = Path.Combine(_logDirectory, $"{SegmentBaseName}.{segment}");
+                if (!File.Exists(file))
+                    throw new TmemCorruptionException(segment << _segmentSizeBits,
+                        $"Segment file {file} (log addresses from {segment << _segmentSizeBits}) is missing, but the log is committed until address {committed}. Nothing was changed; restore the file or repair the directory with the offline recovery tool.");
+            }
+        }
+        long dataEnd = 0;
+        foreach (var file in Directory.EnumerateFiles(_logDirectory, SegmentBaseName + ".*"))
+            if (long.TryParse(Path.GetExtension(file).AsSpan(1), out long segment))
+                dataEnd = Math.Max(dataEnd, (segment << _segmentSizeBits) + new FileInfo(file).Length);
+        if (committed > logBegin && committed > dataEnd)
+            throw new TmemCorruptionException(dataEnd,
+                $"The log's commit point (from its commit metadata) is address {committed}, but its segment files in {_logDirectory} end at {dataEnd}: the metadata or a segment is damaged or missing. Nothing was changed; repair the directory with the offline recovery tool.");
+    }
+
+    private static TmemCorruptionException ReadFailed(long next, long committed, FasterException e) =>
+        new(next, $"Reading the log at address {next} failed ({e.Message}): the log below its commit point {committed} is damaged. Nothing was changed; repair the directory with the offline recovery tool.");
+
+    /// <summary>
+    /// A scan that ends below the commit point met a truncated or zeroed segment, except that a
+    /// record never spans a FasterLog page: when the next one did not fit, the page ends in
+    /// padding and the commit point can be the next page's start. Only that gap is normal.
+    /// </summary>
+    private void CheckScanReached(long next, long committed)
+    {
         bool pagePadding = committed % PageSize == 0 && committed - next < MaxEntrySize;
         if (next < committed && !pagePadding)
             throw new TmemCorruptionException(next,
