@@ -56,6 +56,33 @@ internal sealed class PersistentSuite
             var only = Environment.GetEnvironmentVariable("TMEM_BENCH_ONLY")?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
             bool Part(string name) => only is null || only.Contains(name);
             if (Part("puts")) Puts();
+            if (only is not null && only.Contains("profile-costs"))
+            {
+                // Development aid: CPU microseconds per page of each step, one thread.
+                const int n = 50_000;
+                var buffer = new byte[LZ4Codec.MaximumOutputSize(PageSize)];
+                double Time(Action<int> step)
+                {
+                    var sw = Stopwatch.StartNew();
+                    for (int i = 0; i < n; i++) step(i);
+                    return sw.Elapsed.TotalMicroseconds / n;
+                }
+                Console.WriteLine($"  lz4 encode {Time(i => LZ4Codec.Encode(_pages[i % _pages.Length], buffer, LZ4Level.L00_FAST)):F2} us");
+                Console.WriteLine($"  crc32c of compressed {Time(i => Tmem.LogTier.LogRecord.Crc32C(_compressed[i % _compressed.Length])):F2} us");
+                using (var mem = TmemStore.Open(new TmemOptions { RamBudgetBytes = 1L << 30 }))
+                {
+                    var c = mem.GetClient(1);
+                    int p = c.CreatePool(PoolOptions.Persistent);
+                    Console.WriteLine($"  memory-only persistent put {Time(i => c.Put(p, new ObjectId((ulong)(i / 64)), (uint)(i % 64), _pages[i % _pages.Length])):F2} us");
+                }
+                foreach (var mode in new[] { DurabilityMode.Relaxed })
+                {
+                    using var durable = DurableStore.Open(new TmemOptions { DataDirectory = FreshDirectory("costs"), Durability = mode, RamBudgetBytes = 1L << 30, LogDevice = _device });
+                    var c = durable.GetClient(1);
+                    int p = c.CreatePool(PoolOptions.Persistent);
+                    Console.WriteLine($"  durable {mode} put {Time(i => c.Put(p, new ObjectId((ulong)(i / 64)), (uint)(i % 64), _pages[i % _pages.Length])):F2} us");
+                }
+            }
             if (only is not null && only.Contains("profile-strict"))
             {
                 // Development aid: Strict puts alone, with the process's CPU use.
