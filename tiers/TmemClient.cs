@@ -104,30 +104,43 @@ public sealed partial class TmemClient
     /// </summary>
     /// <exception cref="ArgumentException">Wrong page length or invalid object id.</exception>
     /// <exception cref="TmemException">No such pool.</exception>
-    public ValueTask<PutStatus> PutAsync(int poolId, ObjectId objectId, uint index, ReadOnlyMemory<byte> page)
+    public ValueTask<PutStatus> PutAsync(int poolId, ObjectId objectId, uint index, ReadOnlyMemory<byte> page) =>
+        PutConsumingAsync(poolId, objectId, index, page.Span);
+
+    /// <summary>
+    /// <see cref="PutAsync"/> for a span (the service's frame buffer): the page is read before
+    /// this returns, so the caller may reuse it at once.
+    /// </summary>
+    internal ValueTask<PutStatus> PutConsumingAsync(int poolId, ObjectId objectId, uint index, ReadOnlySpan<byte> page)
     {
         var pool = Resolve(poolId);
         CheckHandle(pool, objectId, page.Length, nameof(page));
         // When the log device is behind, wait for it here without holding a thread (the
         // synchronous path inside Put would block one).
         if (pool.Kind == PoolKind.Persistent && _store.Log is { IsBacklogged: true } log)
-            return PutAfterRoomAsync(log, pool, objectId, index, page);
-        var status = pool.Put(objectId, index, page.Span, out long logAddress);
+            return PutAfterRoomAsync(log, pool, objectId, index, CopyOf(page), page.Length);
+        var status = pool.Put(objectId, index, page, out long logAddress);
         return logAddress == 0 ? ValueTask.FromResult(status) : AwaitDurable(logAddress, status);
     }
 
-    private async ValueTask<PutStatus> PutAfterRoomAsync(LogTier.PersistentLog log, Pool pool, ObjectId objectId, uint index, ReadOnlyMemory<byte> page)
+    /// <summary>A pooled copy of the page, for a put that waits before it reads it.</summary>
+    private static byte[] CopyOf(ReadOnlySpan<byte> page)
     {
-        // The caller may reuse its buffer as soon as this returns (the page is consumed before
-        // the first await): keep a copy while waiting for the device.
         byte[] copy = System.Buffers.ArrayPool<byte>.Shared.Rent(page.Length);
-        page.Span.CopyTo(copy);
+        page.CopyTo(copy);
+        return copy;
+    }
+
+    private async ValueTask<PutStatus> PutAfterRoomAsync(LogTier.PersistentLog log, Pool pool, ObjectId objectId, uint index, byte[] copy, int length)
+    {
+        // The caller may reuse its buffer as soon as PutAsync returns (the page is consumed
+        // before the first await): the copy is what waits for the device.
         long logAddress;
         PutStatus status;
         try
         {
             await log.WaitForRoomAsync().ConfigureAwait(false);
-            status = pool.Put(objectId, index, copy.AsSpan(0, page.Length), out logAddress);
+            status = pool.Put(objectId, index, copy.AsSpan(0, length), out logAddress);
         }
         finally
         {

@@ -12,7 +12,7 @@ internal sealed partial class CheckpointService(StoreHost host, IOptions<TmemOpt
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         int seconds = options.Value.CheckpointIntervalSeconds;
-        if (seconds == 0 || storeOptions.Value.DataDirectory is null) return;
+        if (seconds == 0 || string.IsNullOrEmpty(storeOptions.Value.DataDirectory)) return;
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(seconds));
         while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
         {

@@ -29,6 +29,7 @@ internal sealed class ServiceOptionsValidator : IValidateOptions<ServiceOptions>
         }
         Range(nameof(o.StatsLogIntervalSeconds), o.StatsLogIntervalSeconds, 0, 86400, "from 0 (off) to 86400");
         Range(nameof(o.CheckpointIntervalSeconds), o.CheckpointIntervalSeconds, 0, 86400, "from 0 (off) to 86400");
+        Range(nameof(o.CompactionIntervalSeconds), o.CompactionIntervalSeconds, 0, 86400, "from 0 (off) to 86400");
         Range(nameof(o.CommitCheckIntervalMs), o.CommitCheckIntervalMs, 0, 3_600_000, "from 0 (off) to 3600000");
         Range(nameof(o.ReclaimIntervalMs), o.ReclaimIntervalMs, 0, 3_600_000, "from 0 (off) to 3600000");
         Range(nameof(o.MaxConnections), o.MaxConnections, 1, 1_000_000, "from 1 to 1000000");

@@ -45,6 +45,7 @@ builder.Services.AddHostedService<CommitService>();
 builder.Services.AddHostedService<ReclaimService>();
 builder.Services.AddHostedService<StatsLogService>();
 builder.Services.AddHostedService<CheckpointService>();
+builder.Services.AddHostedService<CompactionService>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<ListenerService>());
 if (builder.Configuration[$"{ServiceOptions.SectionName}:{nameof(ServiceOptions.OtlpEndpoint)}"] is { Length: > 0 } otlp
     && Uri.TryCreate(otlp, UriKind.Absolute, out var otlpUri))

@@ -16,6 +16,14 @@ public sealed class ServiceOptions
     public int CheckpointIntervalSeconds { get; set; } = 300;
 
     /// <summary>
+    /// Seconds between log compaction checks of a durable store: a compaction that is due (see
+    /// <c>Tmem:LogCompactionLiveFraction</c>) and not already started by the store after a commit
+    /// runs, and compactions and their failures are logged. 0 turns the checks off (the store
+    /// still compacts on its own). Default 30.
+    /// </summary>
+    public int CompactionIntervalSeconds { get; set; } = 30;
+
+    /// <summary>
     /// Path of the Unix domain socket the service listens on (relative: under the working
     /// directory); empty turns the Unix listener off. Default <c>tmem.sock</c>.
     /// </summary>

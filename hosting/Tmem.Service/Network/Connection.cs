@@ -311,32 +311,15 @@ internal sealed partial class Connection
             RespondByte((byte)Opcode.Put, id, (byte)status);
             return;
         }
-        // A persistent put may wait for the log (for room before it reads the page, for the
-        // commit after): it gets its own copy, since this frame's buffer is reused at once.
-        byte[] copy = ArrayPool<byte>.Shared.Rent(page.Length);
-        page.CopyTo(copy);
-        ValueTask<PutStatus> put;
-        try
-        {
-            put = _tmem.PutAsync(poolId, objectId, index, copy.AsMemory(0, page.Length));
-        }
-        catch
-        {
-            ArrayPool<byte>.Shared.Return(copy);
-            throw;
-        }
-        if (put.IsCompletedSuccessfully)
-        {
-            ArrayPool<byte>.Shared.Return(copy);
-            RespondByte((byte)Opcode.Put, id, (byte)put.Result);
-        }
-        else
-        {
-            _ = CompleteAsync(put, id, poolId, copy);
-        }
+        // A persistent put may wait for the log's commit; the page is consumed before that
+        // (PutConsumingAsync copies it itself if it must wait for room first), so this frame's
+        // buffer can be reused at once.
+        var put = _tmem.PutConsumingAsync(poolId, objectId, index, page);
+        if (put.IsCompletedSuccessfully) RespondByte((byte)Opcode.Put, id, (byte)put.Result);
+        else _ = CompleteAsync(put, id, poolId);
     }
 
-    private async Task CompleteAsync(ValueTask<PutStatus> put, uint id, int poolId, byte[] copy)
+    private async Task CompleteAsync(ValueTask<PutStatus> put, uint id, int poolId)
     {
         try
         {
@@ -345,10 +328,6 @@ internal sealed partial class Connection
         catch (Exception e)
         {
             RespondException((byte)Opcode.Put, id, poolId, e);
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(copy);
         }
     }
 

@@ -1,0 +1,53 @@
+using Microsoft.Extensions.Options;
+
+namespace Tmem.Service;
+
+/// <summary>
+/// Every <see cref="ServiceOptions.CompactionIntervalSeconds"/> (durable stores only): runs a log
+/// compaction that is due and was not already started by the store itself after a commit, and
+/// logs what compaction did since the last check, and any failure (which truncates nothing).
+/// </summary>
+internal sealed partial class CompactionService(StoreHost host, IOptions<TmemOptions> storeOptions, IOptions<ServiceOptions> options, ILogger<CompactionService> logger) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        int seconds = options.Value.CompactionIntervalSeconds;
+        if (seconds == 0 || string.IsNullOrEmpty(storeOptions.Value.DataDirectory)) return;
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(seconds));
+        var last = host.Store.GetStats();
+        Exception? lastError = null;
+        while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+        {
+            var store = host.Store;
+            try
+            {
+                // Off the timer's thread: a compaction scans the log and waits for commits.
+                if (await Task.Run(() => store.CompactLog(cancellationToken: stoppingToken), stoppingToken).ConfigureAwait(false) is { } result)
+                    LogCompaction(result.TruncatedBytes, result.CopiedBytes, result.LogBytesAfter, result.Elapsed.TotalSeconds);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception e) when (e is IOException or TmemCorruptionException or InvalidOperationException)
+            {
+                LogCompactionFailed(e);
+            }
+            var now = store.GetStats();
+            if (now.LogCompactions > last.LogCompactions)
+                LogSince(now.LogCompactions - last.LogCompactions, now.LogTruncatedBytes - last.LogTruncatedBytes, now.LogBytes, now.LogDiskBytes, now.LogLiveBytes);
+            if (store.LastLogCompactionError is { } error && !ReferenceEquals(error, lastError)) LogCompactionFailed(error);
+            lastError = store.LastLogCompactionError;
+            last = now;
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Log compacted: {Truncated} bytes released, {Copied} bytes of live records copied, log now {LogBytes} bytes, in {Seconds:0.000}s")]
+    private partial void LogCompaction(long truncated, long copied, long logBytes, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Count} log compaction(s) since the last check released {Truncated} bytes; log {LogBytes} bytes ({DiskBytes} on disk) for {LiveBytes} live")]
+    private partial void LogSince(long count, long truncated, long logBytes, long diskBytes, long liveBytes);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Log compaction failed; nothing was truncated, and the log keeps growing until it succeeds")]
+    private partial void LogCompactionFailed(Exception exception);
+}
