@@ -1,6 +1,4 @@
 using System.Buffers.Binary;
-using System.Numerics;
-using System.Runtime.InteropServices;
 
 namespace Tmem.LogTier;
 
@@ -115,13 +113,6 @@ internal readonly ref struct LogRecord
         return true;
     }
 
-    /// <summary>CRC-32C (Castagnoli), with the SSE4.2/ARM instruction where there is one.</summary>
-    public static uint Crc32C(ReadOnlySpan<byte> data)
-    {
-        uint crc = ~0u;
-        var words = MemoryMarshal.Cast<byte, ulong>(data);
-        foreach (ulong word in words) crc = BitOperations.Crc32C(crc, word);
-        foreach (byte b in data[(words.Length * 8)..]) crc = BitOperations.Crc32C(crc, b);
-        return ~crc;
-    }
+    /// <summary>CRC-32C (Castagnoli; reflected, init and final XOR 0xFFFFFFFF), System.IO.Hashing's vectorized one.</summary>
+    public static uint Crc32C(ReadOnlySpan<byte> data) => System.IO.Hashing.Crc32.HashToUInt32(System.IO.Hashing.Crc32ParameterSet.Crc32C, data);
 }
