@@ -2,18 +2,23 @@ using Tmem.Compression;
 
 namespace Tmem.Recovery.Offline;
 
+/// <summary>A pool moved by export or import.</summary>
+/// <param name="PoolId">The client's pool id.</param>
+/// <param name="Pages">Its pages.</param>
+public sealed record PoolPages(int PoolId, long Pages);
+
 /// <summary>What <see cref="PoolExporter.Export"/> wrote.</summary>
 /// <param name="File">The export file (full path).</param>
 /// <param name="Bytes">Its size.</param>
 /// <param name="ClientId">The client exported.</param>
 /// <param name="Pools">Pools exported (pool id, page count).</param>
-public sealed record ExportReport(string File, long Bytes, int ClientId, IReadOnlyList<(int PoolId, long Pages)> Pools);
+public sealed record ExportReport(string File, long Bytes, int ClientId, IReadOnlyList<PoolPages> Pools);
 
 /// <summary>What <see cref="PoolExporter.Import"/> did.</summary>
 /// <param name="DataDirectory">The target directory (full path).</param>
 /// <param name="ClientId">The client the pools were imported for.</param>
 /// <param name="Pools">Pools created (pool id, page count).</param>
-public sealed record ImportReport(string DataDirectory, int ClientId, IReadOnlyList<(int PoolId, long Pages)> Pools);
+public sealed record ImportReport(string DataDirectory, int ClientId, IReadOnlyList<PoolPages> Pools);
 
 /// <summary>
 /// Moves a client's persistent pools between data directories offline (Xen tmem's save/restore):
@@ -60,7 +65,7 @@ public static class PoolExporter
             file.Flush(flushToDisk: true);
         }
         File.Move(temp, output, overwrite: true);
-        return new ExportReport(output, bytes.Length, clientId, pools.Select(p => (p.PoolId, (long)p.Pages.Count)).ToList());
+        return new ExportReport(output, bytes.Length, clientId, pools.Select(p => new PoolPages(p.PoolId, p.Pages.Count)).ToList());
     }
 
     /// <summary>
@@ -123,14 +128,14 @@ public static class PoolExporter
         using (store)
         {
             var client = store.GetClient(clientId);
-            var created = new List<(int PoolId, long Pages)>();
+            var created = new List<PoolPages>();
             try
             {
                 long done = 0;
                 foreach (var pool in pools)
                 {
                     int id = CreateWithId(client, pool);
-                    created.Add((id, pool.Pages.Count));
+                    created.Add(new PoolPages(id, pool.Pages.Count));
                     PutAll(client, id, pool, ref done, total, progress);
                 }
                 foreach (var pool in pools.Where(p => !p.ExclusiveGets))
@@ -138,7 +143,7 @@ public static class PoolExporter
             }
             catch (Exception e) when (e is TmemException or InvalidDataException or IOException)
             {
-                foreach (var (id, _) in created) client.DestroyPool(id);
+                foreach (var pool in created) client.DestroyPool(pool.PoolId);
                 throw new OfflineRefusedException($"Importing into {path} failed ({e.Message}); the pools it had created were destroyed again.", e);
             }
             return new ImportReport(path, clientId, created);
