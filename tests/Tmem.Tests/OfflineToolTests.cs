@@ -248,6 +248,35 @@ public sealed class OfflineToolTests : IDisposable
         AssertRepairedExactly(expected, report, 1, 0);
     }
 
+    [Fact]
+    public void TornTail_PastTheCommitPoint_IsANoticeAndRecoverDropsIt()
+    {
+        var expected = WriteSamplePages();
+        long committed = DataDirectoryInspector.Inspect(Dir).CommittedUntilAddress!.Value;
+        // A whole, valid record written after the last commit: what a crash between a flush and
+        // its commit leaves.
+        var record = new byte[Tmem.LogTier.LogRecord.SizeOf(8)];
+        Tmem.LogTier.LogRecord.Write(record, Tmem.LogTier.LogRecordType.Put, Tmem.LogTier.LogRecordFlags.SameFilled, 1, Oid(99), 0, BitConverter.GetBytes(42UL));
+        using (var file = new FileStream(Segment(0), FileMode.Open))
+        {
+            file.Position = committed;
+            file.Write(BitConverter.GetBytes(record.Length));
+            file.Write(record);
+        }
+        var verify = DataDirectoryVerifier.Verify(Dir);
+        Assert.True(verify.IsClean);
+        var tail = Assert.Single(verify.Problems);
+        Assert.Equal((ProblemKind.UncommittedTail, ProblemSeverity.Notice, committed), (tail.Kind, tail.Severity, tail.Address!.Value));
+
+        var report = DataDirectoryRepairer.Repair(Dir);
+        Assert.Contains(report.Actions, a => a.Contains("torn tail"));
+        Assert.Empty(report.LostPages);
+        Assert.Equal(Tmem.LogTier.PersistentLog.EntrySize(8), report.DroppedLogBytes);
+        Assert.Equal(new byte[4 + record.Length], File.ReadAllBytes(Segment(0)).AsSpan((int)committed, 4 + record.Length).ToArray());
+        AssertRepairedExactly(expected, report, 1, 0);
+        Assert.Empty(DataDirectoryVerifier.Verify(Dir).Problems);
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
