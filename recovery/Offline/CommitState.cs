@@ -10,31 +10,54 @@ internal sealed record CommitState(long BeginAddress, long CommittedUntil, long 
 {
     public bool IsUsable => Problem is null;
 
+    /// <summary>The highest commit number on disk, damaged or not: a new commit is numbered after it.</summary>
+    public long HighestNumber { get; init; } = CommitNumber;
+
+    /// <summary>Newer commit files that were skipped because they are damaged (a crash while one was written).</summary>
+    public IReadOnlyList<string> SkippedDamaged { get; init; } = [];
+
+    /// <summary>
+    /// The commit FasterLog recovers from: the newest commit file that reads cleanly. A newer,
+    /// damaged one is what a crash while FASTER wrote it leaves (it deletes the older file only
+    /// after writing the new one); FasterLog falls back past it, and so does this.
+    /// </summary>
     public static CommitState Read(string commitDirectory)
     {
         if (!Directory.Exists(commitDirectory))
             return new CommitState(0, 0, -1, null, $"the commit metadata folder {commitDirectory} does not exist");
         using var manager = NewManager(commitDirectory);
-        long newest = -1;
-        foreach (long number in manager.ListCommits()) newest = Math.Max(newest, number);
-        if (newest < 0)
+        var numbers = manager.ListCommits().OrderDescending().ToList();
+        if (numbers.Count == 0)
             return new CommitState(0, 0, -1, null, $"there is no commit metadata file under {commitDirectory}");
-        string? file = FileOf(commitDirectory, newest);
-        var info = new FasterLogRecoveryInfo();
-        try
+        var skipped = new List<string>();
+        CommitState? firstBad = null;
+        foreach (long number in numbers)
         {
-            var bytes = manager.GetCommitMetadata(newest);
-            if (bytes is null) return new CommitState(0, 0, newest, file, $"commit metadata file {file} could not be read");
-            using var reader = new BinaryReader(new MemoryStream(bytes));
-            info.Initialize(reader);
+            string? file = FileOf(commitDirectory, number);
+            var info = new FasterLogRecoveryInfo();
+            string? problem = null;
+            try
+            {
+                var bytes = manager.GetCommitMetadata(number);
+                if (bytes is null) problem = $"commit metadata file {file} could not be read";
+                else
+                {
+                    using var reader = new BinaryReader(new MemoryStream(bytes));
+                    info.Initialize(reader);
+                }
+            }
+            catch (Exception e) when (e is FasterException or IOException or EndOfStreamException or InvalidOperationException)
+            {
+                problem = $"commit metadata file {file} is damaged ({e.Message})";
+            }
+            if (problem is null && (info.BeginAddress < 64 || info.UntilAddress < info.BeginAddress))
+                problem = $"commit metadata file {file} has begin address {info.BeginAddress} and commit point {info.UntilAddress}, which are not a valid range";
+            if (problem is null)
+                return new CommitState(info.BeginAddress, info.UntilAddress, number, file, null) { SkippedDamaged = skipped, HighestNumber = numbers[0] };
+            firstBad ??= new CommitState(info.BeginAddress, info.UntilAddress, number, file, problem);
+            skipped.Add(problem);
         }
-        catch (Exception e) when (e is FasterException or IOException or EndOfStreamException or InvalidOperationException)
-        {
-            return new CommitState(info.BeginAddress, info.UntilAddress, newest, file, $"commit metadata file {file} is damaged ({e.Message})");
-        }
-        if (info.BeginAddress < 64 || info.UntilAddress < info.BeginAddress)
-            return new CommitState(info.BeginAddress, info.UntilAddress, newest, file, $"commit metadata file {file} has begin address {info.BeginAddress} and commit point {info.UntilAddress}, which are not a valid range");
-        return new CommitState(info.BeginAddress, info.UntilAddress, newest, file, null);
+        return firstBad! with { Problem = string.Join("; ", skipped) };
     }
 
     /// <summary>

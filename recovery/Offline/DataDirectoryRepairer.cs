@@ -183,17 +183,18 @@ public static class DataDirectoryRepairer
             FsyncFile(target);
             manifest.Add($"copied {Path.GetRelativePath(dir.Path, file)}");
         }
-        foreach (var file in toMove.Where(f => !toCopy.Contains(f)))
+        // Files to remove are moved (renamed: the backup is on the same file system) when they go.
+        foreach (var file in toMove) manifest.Add($"moved {Path.GetRelativePath(dir.Path, file)}");
+        File.WriteAllLines(Path.Combine(backup, "MANIFEST.txt"), manifest);
+        FsyncTree(backup);
+        actions.Add($"backed up {toCopy.Count} file(s) by copy ({needed} bytes) to {backup}{(toMove.Count > 0 ? $"; the {toMove.Count} file(s) it removes are moved there" : "")}");
+        void MoveToBackup(string file)
         {
             string target = Path.Combine(backup, Path.GetRelativePath(dir.Path, file));
             Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-            File.Copy(file, target); // copied, removed only once the copy is durable
-            FsyncFile(target);
-            manifest.Add($"moved {Path.GetRelativePath(dir.Path, file)}");
+            File.Move(file, target);
+            DirectorySync.Fsync(Path.GetDirectoryName(target)!);
         }
-        File.WriteAllLines(Path.Combine(backup, "MANIFEST.txt"), manifest);
-        FsyncTree(backup);
-        actions.Add($"backed up {toCopy.Count + toMove.Count} file(s) ({needed + toMove.Sum(f => File.Exists(f) ? new FileInfo(f).Length : 0)} bytes) to {backup}");
 
         if (zeroUntil > zeroFrom)
         {
@@ -205,22 +206,22 @@ public static class DataDirectoryRepairer
         }
         foreach (var file in toMove.Where(f => f != dir.CheckpointPath && f != marker))
         {
-            File.Delete(file);
+            MoveToBackup(file);
             actions.Add($"removed segment file {file} (wholly after the cut; kept in the backup)");
         }
         if (emptied)
         {
-            File.Delete(marker);
+            MoveToBackup(marker);
             actions.Add("the cut leaves the log empty: removed its committed.marker (kept in the backup)");
         }
         if (truncate)
         {
-            CommitState.WriteCommit(dir.CommitDirectory, analysis.Begin, newCommitted, analysis.Commit.CommitNumber);
+            CommitState.WriteCommit(dir.CommitDirectory, analysis.Begin, newCommitted, analysis.Commit.HighestNumber);
             actions.Add(string.Create(CultureInfo.InvariantCulture, $"rewrote FASTER's commit metadata: begin {analysis.Begin}, commit point {newCommitted}"));
         }
         if (rebuildCheckpoint)
         {
-            File.Delete(dir.CheckpointPath);
+            MoveToBackup(dir.CheckpointPath);
             actions.Add($"moved the index checkpoint {dir.CheckpointPath} aside ({(analysis.CheckpointUsable ? "it covers past the cut" : "damaged or not agreeing with the log")})");
         }
         DirectorySync.Fsync(dir.LogDirectory);

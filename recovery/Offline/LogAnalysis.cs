@@ -45,6 +45,9 @@ internal sealed class LogAnalysis
     /// <summary>Damaged records: address and, from the (unverifiable) header, the handle it names.</summary>
     public List<(long Address, uint PoolSerial, ObjectId ObjectId, uint Index, LogRecordType? Type)> DamagedRecords { get; } = new();
 
+    /// <summary>Puts after the first damage that could not be applied (their pool's record was damaged): lost with the cut too.</summary>
+    public List<(long Address, uint PoolSerial, ObjectId ObjectId, uint Index)> UnappliedPuts { get; } = new();
+
     public IndexCheckpoint? Checkpoint { get; private set; }
 
     /// <summary>Whether the checkpoint is intact, fits the log and agrees with it (the store would use it).</summary>
@@ -81,6 +84,9 @@ internal sealed class LogAnalysis
         var reader = new RawLogReader(dir.LogDirectory, dir.Format.SegmentSizeBits);
         long dataEnd = Segments.Count == 0 ? 0 : Segments.Max(s => s.FirstAddress + s.Bytes);
         bool committedKnown = Commit.IsUsable;
+        foreach (var skipped in Commit.SkippedDamaged)
+            Problems.Add(new DataProblem(ProblemKind.CommitMetadata, ProblemSeverity.Notice, null, Commit.File,
+                $"{skipped}: a newer commit file than {Commit.File} that a crash left half written; FASTER recovers from {Commit.File}, as this tool reads it, and removes the newer one at its next commit"));
         if (committedKnown)
         {
             Begin = Commit.BeginAddress;
@@ -122,6 +128,8 @@ internal sealed class LogAnalysis
             lastEnd = item.Next;
             if (Model.Apply(item.Address, record) is { } inconsistency)
             {
+                if (CutAddress is not null && record.Type == LogRecordType.Put)
+                    UnappliedPuts.Add((item.Address, record.PoolSerial, record.ObjectId, record.Index));
                 NoteDamage(new DataProblem(ProblemKind.InconsistentRecord, CutAddress is null ? ProblemSeverity.Damage : ProblemSeverity.Notice, item.Address, null,
                     $"the record at log address {item.Address} ({record.Type}, pool serial {record.PoolSerial}) passes its checksum but contradicts the records before it: {inconsistency}" +
                     (CutAddress is { } cut ? $" (probably a consequence of the damage at {cut})" : "")));
@@ -194,8 +202,10 @@ internal sealed class LogAnalysis
         if (Checkpoint is not { } checkpoint) return;
         if (checkpoint.CoveredUntil > Committed || checkpoint.CoveredUntil < Begin || checkpoint.LogBeginAddress != Begin)
         {
-            Problems.Add(new DataProblem(ProblemKind.CheckpointMismatch, ProblemSeverity.Damage, checkpoint.CoveredUntil, path,
-                $"the index checkpoint {path} covers the log from {checkpoint.LogBeginAddress} until {checkpoint.CoveredUntil}, which does not fit the log ({Begin} to {Committed}); the store replays the whole log instead, and recover writes a fresh one"));
+            // Stale, not wrong: a crash between a compaction's truncation and its new checkpoint
+            // leaves this, and the store then replays the whole log.
+            Problems.Add(new DataProblem(ProblemKind.CheckpointMismatch, ProblemSeverity.Notice, checkpoint.CoveredUntil, path,
+                $"the index checkpoint {path} covers the log from {checkpoint.LogBeginAddress} until {checkpoint.CoveredUntil}, which does not fit the log ({Begin} to {Committed}); the store ignores it and replays the whole log, and recover writes a fresh one"));
             return;
         }
         if (CutAddress is { } cut && cut < checkpoint.CoveredUntil)
@@ -312,6 +322,13 @@ internal sealed class LogAnalysis
                 if (before is null && !pools.Any(p => p.PoolSerial == pool.Serial))
                     pools.Add(new PoolLoss(pool.Serial, pool.Members.Select(m => new PoolMember(m.ClientId, m.PoolId)).ToArray(), $"pool serial {pool.Serial} (in the index checkpoint) was created at or after the cut at {cut}: the pool and its pages are gone"));
             }
+        }
+        foreach (var (address, serial, objectId, index) in UnappliedPuts)
+        {
+            if (!seen.Add((serial, new LogModel.PageKey(objectId, index)))) continue;
+            var kept = atCut.Pools.GetValueOrDefault(serial)?.Pages.GetValueOrDefault(new LogModel.PageKey(objectId, index));
+            pages.Add(new PageLoss(kept is null ? LossKind.Lost : LossKind.Reverted, serial, MembersOf(serial), objectId.ToString(), index, address, kept?.Address,
+                $"its put at log address {address} follows the damage at {cut} and could not be applied (its pool's own record is damaged or lost)"));
         }
         foreach (var (address, serial, objectId, index, type) in DamagedRecords)
         {

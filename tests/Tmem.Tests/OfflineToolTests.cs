@@ -191,6 +191,31 @@ public sealed class OfflineToolTests : IDisposable
     }
 
     [Fact]
+    public void BitFlipInThePoolRecord_WithoutCheckpoint_RecoverListsEveryPageThatFollowed()
+    {
+        var expected = WriteSamplePages();
+        File.Delete(CheckpointFile); // only the log knows the pages
+        var bytes = File.ReadAllBytes(Segment(0));
+        bytes[64 + 4 + 48 + 2] ^= 0x20; // the PoolCreate record at address 64: its payload's pool id
+        File.WriteAllBytes(Segment(0), bytes);
+
+        var verify = DataDirectoryVerifier.Verify(Dir);
+        Assert.Equal(64, verify.FirstCorruptionAddress);
+        Assert.Equal(ProblemKind.BadRecord, verify.Problems[0].Kind);
+        // Each put that follows names a pool that no longer exists: noticed as a consequence.
+        Assert.Equal(61, verify.Problems.Count(p => p.Kind == ProblemKind.InconsistentRecord && p.Severity == ProblemSeverity.Notice));
+
+        var report = DataDirectoryRepairer.Repair(Dir, new RepairOptions { TruncateAtFirstCorruption = true });
+        Assert.Equal(61, report.LostPages.Count);
+        Assert.All(report.LostPages, l => Assert.Equal(LossKind.Lost, l.Kind));
+        Assert.Equal(0, report.PagesAfter);
+        Assert.True(report.Openable);
+        Assert.Empty(report.Unrepaired);
+        using var store = DurableStore.Open(new TmemOptions { DataDirectory = Dir });
+        Assert.Equal(0, store.GetStats().PersPages);
+    }
+
+    [Fact]
     public void SegmentTruncatedMidRecord_VerifyNamesIt_RecoverKeepsTheRecordsBeforeIt()
     {
         var expected = WriteSamplePages();
