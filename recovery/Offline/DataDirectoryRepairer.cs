@@ -12,6 +12,14 @@ public sealed record RepairOptions
     /// listed in the report. Off by default: without it, such damage is only reported.
     /// </summary>
     public bool TruncateAtFirstCorruption { get; init; }
+
+    /// <summary>
+    /// When FASTER's commit metadata is missing or damaged: write a new commit spanning the
+    /// likeliest begin address (the checkpoint's, or address 64, or the first compaction base)
+    /// to the end of the whole, valid records. Records written after the last real commit (never
+    /// acknowledged in Strict mode) may come back with it. Off by default.
+    /// </summary>
+    public bool RebuildCommitMetadata { get; init; }
 }
 
 /// <summary>What <see cref="DataDirectoryRepairer.Repair"/> found, did, and lost.</summary>
@@ -100,15 +108,17 @@ public static class DataDirectoryRepairer
         var analysis = LogAnalysis.Run(dir, keepPayloads: false, progress);
         var found = analysis.Problems.ToList();
         var (lostPages, lostPools) = analysis.Losses();
-        if (!analysis.Commit.IsUsable)
+        if (!analysis.Commit.IsUsable && !options.RebuildCommitMetadata)
         {
             return new RepairReport
             {
                 DataDirectory = dir.Path, ProblemsFound = found, Actions = [], LostPages = [], LostPools = [],
                 Unrepaired = found.Where(p => p.Severity == ProblemSeverity.Damage).ToList(),
-                Advice = "FASTER's commit metadata is missing or damaged, and this version of recover does not rebuild it: restore the commits/ folder from a backup of the directory. Nothing was changed.",
+                Advice = string.Create(CultureInfo.InvariantCulture,
+                    $"FASTER's commit metadata is missing or damaged. Restore the commits/ folder from a backup, or run recover again with --rebuild-commit-metadata to write a commit for log addresses {analysis.Begin} to {analysis.Committed} ({analysis.Records} whole records holding {analysis.Model.PageCount} pages; records written after the last real commit may come back with them). Nothing was changed."),
             };
         }
+        bool rebuildCommit = !analysis.Commit.IsUsable;
 
         long? cut = analysis.CutAddress;
         bool truncate = cut is not null && options.TruncateAtFirstCorruption;
@@ -128,7 +138,7 @@ public static class DataDirectoryRepairer
                 $"{lostPages.Count} page(s) and {lostPools.Count} pool change(s), listed in this report, would be lost; everything before the cut is kept. Or restore the damaged files from a backup.");
         }
 
-        if (!dropTail && !truncate && !rebuildCheckpoint)
+        if (!dropTail && !truncate && !rebuildCheckpoint && !rebuildCommit)
         {
             return new RepairReport
             {
@@ -157,7 +167,9 @@ public static class DataDirectoryRepairer
             }
         }
         var commitFiles = Directory.Exists(dir.CommitDirectory) ? Directory.GetFiles(dir.CommitDirectory, "*", SearchOption.AllDirectories).ToList() : [];
-        if (truncate) toCopy.AddRange(commitFiles);
+        if (truncate || rebuildCommit) toCopy.AddRange(commitFiles);
+        var strays = rebuildCommit ? analysis.StraySegments.Where(st => st.FirstAddress >= newCommitted).Select(st => st.Path).ToList() : [];
+        toMove.AddRange(strays);
         if (rebuildCheckpoint) toMove.Add(dir.CheckpointPath);
         // Cut at the begin address: the log is empty, and the marker would make the store read
         // "segment data but nothing committed" as lost commit metadata.
@@ -207,12 +219,19 @@ public static class DataDirectoryRepairer
         foreach (var file in toMove.Where(f => f != dir.CheckpointPath && f != marker))
         {
             MoveToBackup(file);
-            actions.Add($"removed segment file {file} (wholly after the cut; kept in the backup)");
+            actions.Add(strays.Contains(file)
+                ? $"moved the data-less segment file {file} (made by FasterLog from the damaged commit metadata) into the backup"
+                : $"removed segment file {file} (wholly after the cut; kept in the backup)");
         }
         if (emptied)
         {
             MoveToBackup(marker);
             actions.Add("the cut leaves the log empty: removed its committed.marker (kept in the backup)");
+        }
+        if (rebuildCommit && !truncate)
+        {
+            CommitState.WriteCommit(dir.CommitDirectory, analysis.Begin, newCommitted, Math.Max(analysis.Commit.HighestNumber, -1));
+            actions.Add(string.Create(CultureInfo.InvariantCulture, $"rebuilt FASTER's commit metadata from the records: begin {analysis.Begin}, commit point {newCommitted} ({analysis.Records} records)"));
         }
         if (truncate)
         {

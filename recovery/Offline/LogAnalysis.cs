@@ -23,7 +23,7 @@ internal sealed class LogAnalysis
 
     public OfflineDirectory Directory { get; }
 
-    public CommitState Commit { get; }
+    public CommitState Commit { get; private set; }
 
     /// <summary>The log's begin address (from the commit metadata, else where the first segment's data starts).</summary>
     public long Begin { get; private set; }
@@ -82,7 +82,18 @@ internal sealed class LogAnalysis
 
         Checkpoint = ReadCheckpoint(out var checkpointProblem);
         var reader = new RawLogReader(dir.LogDirectory, dir.Format.SegmentSizeBits);
-        long dataEnd = Segments.Count == 0 ? 0 : Segments.Max(s => s.FirstAddress + s.Bytes);
+        // Segment files that hold nothing but zeros are not log data: FasterLog creates them when it
+        // recovers from commit metadata whose commit point is damaged (it reads the "tail" page).
+        StraySegments = Segments.Where(s => !HasData(s)).ToList();
+        foreach (var stray in StraySegments)
+            Problems.Add(new DataProblem(ProblemKind.CommitMetadata, ProblemSeverity.Notice, stray.FirstAddress, stray.Path,
+                $"segment file {stray.Path} holds no data (only zeros, {stray.Bytes} bytes): FasterLog creates such files when it opens a log whose commit metadata is damaged; recover --rebuild-commit-metadata moves it aside"));
+        var withData = Segments.Except(StraySegments).ToList();
+        long dataEnd = withData.Count == 0 ? 0 : withData.Max(s => s.FirstAddress + s.Bytes);
+        // FASTER adopts commit metadata whose fields are damaged without noticing: a commit point
+        // more than a segment past the last segment file's data is not credible.
+        if (Commit.IsUsable && Commit.CommittedUntil > Commit.BeginAddress && Commit.CommittedUntil > dataEnd + dir.Format.SegmentSize)
+            Commit = Commit with { Problem = $"commit metadata file {Commit.File} puts the commit point at {Commit.CommittedUntil}, but the segment files end at {dataEnd}: its addresses are damaged" };
         bool committedKnown = Commit.IsUsable;
         foreach (var skipped in Commit.SkippedDamaged)
             Problems.Add(new DataProblem(ProblemKind.CommitMetadata, ProblemSeverity.Notice, null, Commit.File,
@@ -95,8 +106,8 @@ internal sealed class LogAnalysis
         else
         {
             Problems.Add(new DataProblem(ProblemKind.CommitMetadata, ProblemSeverity.Damage, null, Commit.File ?? dir.CommitDirectory,
-                $"{Commit.Problem}: the log's begin address and commit point are unknown and the store will not open. The records were read from the first segment file's start until the first bad spot, as far as they go"));
-            Begin = Segments.Count == 0 ? 64 : Math.Max(64, Segments[0].FirstAddress);
+                $"{Commit.Problem}: the log's begin address and commit point are unknown and the store will not open. The records were read from the likeliest begin address until the first bad spot (recover --rebuild-commit-metadata writes a commit for that range)"));
+            Begin = GuessBegin(reader);
             Committed = dataEnd;
         }
 
@@ -141,6 +152,42 @@ internal sealed class LogAnalysis
         ScanUncommittedTail(reader, dataEnd, committedKnown);
         CheckCheckpoint(checkpointProblem, atCheckpoint);
     }
+
+    /// <summary>
+    /// Without commit metadata, where the log most likely begins: the intact checkpoint's begin
+    /// address, else 64 when segment 0 exists, else the first compaction base record in the first
+    /// segment (compaction truncates the log to one), else that segment's start.
+    /// </summary>
+    private long GuessBegin(RawLogReader reader)
+    {
+        var segments = Segments.Except(StraySegments).ToList();
+        if (segments.Count == 0) return 64;
+        if (Checkpoint is { } checkpoint && checkpoint.LogBeginAddress >= segments[0].FirstAddress
+            && checkpoint.LogBeginAddress < segments[0].FirstAddress + Directory.Format.SegmentSize)
+            return checkpoint.LogBeginAddress;
+        if (segments[0].Index == 0) return 64;
+        long first = segments[0].FirstAddress;
+        foreach (var item in reader.Read(first, first + segments[0].Bytes, stopAtFirstDamage: true))
+            if (item.Entry is { } entry && LogRecord.TryRead(entry, out var record, out _) && record.Type == LogRecordType.CompactionBase)
+                return item.Address;
+        return first;
+    }
+
+    /// <summary>Segment files with no data (see <see cref="HasData"/>).</summary>
+    public IReadOnlyList<SegmentFile> StraySegments { get; private set; } = [];
+
+    /// <summary>Whether a segment file holds anything but zeros in its first 64 KiB (every real segment starts with an entry, segment 0 at byte 64).</summary>
+    private static bool HasData(SegmentFile segment)
+    {
+        if (segment.Bytes == 0) return false;
+        var buffer = new byte[(int)Math.Min(segment.Bytes, 64 * 1024)];
+        using var handle = File.OpenHandle(segment.Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        int n = RandomAccess.Read(handle, buffer, 0);
+        return buffer.AsSpan(0, n).IndexOfAnyExcept((byte)0) >= 0;
+    }
+
+    /// <summary>Whether the begin address and commit point came from readable commit metadata (else they were rebuilt from the records).</summary>
+    public bool CommitKnown => Commit.IsUsable;
 
     private void NoteDamage(DataProblem problem)
     {

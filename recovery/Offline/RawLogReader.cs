@@ -49,10 +49,16 @@ internal sealed class RawLogReader(string logDirectory, int segmentSizeBits)
             string file = SegmentPath(segment);
             if (!File.Exists(file))
             {
-                yield return Damage(a, (segment + 1) * _segmentSize, ProblemKind.MissingSegment, file,
-                    $"segment file {file} (log addresses {segment * _segmentSize} to {(segment + 1) * _segmentSize}) is missing; log addresses {a} to {segmentEnd} are unreadable");
+                // One problem for a run of missing segments, up to the next file that exists.
+                long last = segment;
+                while ((last + 1) * _segmentSize < until && !File.Exists(SegmentPath(last + 1))) last++;
+                long runEnd = Math.Min((last + 1) * _segmentSize, until);
+                yield return Damage(a, (last + 1) * _segmentSize, ProblemKind.MissingSegment, file,
+                    last == segment
+                        ? $"segment file {file} (log addresses {segment * _segmentSize} to {(segment + 1) * _segmentSize}) is missing; log addresses {a} to {runEnd} are unreadable"
+                        : $"segment files {file} to {SegmentPath(last)} ({last - segment + 1} files, log addresses {segment * _segmentSize} to {(last + 1) * _segmentSize}) are missing; log addresses {a} to {runEnd} are unreadable");
                 if (stopAtFirstDamage) yield break;
-                a = (segment + 1) * _segmentSize;
+                a = (last + 1) * _segmentSize;
                 continue;
             }
             using var handle = File.OpenHandle(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);

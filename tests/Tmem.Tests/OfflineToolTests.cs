@@ -273,6 +273,43 @@ public sealed class OfflineToolTests : IDisposable
         AssertRepairedExactly(expected, report, 1, 0);
     }
 
+    [Theory]
+    [InlineData(-1)] // every commit file deleted
+    [InlineData(16)] // the begin address field damaged (FASTER's checksum fails)
+    [InlineData(24)] // the commit point field damaged
+    public void CommitMetadata_DeletedOrDamaged_VerifyNamesIt_RecoverRebuildsItWithTheFlag(int fieldOffset)
+    {
+        var expected = WriteSamplePages();
+        var commits = Directory.GetFiles(Path.Combine(Dir, "commits"), "commit.*", SearchOption.AllDirectories);
+        foreach (var commit in commits)
+        {
+            if (fieldOffset < 0) File.Delete(commit);
+            else
+            {
+                var bytes = File.ReadAllBytes(commit);
+                BitConverter.TryWriteBytes(bytes.AsSpan(fieldOffset, 8), 0x5A5A_5A5A_5A5AL);
+                File.WriteAllBytes(commit, bytes);
+            }
+        }
+        Assert.Throws<TmemCorruptionException>(() => DurableStore.Open(new TmemOptions { DataDirectory = Dir }));
+
+        var verify = DataDirectoryVerifier.Verify(Dir);
+        Assert.False(verify.IsClean);
+        var problem = Assert.Single(verify.Problems, p => p.Severity == ProblemSeverity.Damage);
+        Assert.Equal(ProblemKind.CommitMetadata, problem.Kind);
+        Assert.Null(verify.CommittedUntilAddress);
+        Assert.Equal(62, verify.RecordsChecked); // every record was still read
+
+        var dry = DataDirectoryRepairer.Repair(Dir, new RepairOptions { TruncateAtFirstCorruption = true });
+        Assert.Empty(dry.Actions);
+        Assert.Contains("--rebuild-commit-metadata", dry.Advice);
+
+        var report = DataDirectoryRepairer.Repair(Dir, new RepairOptions { RebuildCommitMetadata = true });
+        Assert.Contains(report.Actions, a => a.Contains("rebuilt FASTER's commit metadata"));
+        Assert.Empty(report.LostPages);
+        AssertRepairedExactly(expected, report, 1, 0);
+    }
+
     [Fact]
     public void TornTail_PastTheCommitPoint_IsANoticeAndRecoverDropsIt()
     {

@@ -40,8 +40,9 @@ public static class Program
 
         var recoverDir = Directory();
         var truncate = new Option<bool>("--truncate-at-first-corruption") { Description = "Cut the log before its first corrupt record (losing what follows, listed in the report)." };
-        var recover = new Command("recover", "Make a damaged directory openable again, losing as little as possible (backs up what it changes).") { recoverDir, truncate, json };
-        recover.SetAction(r => Run(r.GetValue(json), o => Recover(o, r.GetValue(recoverDir)!, r.GetValue(truncate))));
+        var rebuildCommit = new Option<bool>("--rebuild-commit-metadata") { Description = "When FASTER's commit metadata is missing or damaged, write a new commit for the whole, valid records." };
+        var recover = new Command("recover", "Make a damaged directory openable again, losing as little as possible (backs up what it changes).") { recoverDir, truncate, rebuildCommit, json };
+        recover.SetAction(r => Run(r.GetValue(json), o => Recover(o, r.GetValue(recoverDir)!, new RepairOptions { TruncateAtFirstCorruption = r.GetValue(truncate), RebuildCommitMetadata = r.GetValue(rebuildCommit) })));
 
         var compactDir = Directory();
         var compact = new Command("compact", "Compact the log offline and report segment bytes before and after.") { compactDir, json };
@@ -138,9 +139,9 @@ public static class Program
         return ExitCodes.Damaged;
     }
 
-    private static int Recover(Output o, string dir, bool truncate)
+    private static int Recover(Output o, string dir, RepairOptions options)
     {
-        var report = o.WithProgress("recover", p => DataDirectoryRepairer.Repair(dir, new RepairOptions { TruncateAtFirstCorruption = truncate }, p));
+        var report = o.WithProgress("recover", p => DataDirectoryRepairer.Repair(dir, options, p));
         o.Document(report);
         o.Line($"recover {report.DataDirectory}: {report.ProblemsFound.Count} problem(s) found");
         o.Problems(report.ProblemsFound);
