@@ -25,7 +25,7 @@ internal sealed record CommitState(long BeginAddress, long CommittedUntil, long 
     {
         if (!Directory.Exists(commitDirectory))
             return new CommitState(0, 0, -1, null, $"the commit metadata folder {commitDirectory} does not exist");
-        using var manager = NewManager(commitDirectory);
+        using var manager = NewManager(commitDirectory, removeOutdated: false);
         var numbers = manager.ListCommits().OrderDescending().ToList();
         if (numbers.Count == 0)
             return new CommitState(0, 0, -1, null, $"there is no commit metadata file under {commitDirectory}");
@@ -68,7 +68,7 @@ internal sealed record CommitState(long BeginAddress, long CommittedUntil, long 
     public static void WriteCommit(string commitDirectory, long begin, long until, long previousNumber)
     {
         Directory.CreateDirectory(commitDirectory);
-        using var manager = NewManager(commitDirectory);
+        using var manager = NewManager(commitDirectory, removeOutdated: true);
         long number = previousNumber + 1;
         var info = new FasterLogRecoveryInfo();
         info.Initialize();
@@ -81,8 +81,8 @@ internal sealed record CommitState(long BeginAddress, long CommittedUntil, long 
     }
 
     /// <summary>The commit manager FasterLog builds for its LogCommitDir (local files, default naming).</summary>
-    private static DeviceLogCommitCheckpointManager NewManager(string commitDirectory) =>
-        new(new LocalStorageNamedDeviceFactory(), new DefaultCheckpointNamingScheme(commitDirectory));
+    private static DeviceLogCommitCheckpointManager NewManager(string commitDirectory, bool removeOutdated) =>
+        new(new LocalStorageNamedDeviceFactory(), new DefaultCheckpointNamingScheme(commitDirectory), removeOutdated);
 
     public static string? FileOf(string commitDirectory, long number) =>
         Directory.Exists(commitDirectory)

@@ -177,7 +177,7 @@ public static class DataDirectoryRepairer
         bool emptied = truncate && newCommitted <= analysis.Begin && File.Exists(marker);
         if (emptied) toMove.Add(marker);
 
-        long needed = toCopy.Sum(f => new FileInfo(f).Length);
+        long needed = toCopy.Sum(f => File.Exists(f) ? new FileInfo(f).Length : 0);
         long free = new DriveInfo(dir.Path).AvailableFreeSpace;
         if (free < needed + FreeSpaceMargin)
             throw new OfflineRefusedException(string.Create(CultureInfo.InvariantCulture,
@@ -191,7 +191,17 @@ public static class DataDirectoryRepairer
         {
             string target = Path.Combine(backup, Path.GetRelativePath(dir.Path, file));
             Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-            File.Copy(file, target);
+            try
+            {
+                File.Copy(file, target);
+            }
+            catch (FileNotFoundException) when (commitFiles.Contains(file))
+            {
+                // FASTER removes an outdated commit file in the background after a commit; one
+                // the last store's close made outdated can go after the listing.
+                manifest.Add($"gone before it could be copied (an outdated commit file FASTER removed): {Path.GetRelativePath(dir.Path, file)}");
+                continue;
+            }
             FsyncFile(target);
             manifest.Add($"copied {Path.GetRelativePath(dir.Path, file)}");
         }
