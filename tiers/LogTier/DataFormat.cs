@@ -41,6 +41,19 @@ internal sealed record DataFormat(int Version, long SegmentSize)
         return format;
     }
 
+    /// <summary>
+    /// The directory's format file, read without creating anything (the offline tool): null when
+    /// there is no file; throws <see cref="TmemCorruptionException"/> when it is not valid.
+    /// </summary>
+    public static DataFormat? TryRead(string dataDirectory)
+    {
+        string path = Path.Combine(dataDirectory, FileName);
+        return File.Exists(path) ? Parse(path, File.ReadAllLines(path)) : null;
+    }
+
+    /// <summary>The segment size a directory without a format file but with segments was written with.</summary>
+    public static long LegacySegmentSizeBytes => LegacySegmentSize;
+
     private static DataFormat Parse(string path, string[] lines)
     {
         int? version = null;

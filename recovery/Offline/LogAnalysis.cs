@@ -1,0 +1,391 @@
+using System.Buffers.Binary;
+using Tmem.LogTier;
+
+namespace Tmem.Recovery.Offline;
+
+/// <summary>
+/// One offline pass over a data directory: the commit metadata, every record below the commit
+/// point (read by <see cref="RawLogReader"/>, checked with <see cref="LogRecord.TryRead"/>, and
+/// replayed into a <see cref="LogModel"/>), the records past it, and the index checkpoint checked
+/// against the model at the address it covers. The shared core of inspect, verify, recover and
+/// export.
+/// </summary>
+internal sealed class LogAnalysis
+{
+    private const int MaxCheckpointMessages = 20;
+
+    private LogAnalysis(OfflineDirectory directory, CommitState commit, LogModel model)
+    {
+        Directory = directory;
+        Commit = commit;
+        Model = model;
+    }
+
+    public OfflineDirectory Directory { get; }
+
+    public CommitState Commit { get; private set; }
+
+    /// <summary>The log's begin address (from the commit metadata, else where the first segment's data starts).</summary>
+    public long Begin { get; private set; }
+
+    /// <summary>The commit point (from the commit metadata, else the end of the readable records).</summary>
+    public long Committed { get; private set; }
+
+    public List<DataProblem> Problems { get; } = new();
+
+    /// <summary>The state every readable record below the commit point gives (records after a damage included).</summary>
+    public LogModel Model { get; }
+
+    /// <summary>The address of the first damage below the commit point: where the log would be cut.</summary>
+    public long? CutAddress { get; private set; }
+
+    /// <summary>The state just before <see cref="CutAddress"/>.</summary>
+    public LogModel? AtCut { get; private set; }
+
+    /// <summary>Damaged records: address and, from the (unverifiable) header, the handle it names.</summary>
+    public List<(long Address, uint PoolSerial, ObjectId ObjectId, uint Index, LogRecordType? Type)> DamagedRecords { get; } = new();
+
+    /// <summary>Puts after the first damage that could not be applied (their pool's record was damaged): lost with the cut too.</summary>
+    public List<(long Address, uint PoolSerial, ObjectId ObjectId, uint Index)> UnappliedPuts { get; } = new();
+
+    public IndexCheckpoint? Checkpoint { get; private set; }
+
+    /// <summary>Whether the checkpoint is intact, fits the log and agrees with it (the store would use it).</summary>
+    public bool CheckpointUsable { get; private set; }
+
+    public long Records { get; private set; }
+
+    public long RecordBytes { get; private set; }
+
+    /// <summary>Whole, valid records past the commit point: [start, end) and how many.</summary>
+    public (long Start, long End, int Records) UncommittedTail { get; private set; }
+
+    public IReadOnlyList<SegmentFile> Segments { get; private set; } = [];
+
+    public bool HasDamage => Problems.Any(p => p.Severity == ProblemSeverity.Damage);
+
+    public static LogAnalysis Run(OfflineDirectory directory, bool keepPayloads, IProgress<OfflineProgress>? progress)
+    {
+        var commit = CommitState.Read(directory.CommitDirectory);
+        var analysis = new LogAnalysis(directory, commit, new LogModel(keepPayloads));
+        analysis.Scan(keepPayloads, progress);
+        return analysis;
+    }
+
+    private void Scan(bool keepPayloads, IProgress<OfflineProgress>? progress)
+    {
+        var dir = Directory;
+        Segments = dir.Segments();
+        if (!dir.HasFormatFile)
+            Problems.Add(new DataProblem(ProblemKind.FormatFile, ProblemSeverity.Notice, null, Path.Combine(dir.Path, DataFormat.FileName),
+                $"{Path.Combine(dir.Path, DataFormat.FileName)} is missing; the legacy segment size {dir.Format.SegmentSize} was assumed (the store writes the file on its next open)"));
+
+        Checkpoint = ReadCheckpoint(out var checkpointProblem);
+        var reader = new RawLogReader(dir.LogDirectory, dir.Format.SegmentSizeBits);
+        // Segment files that hold nothing but zeros are not log data: FasterLog creates them when it
+        // recovers from commit metadata whose commit point is damaged (it reads the "tail" page).
+        StraySegments = Segments.Where(s => !HasData(s)).ToList();
+        foreach (var stray in StraySegments)
+            Problems.Add(new DataProblem(ProblemKind.CommitMetadata, ProblemSeverity.Notice, stray.FirstAddress, stray.Path,
+                $"segment file {stray.Path} holds no data (only zeros, {stray.Bytes} bytes): FasterLog creates such files when it opens a log whose commit metadata is damaged; recover --rebuild-commit-metadata moves it aside"));
+        var withData = Segments.Except(StraySegments).ToList();
+        long dataEnd = withData.Count == 0 ? 0 : withData.Max(s => s.FirstAddress + s.Bytes);
+        // FASTER adopts commit metadata whose fields are damaged without noticing: a commit point
+        // more than a segment past the last segment file's data is not credible.
+        if (Commit.IsUsable && Commit.CommittedUntil > Commit.BeginAddress && Commit.CommittedUntil > dataEnd + dir.Format.SegmentSize)
+            Commit = Commit with { Problem = $"commit metadata file {Commit.File} puts the commit point at {Commit.CommittedUntil}, but the segment files end at {dataEnd}: its addresses are damaged" };
+        bool committedKnown = Commit.IsUsable;
+        foreach (var skipped in Commit.SkippedDamaged)
+            Problems.Add(new DataProblem(ProblemKind.CommitMetadata, ProblemSeverity.Notice, null, Commit.File,
+                $"{skipped}: a newer commit file than {Commit.File} that a crash left half written; FASTER recovers from {Commit.File}, as this tool reads it, and removes the newer one at its next commit"));
+        if (committedKnown)
+        {
+            Begin = Commit.BeginAddress;
+            Committed = Commit.CommittedUntil;
+        }
+        else
+        {
+            Problems.Add(new DataProblem(ProblemKind.CommitMetadata, ProblemSeverity.Damage, null, Commit.File ?? dir.CommitDirectory,
+                $"{Commit.Problem}: the log's begin address and commit point are unknown and the store will not open. The records were read from the likeliest begin address until the first bad spot (recover --rebuild-commit-metadata writes a commit for that range)"));
+            Begin = GuessBegin(reader);
+            Committed = dataEnd;
+        }
+
+        LogModel? atCheckpoint = null;
+        long ckptAddress = Checkpoint?.CoveredUntil ?? long.MaxValue;
+        long total = Math.Max(1, Committed - Begin);
+        long lastEnd = Begin;
+        foreach (var item in reader.Read(Begin, Committed, stopAtFirstDamage: !committedKnown,
+            progress is null ? null : a => progress.Report(new OfflineProgress("reading the log", Math.Max(0, a - Begin), total))))
+        {
+            if (atCheckpoint is null && item.Address >= ckptAddress) atCheckpoint = Model.Clone();
+            if (item.Damage is { } damage)
+            {
+                if (!committedKnown) break;
+                NoteDamage(damage);
+                continue;
+            }
+            var entry = item.Entry!;
+            if (!LogRecord.TryRead(entry, out var record, out string? error))
+            {
+                if (!committedKnown) break;
+                DamagedRecords.Add(HeaderClaims(item.Address, entry));
+                NoteDamage(new DataProblem(ProblemKind.BadRecord, ProblemSeverity.Damage, item.Address, reader.SegmentPath(item.Address >> dir.Format.SegmentSizeBits),
+                    $"the record at log address {item.Address} is damaged: {error}"));
+                continue;
+            }
+            Records++;
+            RecordBytes += entry.Length;
+            lastEnd = item.Next;
+            if (Model.Apply(item.Address, record) is { } inconsistency)
+            {
+                if (CutAddress is not null && record.Type == LogRecordType.Put)
+                    UnappliedPuts.Add((item.Address, record.PoolSerial, record.ObjectId, record.Index));
+                NoteDamage(new DataProblem(ProblemKind.InconsistentRecord, CutAddress is null ? ProblemSeverity.Damage : ProblemSeverity.Notice, item.Address, null,
+                    $"the record at log address {item.Address} ({record.Type}, pool serial {record.PoolSerial}) passes its checksum but contradicts the records before it: {inconsistency}" +
+                    (CutAddress is { } cut ? $" (probably a consequence of the damage at {cut})" : "")));
+            }
+        }
+        if (!committedKnown) Committed = lastEnd;
+        atCheckpoint ??= Checkpoint is not null && ckptAddress <= Committed ? Model.Clone() : null;
+
+        ScanUncommittedTail(reader, dataEnd, committedKnown);
+        CheckCheckpoint(checkpointProblem, atCheckpoint);
+    }
+
+    /// <summary>
+    /// Without commit metadata, where the log most likely begins: the intact checkpoint's begin
+    /// address, else 64 when segment 0 exists, else the first compaction base record in the first
+    /// segment (compaction truncates the log to one), else that segment's start.
+    /// </summary>
+    private long GuessBegin(RawLogReader reader)
+    {
+        var segments = Segments.Except(StraySegments).ToList();
+        if (segments.Count == 0) return 64;
+        if (Checkpoint is { } checkpoint && checkpoint.LogBeginAddress >= segments[0].FirstAddress
+            && checkpoint.LogBeginAddress < segments[0].FirstAddress + Directory.Format.SegmentSize)
+            return checkpoint.LogBeginAddress;
+        if (segments[0].Index == 0) return 64;
+        long first = segments[0].FirstAddress;
+        foreach (var item in reader.Read(first, first + segments[0].Bytes, stopAtFirstDamage: true))
+            if (item.Entry is { } entry && LogRecord.TryRead(entry, out var record, out _) && record.Type == LogRecordType.CompactionBase)
+                return item.Address;
+        return first;
+    }
+
+    /// <summary>Segment files with no data (see <see cref="HasData"/>).</summary>
+    public IReadOnlyList<SegmentFile> StraySegments { get; private set; } = [];
+
+    /// <summary>Whether a segment file holds anything but zeros in its first 64 KiB (every real segment starts with an entry, segment 0 at byte 64).</summary>
+    private static bool HasData(SegmentFile segment)
+    {
+        if (segment.Bytes == 0) return false;
+        var buffer = new byte[(int)Math.Min(segment.Bytes, 64 * 1024)];
+        using var handle = File.OpenHandle(segment.Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        int n = RandomAccess.Read(handle, buffer, 0);
+        return buffer.AsSpan(0, n).IndexOfAnyExcept((byte)0) >= 0;
+    }
+
+    /// <summary>Whether the begin address and commit point came from readable commit metadata (else they were rebuilt from the records).</summary>
+    public bool CommitKnown => Commit.IsUsable;
+
+    private void NoteDamage(DataProblem problem)
+    {
+        Problems.Add(problem);
+        if (CutAddress is null && problem.Address is { } address && problem.Severity == ProblemSeverity.Damage)
+        {
+            CutAddress = address;
+            AtCut = Model.Clone();
+        }
+    }
+
+    /// <summary>What a damaged record's header says (it may itself be damaged).</summary>
+    private static (long, uint, ObjectId, uint, LogRecordType?) HeaderClaims(long address, byte[] entry)
+    {
+        if (entry.Length < LogRecord.HeaderSize) return (address, 0, default, 0, null);
+        var type = (LogRecordType)entry[5];
+        return (address, BinaryPrimitives.ReadUInt32LittleEndian(entry.AsSpan(8)),
+            new ObjectId(BinaryPrimitives.ReadUInt64LittleEndian(entry.AsSpan(16)), BinaryPrimitives.ReadUInt64LittleEndian(entry.AsSpan(24)), BinaryPrimitives.ReadUInt64LittleEndian(entry.AsSpan(32))),
+            BinaryPrimitives.ReadUInt32LittleEndian(entry.AsSpan(12)),
+            Enum.IsDefined(type) ? type : null);
+    }
+
+    private void ScanUncommittedTail(RawLogReader reader, long dataEnd, bool committedKnown)
+    {
+        UncommittedTail = (Committed, Committed, 0);
+        if (!committedKnown || dataEnd <= Committed) return;
+        long end = Committed;
+        int count = 0;
+        foreach (var item in reader.Read(Committed, dataEnd, stopAtFirstDamage: true))
+        {
+            if (item.Entry is null || !LogRecord.TryRead(item.Entry, out _, out _)) break;
+            count++;
+            end = item.Next;
+        }
+        if (count == 0) return;
+        UncommittedTail = (Committed, end, count);
+        Problems.Add(new DataProblem(ProblemKind.UncommittedTail, ProblemSeverity.Notice, Committed, reader.SegmentPath(Committed >> Directory.Format.SegmentSizeBits),
+            $"{count} whole record(s) at log addresses {Committed} to {end}, past the commit point {Committed}, were written but never committed (a torn tail: Strict mode never acknowledged them, Relaxed mode may lose them); FASTER writes over them, and recover drops them"));
+    }
+
+    private IndexCheckpoint? ReadCheckpoint(out string? problem)
+    {
+        problem = null;
+        string path = Directory.CheckpointPath;
+        if (!File.Exists(path)) return null;
+        var checkpoint = IndexCheckpoint.TryParse(File.ReadAllBytes(path), out problem);
+        return checkpoint;
+    }
+
+    private void CheckCheckpoint(string? parseProblem, LogModel? atCheckpoint)
+    {
+        string path = Directory.CheckpointPath;
+        if (parseProblem is not null)
+        {
+            Problems.Add(new DataProblem(ProblemKind.CheckpointDamaged, ProblemSeverity.Damage, null, path,
+                $"the index checkpoint {path} is damaged ({parseProblem}); the store replays the whole log instead, and recover writes a fresh one"));
+            return;
+        }
+        if (Checkpoint is not { } checkpoint) return;
+        if (checkpoint.CoveredUntil > Committed || checkpoint.CoveredUntil < Begin || checkpoint.LogBeginAddress != Begin)
+        {
+            // Stale, not wrong: a crash between a compaction's truncation and its new checkpoint
+            // leaves this, and the store then replays the whole log.
+            Problems.Add(new DataProblem(ProblemKind.CheckpointMismatch, ProblemSeverity.Notice, checkpoint.CoveredUntil, path,
+                $"the index checkpoint {path} covers the log from {checkpoint.LogBeginAddress} until {checkpoint.CoveredUntil}, which does not fit the log ({Begin} to {Committed}); the store ignores it and replays the whole log, and recover writes a fresh one"));
+            return;
+        }
+        if (CutAddress is { } cut && cut < checkpoint.CoveredUntil)
+        {
+            Problems.Add(new DataProblem(ProblemKind.CheckpointMismatch, ProblemSeverity.Notice, checkpoint.CoveredUntil, path,
+                $"the index checkpoint {path} covers the log until {checkpoint.CoveredUntil}, past the damage at {cut}: it was not compared with the log"));
+            return;
+        }
+        var mismatches = Compare(checkpoint, atCheckpoint!);
+        foreach (var message in mismatches.Take(MaxCheckpointMessages))
+            Problems.Add(new DataProblem(ProblemKind.CheckpointMismatch, ProblemSeverity.Damage, checkpoint.CoveredUntil, path,
+                $"the index checkpoint {path} disagrees with the log replayed until {checkpoint.CoveredUntil}: {message}"));
+        if (mismatches.Count > MaxCheckpointMessages)
+            Problems.Add(new DataProblem(ProblemKind.CheckpointMismatch, ProblemSeverity.Damage, checkpoint.CoveredUntil, path,
+                $"... and {mismatches.Count - MaxCheckpointMessages} more disagreements between the checkpoint and the log"));
+        CheckpointUsable = mismatches.Count == 0;
+    }
+
+    /// <summary>Every way the checkpoint differs from the replayed state at the address it covers.</summary>
+    internal static List<string> Compare(IndexCheckpoint checkpoint, LogModel state)
+    {
+        var problems = new List<string>();
+        var listed = new HashSet<uint>();
+        if (checkpoint.PoolSerialHighWater < state.SerialHighWater)
+            problems.Add($"its pool serial high-water mark {checkpoint.PoolSerialHighWater} is below the log's {state.SerialHighWater}");
+        foreach (var pool in checkpoint.Pools)
+        {
+            if (!listed.Add(pool.Serial)) { problems.Add($"pool serial {pool.Serial} is listed twice"); continue; }
+            if (!state.Pools.TryGetValue(pool.Serial, out var live)) { problems.Add($"it lists pool serial {pool.Serial}, which the log does not have live"); continue; }
+            if (live.PageSize != pool.PageSize || live.ExclusiveGets != pool.ExclusiveGets || live.SharedUuid != pool.SharedUuid)
+                problems.Add($"pool serial {pool.Serial}: settings (page size {pool.PageSize}, exclusive gets {pool.ExclusiveGets}, shared {pool.SharedUuid?.ToString() ?? "no"}) differ from the log's ({live.PageSize}, {live.ExclusiveGets}, {live.SharedUuid?.ToString() ?? "no"})");
+            if (!live.Members.SequenceEqual(pool.Members))
+                problems.Add($"pool serial {pool.Serial}: members [{string.Join(", ", pool.Members)}] differ from the log's [{string.Join(", ", live.Members)}]");
+            if (pool.Pages.Count != live.Pages.Count)
+                problems.Add($"pool serial {pool.Serial}: {pool.Pages.Count} pages, the log has {live.Pages.Count}");
+            foreach (var page in pool.Pages)
+            {
+                if (!live.Pages.TryGetValue(new LogModel.PageKey(page.ObjectId, page.Index), out var logged))
+                    problems.Add($"pool serial {pool.Serial}: page {page.ObjectId}/{page.Index} at log address {page.Address} is not live in the log");
+                else if (logged.Address != page.Address || logged.SameFilled != page.SameFilled || (page.SameFilled ? logged.Pattern != page.Pattern || page.Length != 0 : logged.PayloadLength != page.Length))
+                    problems.Add($"pool serial {pool.Serial}: page {page.ObjectId}/{page.Index} is at log address {page.Address} ({page.Length} bytes{(page.SameFilled ? ", same-filled" : "")}), the log has it at {logged.Address} ({logged.PayloadLength} bytes{(logged.SameFilled ? ", same-filled" : "")})");
+            }
+        }
+        foreach (var serial in state.Pools.Keys)
+            if (!listed.Contains(serial)) problems.Add($"it does not list pool serial {serial}, which is live in the log");
+        return problems;
+    }
+
+    /// <summary>
+    /// What cutting the log at <see cref="CutAddress"/> loses: every handle whose state after the
+    /// readable records differs from its state at the cut, the pages an intact checkpoint lists at
+    /// or after the cut (their records may be unreadable), and the damaged records' own handles.
+    /// </summary>
+    public (List<PageLoss> Pages, List<PoolLoss> Pools) Losses()
+    {
+        var pages = new List<PageLoss>();
+        var pools = new List<PoolLoss>();
+        if (CutAddress is not { } cut || AtCut is not { } atCut) return (pages, pools);
+        var seen = new HashSet<(uint, LogModel.PageKey)>();
+        IReadOnlyList<PoolMember> MembersOf(uint serial) =>
+            (Model.Pools.TryGetValue(serial, out var p) ? p : atCut.Pools.GetValueOrDefault(serial))?.Members.Select(m => new PoolMember(m.ClientId, m.PoolId)).ToArray()
+            ?? (Checkpoint?.Pools.FirstOrDefault(c => c.Serial == serial)?.Members.Select(m => new PoolMember(m.ClientId, m.PoolId)).ToArray() ?? []);
+
+        foreach (var (serial, pool) in Model.Pools)
+        {
+            atCut.Pools.TryGetValue(serial, out var before);
+            if (before is null)
+                pools.Add(new PoolLoss(serial, MembersOf(serial), $"pool serial {serial} was created at or after the cut at {cut}: the pool and its pages are gone"));
+            else
+                foreach (var member in pool.Members.Except(before.Members))
+                    pools.Add(new PoolLoss(serial, MembersOf(serial), $"client {member.ClientId} joined pool serial {serial} as pool id {member.PoolId} at or after the cut at {cut}: that membership is gone"));
+            foreach (var (key, page) in pool.Pages)
+            {
+                LogModel.PageState? kept = before?.Pages.GetValueOrDefault(key);
+                if (kept is not null && kept.Address == page.Address) continue;
+                seen.Add((serial, key));
+                pages.Add(kept is null
+                    ? new PageLoss(LossKind.Lost, serial, MembersOf(serial), key.ObjectId.ToString(), key.Index, page.Address, null, $"its only version was put at log address {page.Address}, at or after the cut at {cut}")
+                    : new PageLoss(LossKind.Reverted, serial, MembersOf(serial), key.ObjectId.ToString(), key.Index, page.Address, kept.Address, $"its version put at log address {page.Address} is at or after the cut at {cut}; the older version at {kept.Address} comes back"));
+            }
+        }
+        foreach (var (serial, before) in atCut.Pools)
+        {
+            Model.Pools.TryGetValue(serial, out var after);
+            if (after is null)
+                pools.Add(new PoolLoss(serial, before.Members.Select(m => new PoolMember(m.ClientId, m.PoolId)).ToArray(), $"pool serial {serial} was destroyed at or after the cut at {cut}: it comes back"));
+            else
+                foreach (var member in before.Members.Except(after.Members))
+                    pools.Add(new PoolLoss(serial, MembersOf(serial), $"client {member.ClientId} left pool serial {serial} (pool id {member.PoolId}) at or after the cut at {cut}: that membership comes back"));
+            foreach (var (key, page) in before.Pages)
+            {
+                if (after is not null && after.Pages.ContainsKey(key)) continue;
+                if (!seen.Add((serial, key))) continue;
+                pages.Add(new PageLoss(LossKind.Resurrected, serial, before.Members.Select(m => new PoolMember(m.ClientId, m.PoolId)).ToArray(), key.ObjectId.ToString(), key.Index, null, page.Address,
+                    $"it was flushed at or after the cut at {cut}; its version at log address {page.Address} comes back"));
+            }
+        }
+        // Pages an intact checkpoint places at or after the cut, in records that may be unreadable.
+        if (Checkpoint is { } checkpoint && checkpoint.LogBeginAddress == Begin && checkpoint.CoveredUntil > cut)
+        {
+            foreach (var pool in checkpoint.Pools)
+            {
+                atCut.Pools.TryGetValue(pool.Serial, out var before);
+                foreach (var page in pool.Pages.Where(p => p.Address >= cut))
+                {
+                    var key = new LogModel.PageKey(page.ObjectId, page.Index);
+                    if (!seen.Add((pool.Serial, key))) continue;
+                    var kept = before?.Pages.GetValueOrDefault(key);
+                    var members = pool.Members.Select(m => new PoolMember(m.ClientId, m.PoolId)).ToArray();
+                    pages.Add(kept is null
+                        ? new PageLoss(LossKind.Lost, pool.Serial, members, key.ObjectId.ToString(), key.Index, page.Address, null, $"the index checkpoint places it at log address {page.Address}, at or after the cut at {cut}")
+                        : new PageLoss(LossKind.Reverted, pool.Serial, members, key.ObjectId.ToString(), key.Index, page.Address, kept.Address, $"the index checkpoint places its version at log address {page.Address}, at or after the cut at {cut}; the older version at {kept.Address} comes back"));
+                }
+                if (before is null && !pools.Any(p => p.PoolSerial == pool.Serial))
+                    pools.Add(new PoolLoss(pool.Serial, pool.Members.Select(m => new PoolMember(m.ClientId, m.PoolId)).ToArray(), $"pool serial {pool.Serial} (in the index checkpoint) was created at or after the cut at {cut}: the pool and its pages are gone"));
+            }
+        }
+        foreach (var (address, serial, objectId, index) in UnappliedPuts)
+        {
+            if (!seen.Add((serial, new LogModel.PageKey(objectId, index)))) continue;
+            var kept = atCut.Pools.GetValueOrDefault(serial)?.Pages.GetValueOrDefault(new LogModel.PageKey(objectId, index));
+            pages.Add(new PageLoss(kept is null ? LossKind.Lost : LossKind.Reverted, serial, MembersOf(serial), objectId.ToString(), index, address, kept?.Address,
+                $"its put at log address {address} follows the damage at {cut} and could not be applied (its pool's own record is damaged or lost)"));
+        }
+        foreach (var (address, serial, objectId, index, type) in DamagedRecords)
+        {
+            if (type is LogRecordType.Put or LogRecordType.FlushPage && seen.Add((serial, new LogModel.PageKey(objectId, index))))
+            {
+                var kept = atCut.Pools.GetValueOrDefault(serial)?.Pages.GetValueOrDefault(new LogModel.PageKey(objectId, index));
+                pages.Add(new PageLoss(LossKind.Damaged, serial, MembersOf(serial), objectId.ToString(), index, address, kept?.Address,
+                    $"the record at log address {address} is damaged; its header, which cannot be verified, says it is a {type} of this page"));
+            }
+        }
+        return (pages, pools);
+    }
+}
