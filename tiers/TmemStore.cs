@@ -388,7 +388,8 @@ public sealed partial class TmemStore : IDisposable
         foreach (var client in _clients.Values) client.LeaveAll();
         // Commit what was appended (Relaxed mode's last window) and close the log, then let go
         // of the directory. Nothing is logged on the way out: persistent pools stay in the log.
-        Log?.Dispose();
+        if (_recovered) Log?.Dispose();
+        else Log?.Abandon(); // a failed recovery leaves the directory as it found it
         _directoryLock?.Dispose();
         _ram.Dispose();
         _meter.Dispose();

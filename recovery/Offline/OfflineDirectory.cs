@@ -69,7 +69,8 @@ internal sealed class OfflineDirectory : IDisposable
             bool hasSegments = Directory.Exists(logDirectory) && Directory.EnumerateFiles(logDirectory, PersistentLog.SegmentBaseName + ".*").Any();
             if (format is null && !hasSegments)
                 throw new OfflineRefusedException($"{path} is not a data directory: it has no format file and no log segments ({logDirectory}).");
-            format ??= new DataFormat(DataFormat.CurrentVersion, DataFormat.LegacySegmentSizeBytes);
+            if (format is null)
+                throw new OfflineRefusedException($"{path} has log segments but no format file, so the segment size the log was written with is unknown. Restore the format file (two lines: 'format 1' and 'segment_size BYTES') and run the tool again.");
             return new OfflineDirectory(path, format, directoryLock);
         }
         catch
@@ -79,7 +80,7 @@ internal sealed class OfflineDirectory : IDisposable
         }
     }
 
-    /// <summary>Whether the directory has a format file (else the legacy segment size was assumed).</summary>
+    /// <summary>Whether the directory has a format file (always, once opened).</summary>
     public bool HasFormatFile => File.Exists(System.IO.Path.Combine(Path, DataFormat.FileName));
 
     public IReadOnlyList<SegmentFile> Segments()

@@ -225,14 +225,19 @@ public sealed class DurableStoreTests : IDisposable
         File.Delete(CheckpointFile); // replay reads every record
         int at = FlipPatternByte();
         var damaged = File.ReadAllBytes(Segment0);
+        var commit = File.ReadAllBytes(Path.Combine(_dir, "commits", "log.commit"));
+        var files = Directory.GetFiles(_dir, "*", SearchOption.AllDirectories).Order().ToArray();
 
         var e = Assert.Throws<TmemCorruptionException>(() => Open());
         Assert.InRange(e.LogAddress, at - 4 - 48 - 64, at); // the record's address, within a header of the payload
         Assert.Contains("checksum", e.Message);
         Assert.Contains($"address {e.LogAddress}", e.Message);
         Assert.Contains("offline recovery tool", e.Message);
-        // Nothing was changed: the damaged byte is still there, and the lock was let go.
+        // Nothing was changed: the damaged byte is still there, no commit was written, no file
+        // came or went (the lock file aside), and the lock was let go.
         Assert.Equal(damaged, File.ReadAllBytes(Segment0));
+        Assert.Equal(commit, File.ReadAllBytes(Path.Combine(_dir, "commits", "log.commit")));
+        Assert.Equal(files, Directory.GetFiles(_dir, "*", SearchOption.AllDirectories).Order().ToArray());
         using (DataDirectoryLock.Acquire(_dir))
         {
         }

@@ -274,22 +274,21 @@ public sealed class OfflineToolTests : IDisposable
     }
 
     [Theory]
-    [InlineData(-1)] // every commit file deleted
-    [InlineData(16)] // the begin address field damaged (FASTER's checksum fails)
-    [InlineData(24)] // the commit point field damaged
+    [InlineData(-1)] // the commit file deleted
+    [InlineData(36)] // the begin address field of FASTER's metadata damaged (the slot's checksum fails)
+    [InlineData(44)] // the commit point field damaged
     public void CommitMetadata_DeletedOrDamaged_VerifyNamesIt_RecoverRebuildsItWithTheFlag(int fieldOffset)
     {
         var expected = WriteSamplePages();
-        var commits = Directory.GetFiles(Path.Combine(Dir, "commits"), "commit.*", SearchOption.AllDirectories);
-        foreach (var commit in commits)
+        string commit = Path.Combine(Dir, "commits", "log.commit");
+        if (fieldOffset < 0) File.Delete(commit);
+        else
         {
-            if (fieldOffset < 0) File.Delete(commit);
-            else
-            {
-                var bytes = File.ReadAllBytes(commit);
-                BitConverter.TryWriteBytes(bytes.AsSpan(fieldOffset, 8), 0x5A5A_5A5A_5A5AL);
-                File.WriteAllBytes(commit, bytes);
-            }
+            // The newer of the two 4 KiB slots holds the last commit; damage both the same way.
+            var bytes = File.ReadAllBytes(commit);
+            foreach (int slot in new[] { 0, 4096 })
+                BitConverter.TryWriteBytes(bytes.AsSpan(slot + fieldOffset, 8), 0x5A5A_5A5A_5A5AL);
+            File.WriteAllBytes(commit, bytes);
         }
         Assert.Throws<TmemCorruptionException>(() => DurableStore.Open(new TmemOptions { DataDirectory = Dir }));
 

@@ -51,9 +51,6 @@ internal sealed record DataFormat(int Version, long SegmentSize)
         return File.Exists(path) ? Parse(path, File.ReadAllLines(path)) : null;
     }
 
-    /// <summary>The segment size a directory without a format file but with segments was written with.</summary>
-    public static long LegacySegmentSizeBytes => LegacySegmentSize;
-
     private static DataFormat Parse(string path, string[] lines)
     {
         int? version = null;

@@ -44,7 +44,7 @@ internal sealed class LogCommitFile : ILogCommitManager
     /// missing commit file under existing segments is damage, reported without changing anything).</param>
     public LogCommitFile(string commitDirectory, bool create)
     {
-        _path = Path.Combine(commitDirectory, FileName);
+        _path = PathIn(commitDirectory);
         if (!File.Exists(_path))
         {
             if (!create)
@@ -66,6 +66,9 @@ internal sealed class LogCommitFile : ILogCommitManager
             throw new TmemCorruptionException(0, $"The commit file {_path} is {new FileInfo(_path).Length} bytes, not {2 * SlotSize}: it is damaged. Nothing was changed; repair the directory with the offline recovery tool.");
         }
     }
+
+    /// <summary>The commit file's path in a commit directory.</summary>
+    public static string PathIn(string commitDirectory) => Path.Combine(commitDirectory, FileName);
 
     public void Commit(long beginAddress, long untilAddress, byte[] commitMetadata, long commitNum, bool forceWriteMetadata)
     {

@@ -554,7 +554,15 @@ internal sealed class PersistentLog : IDisposable
     }
 
     /// <summary>Stops the commit loop, commits what was appended, and closes the log.</summary>
-    public void Dispose()
+    public void Dispose() => Close(commit: true);
+
+    /// <summary>
+    /// Closes the log without a last commit: for a store whose recovery failed, so that refusing
+    /// a damaged directory changes nothing in it (a commit would record what recovery read).
+    /// </summary>
+    public void Abandon() => Close(commit: false);
+
+    private void Close(bool commit)
     {
         lock (_waitLock)
         {
@@ -569,8 +577,11 @@ internal sealed class PersistentLog : IDisposable
         catch (AggregateException)
         {
         }
-        _log.Commit(spinWait: true);
-        WriteMarkerOnce();
+        if (commit)
+        {
+            _log.Commit(spinWait: true);
+            WriteMarkerOnce();
+        }
         CompleteWaiters(long.MaxValue);
         _log.Dispose();
         _commits.Dispose(); // FasterLog disposes only a commit manager it made itself
