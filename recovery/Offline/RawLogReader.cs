@@ -100,7 +100,16 @@ internal sealed class RawLogReader(string logDirectory, int segmentSizeBits)
                     int length = BinaryPrimitives.ReadInt32LittleEndian(page.AsSpan(offset));
                     if (length == 0)
                     {
-                        a = pageEnd; // page padding
+                        // Page padding is where the next entry did not fit: less than the largest
+                        // entry before the page end, and never before a commit point inside the page.
+                        // Anything else is records zeroed below the commit point.
+                        if (pageEnd - a >= MaxEntrySize || until < pageEnd)
+                        {
+                            yield return Damage(a, pageEnd, ProblemKind.BadFraming, file,
+                                $"log addresses {a} to {Math.Min(pageEnd, until)} (segment file {file}, from byte {a & (_segmentSize - 1)}) are zeros where records must be (the page does not end within an entry's size of {a}, or the commit point {until} is inside it); skipped to the next page at {pageEnd}");
+                            if (stopAtFirstDamage) yield break;
+                        }
+                        a = pageEnd;
                         break;
                     }
                     long next = a + 4 + ((length + 3L) & ~3L);

@@ -1,3 +1,4 @@
+using Tmem.LogTier;
 using Tmem.Recovery;
 using static Tmem.Tests.TestPages;
 
@@ -269,9 +270,43 @@ public sealed class DurableStoreTests : IDisposable
     public void Open_SegmentTruncatedMidRecord_Fails()
     {
         WriteSamplePages();
-        long length = new FileInfo(Segment0).Length;
+        long length = DataLength(Segment0);
         using (var file = new FileStream(Segment0, FileMode.Open)) file.SetLength(length / 2 + 1000);
-        Assert.Throws<TmemCorruptionException>(() => Open());
+        var e = Assert.Throws<TmemCorruptionException>(() => Open());
+        Assert.InRange(e.LogAddress, 64, length / 2 + 1000);
+        Assert.Equal(length / 2 + 1000, new FileInfo(Segment0).Length); // not extended, nothing changed
+    }
+
+    [Theory]
+    [InlineData(LogDeviceKind.File)]
+    [InlineData(LogDeviceKind.Mapped)]
+    public void Open_RecordsZeroedInsideAPage_FailsInsteadOfSkippingThem(LogDeviceKind device)
+    {
+        // FasterLog reads a zero length as page padding and skips to the next page: zeroed
+        // records below the commit point would vanish without a word.
+        using (var store = DurableStore.Open(new TmemOptions { DataDirectory = _dir, LogDevice = device }))
+        {
+            var c = store.GetClient(1);
+            int p = c.CreatePool(PoolOptions.Persistent);
+            for (uint i = 0; i < 20; i++) c.Put(p, Oid(1), i, Compressible(4096, (int)i));
+            c.Put(p, Oid(2), 0, SameFilled(4096, 0x0BADC0FFEE0DDF00UL));
+            // More than a 4 MiB FasterLog page after it, so the scan resumes past the zeros.
+            for (uint i = 20; i < 3000; i++) c.Put(p, Oid(1), i, WithRandomPrefix(4096, 0.5, (int)i));
+        }
+        File.Delete(CheckpointFile);
+        var bytes = File.ReadAllBytes(Segment0);
+        int pattern = bytes.AsSpan().IndexOf(BitConverter.GetBytes(0x0BADC0FFEE0DDF00UL));
+        int entry = pattern - LogRecord.HeaderSize - 4; // the same-filled Put's FasterLog entry
+        bytes.AsSpan(entry, 3000).Clear();
+        File.WriteAllBytes(Segment0, bytes);
+
+        var e = Assert.Throws<TmemCorruptionException>(() => DurableStore.Open(new TmemOptions { DataDirectory = _dir, LogDevice = device }));
+        Assert.Equal(entry, e.LogAddress);
+        Assert.Contains("zeroed", e.Message);
+        // The offline tool's verify sees it too.
+        var verify = Tmem.Recovery.Offline.DataDirectoryVerifier.Verify(_dir);
+        Assert.False(verify.IsClean);
+        Assert.Contains(verify.Problems, p => p.Severity == Tmem.Recovery.Offline.ProblemSeverity.Damage && p.Address == entry);
     }
 
     [Fact]
@@ -280,7 +315,9 @@ public sealed class DurableStoreTests : IDisposable
         WriteSamplePages();
         File.Delete(Segment0);
         var e = Assert.Throws<TmemCorruptionException>(() => Open());
-        Assert.Contains("commit point", e.Message);
+        Assert.Contains("segment.0", e.Message);
+        Assert.Contains("Nothing was changed", e.Message);
+        Assert.False(File.Exists(Segment0)); // the device did not create an empty one in its place
     }
 
     [Fact]

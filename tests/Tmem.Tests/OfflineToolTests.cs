@@ -219,7 +219,7 @@ public sealed class OfflineToolTests : IDisposable
     public void SegmentTruncatedMidRecord_VerifyNamesIt_RecoverKeepsTheRecordsBeforeIt()
     {
         var expected = WriteSamplePages();
-        long length = new FileInfo(Segment(0)).Length;
+        long length = TestPages.DataLength(Segment(0));
         using (var file = new FileStream(Segment(0), FileMode.Open)) file.SetLength(length / 2 + 1000);
 
         var verify = DataDirectoryVerifier.Verify(Dir);

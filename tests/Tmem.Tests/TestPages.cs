@@ -42,6 +42,16 @@ internal static class TestPages
         return page;
     }
 
+    /// <summary>
+    /// Bytes of a log segment file up to its last non-zero byte: the data in it, whether the
+    /// device grew the file as it wrote (File) or preallocated it whole (Mapped).
+    /// </summary>
+    public static long DataLength(string segmentFile)
+    {
+        var bytes = File.ReadAllBytes(segmentFile);
+        return bytes.AsSpan().LastIndexOfAnyExcept((byte)0) + 1;
+    }
+
     /// <summary>One 8-byte word repeated over the page.</summary>
     public static byte[] SameFilled(int size, ulong word)
     {

@@ -150,7 +150,12 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
             long available = sourceAddress < (ulong)_segmentSize ? _segmentSize - (long)sourceAddress : 0;
             int openError = 0;
             var segment = available > 0 ? Acquire(segmentId, create: false, out openError) : null;
-            if (segment is null)
+            if (segment is null && openError == 0 && available > 0)
+            {
+                read = ReadShort(segmentId, (long)sourceAddress, destination[..(int)Math.Min(readLength, available)]);
+                destination[(int)read..].Clear();
+            }
+            else if (segment is null)
             {
                 destination.Clear();
                 error = (uint)openError;
@@ -175,6 +180,25 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
             read = 0;
         }
         callback(error, read, context);
+    }
+
+    /// <summary>
+    /// Reads from a segment file that is not mapped because it is shorter than a segment (or
+    /// missing: 0 bytes): the bytes the file has, as FASTER's own device would read them.
+    /// </summary>
+    private uint ReadShort(int segmentId, long offset, Span<byte> destination)
+    {
+        string path = SegmentPath(segmentId);
+        if (!File.Exists(path)) return 0;
+        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        int total = 0;
+        while (total < destination.Length)
+        {
+            int n = RandomAccess.Read(handle, destination[total..], offset + total);
+            if (n == 0) break;
+            total += n;
+        }
+        return (uint)total;
     }
 
     /// <inheritdoc/>
@@ -404,12 +428,21 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
                 error = Efbig;
                 throw new IOException($"Segment file {path} is {length} bytes, longer than the log's {_segmentSize}-byte segments: it was written with another segment size.");
             }
+            if (exists && !create && length < _segmentSize)
+            {
+                // A short file (FASTER's own device grows files as it writes) is not extended for a
+                // read: that would change a directory that is only being read (or refused as
+                // damaged), and zeros past a truncation would look like page padding. Reads of it
+                // go through pread (ReadShort) until a write maps it.
+                handle.Dispose();
+                return null;
+            }
             int fd = (int)handle.DangerousGetHandle();
             // Real block allocation (glibc falls back to writing zeros where the file system cannot
             // fallocate): a full disk fails here, with ENOSPC, not as SIGBUS in a mapped write.
             if (length < _segmentSize && (error = PosixFallocate(fd, 0, _segmentSize)) != 0)
                 throw new IOException($"Allocating {_segmentSize} bytes for segment file {path} failed (errno {error}).");
-            if (!exists)
+            if (!exists || length < _segmentSize)
             {
                 // The new file's size and its directory entry are durable before any data written
                 // into it is acknowledged (msync's datasync covers data, not the name).
@@ -418,7 +451,7 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
                     error = Marshal.GetLastPInvokeError();
                     throw new IOException($"fsync of new segment file {path} failed (errno {error}).");
                 }
-                DirectorySync.Fsync(_directory);
+                if (!exists) DirectorySync.Fsync(_directory);
             }
             map = MemoryMappedFile.CreateFromFile(handle, null, _segmentSize, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: true);
             view = map.CreateViewAccessor(0, _segmentSize, MemoryMappedFileAccess.ReadWrite);
