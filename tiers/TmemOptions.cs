@@ -54,15 +54,16 @@ public sealed class TmemOptions
     /// Size of each log segment file, a power of two from 16 MiB to 1 GiB; compaction frees space
     /// in whole segments, so smaller segments track live data more closely. Used when a data
     /// directory is created; an existing directory keeps the size it was created with (its
-    /// <c>format</c> file). Default 64 MiB.
+    /// <c>format</c> file). Default 32 MiB.
     /// </summary>
-    public long LogSegmentSizeBytes { get; set; } = 64L << 20;
+    public long LogSegmentSizeBytes { get; set; } = 32L << 20;
 
     /// <summary>
     /// Log compaction starts when the live persistent records are less than this fraction of the
-    /// log (and the log spans at least two segments): live records are copied to the tail and the
-    /// log is truncated after them. 0 turns compaction off. Default 0.6, which keeps the log
-    /// within about 1/0.6 = 1.7 times its live data plus a segment.
+    /// segment files the log spans (and at least a segment of it is dead): live records are
+    /// copied to the tail and the log is truncated after them. 0 turns compaction off. Default
+    /// 0.6, which keeps the log's files within about 1/0.6 = 1.7 times its live data plus a
+    /// segment (more while a compaction's copies are being written).
     /// </summary>
     public double LogCompactionLiveFraction { get; set; } = 0.6;
 

@@ -70,13 +70,22 @@ public sealed partial class TmemStore
         return CompactCore(log, force, linked.Token);
     }
 
+    /// <summary>
+    /// Compaction frees whole segment files, so it is judged on them: due when the live records
+    /// are under the live fraction of the segments the log spans (what a preallocating device
+    /// holds on disk; an upper bound for the file device) and at least a segment of the log is
+    /// dead, so that a compaction can free a file (and a log that is all live, or mostly slack
+    /// in its first and last segments, does not compact again and again).
+    /// </summary>
     private bool CompactionDue(PersistentLog log)
     {
         double fraction = _options.LogCompactionLiveFraction;
         if (fraction == 0) return false;
-        long size = log.TailAddress - log.BeginAddress;
-        // Below two segments a truncation could not delete a file.
-        return size >= 2 * log.SegmentSize && Volatile.Read(ref _counters.PersLogBytes) < fraction * size;
+        long begin = log.BeginAddress, tail = log.TailAddress, segment = log.SegmentSize;
+        if (tail <= begin) return false;
+        long live = Volatile.Read(ref _counters.PersLogBytes);
+        long spanned = ((tail - 1) / segment - begin / segment + 1) * segment;
+        return live < fraction * spanned && (tail - begin) - live >= segment;
     }
 
     /// <summary>On the commit loop after each commit: starts a background compaction when one is due.</summary>

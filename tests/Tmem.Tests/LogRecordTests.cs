@@ -59,4 +59,15 @@ public class LogRecordTests
         Assert.Equal(priv, PoolRecord.Read(bytes));
         Assert.Throws<InvalidDataException>(() => PoolRecord.Read(bytes.AsSpan(0, 35)));
     }
+
+    [Theory]
+    [InlineData(1000, 1000, true)]                         // back to back
+    [InlineData(4194304 - 40, 4194304, true)]              // padding at a page end
+    [InlineData(4194304 - 1188, 4194304, true)]            // padding larger than the page's first entry: another appender's entry did not fit
+    [InlineData(4194304 - 65000, 4194304, true)]           // up to the largest entry
+    [InlineData(4194304 - 70000, 4194304, false)]          // more than any entry: zeroed records
+    [InlineData(1000, 1200, false)]                        // a gap inside a page
+    [InlineData(1000, 900, false)]                         // overlap
+    public void FollowsOn_AcceptsOnlyBackToBackEntriesOrPagePadding(long expected, long address, bool ok) =>
+        Assert.Equal(ok, PersistentLog.FollowsOn(expected, address));
 }

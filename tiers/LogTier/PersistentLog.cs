@@ -407,19 +407,25 @@ internal sealed class PersistentLog : IDisposable
 
     /// <summary>
     /// The entry at <paramref name="address"/> must start where the previous one ended
-    /// (<paramref name="expected"/>), or at the next page when it did not fit in the rest of the
-    /// previous one (FasterLog pads a page end with zeros, and its scan skips a zero length to
-    /// the next page, so zeroed records inside a page would otherwise vanish silently). Returns
-    /// where this entry ends.
+    /// (<paramref name="expected"/>), or at the next page when the rest of the previous one was
+    /// too small for some entry (FasterLog pads a page end with zeros, and its scan skips a zero
+    /// length to the next page, so zeroed records inside a page would otherwise vanish
+    /// silently). The padding is bounded by the largest entry, not by the next one's size:
+    /// with concurrent appenders the entry that did not fit need not be the page's first.
+    /// Returns where this entry ends.
     /// </summary>
     private long CheckContiguous(long expected, long address, int length)
     {
         long size = EntryHeaderSize + ((length + 3) & ~3);
-        if (address != expected && !(address % PageSize == 0 && address > expected && address - expected < size))
+        if (!FollowsOn(expected, address))
             throw new TmemCorruptionException(expected,
                 $"The log's records jump from address {expected} to {address}: the bytes between them in {_logDirectory} are zeroed or damaged, below the commit point. Nothing was changed; repair the directory with the offline recovery tool.");
         return address + size;
     }
+
+    /// <summary>Whether an entry at <paramref name="address"/> may follow one that ended at <paramref name="expected"/> (see <see cref="CheckContiguous"/>).</summary>
+    internal static bool FollowsOn(long expected, long address) =>
+        address == expected || (address % PageSize == 0 && address > expected && address - expected < MaxEntrySize);
 
     private static TmemCorruptionException ReadFailed(long next, long committed, FasterException e) =>
         new(next, $"Reading the log at address {next} failed ({e.Message}): the log below its commit point {committed} is damaged. Nothing was changed; repair the directory with the offline recovery tool.");
