@@ -217,14 +217,7 @@ internal sealed class PersistentSuite
     {
         string dir = FreshDirectory("replay");
         var options = new TmemOptions { DataDirectory = dir, Durability = DurabilityMode.Relaxed, RamBudgetBytes = 2L << 30, LogDevice = _device };
-        using (var store = DurableStore.Open(options))
-        {
-            var client = store.GetClient(1);
-            int pool = client.CreatePool(PoolOptions.Persistent);
-            for (int i = 0; i < pages; i++)
-                if (client.Put(pool, new ObjectId((ulong)(i / 64)), (uint)(i % 64), _pages[i % _pages.Length]) != PutStatus.Stored)
-                    throw new InvalidOperationException("A benchmark put was refused.");
-        }
+        Fill(options, pages);
         double Reopen()
         {
             File.Delete(Path.Combine(dir, "checkpoint", "index.ckpt"));
@@ -237,6 +230,17 @@ internal sealed class PersistentSuite
         var cold = new List<double>();
         for (int rep = 0; rep < 3 && DropPageCache(); rep++) cold.Add(Reopen());
         return (Report.Median(warm), cold.Count == 3 ? Report.Median(cold) : 0);
+    }
+
+    /// <summary>Opens a durable store, puts <paramref name="pages"/> corpus pages into a new persistent pool (client 1, pool 0) and closes it.</summary>
+    private void Fill(TmemOptions options, int pages)
+    {
+        using var store = DurableStore.Open(options);
+        var client = store.GetClient(1);
+        int pool = client.CreatePool(PoolOptions.Persistent);
+        for (int i = 0; i < pages; i++)
+            if (client.Put(pool, new ObjectId((ulong)(i / 64)), (uint)(i % 64), _pages[i % _pages.Length]) != PutStatus.Stored)
+                throw new InvalidOperationException("A benchmark put was refused.");
     }
 
     /// <summary>Drops the OS page cache (Linux, as root); false where that is not allowed.</summary>
@@ -296,14 +300,7 @@ internal sealed class PersistentSuite
     {
         string dir = FreshDirectory("cold");
         var options = new TmemOptions { DataDirectory = dir, Durability = DurabilityMode.Relaxed, RamBudgetBytes = 1L << 30 };
-        using (var store = DurableStore.Open(options))
-        {
-            var client = store.GetClient(1);
-            int pool = client.CreatePool(PoolOptions.Persistent);
-            for (int i = 0; i < pages; i++)
-                if (client.Put(pool, new ObjectId((ulong)(i / 64)), (uint)(i % 64), _pages[i % _pages.Length]) != PutStatus.Stored)
-                    throw new InvalidOperationException("A benchmark put was refused.");
-        }
+        Fill(options, pages);
         double Measure(LogDeviceKind device, bool direct)
         {
             var cold = options.Clone();
