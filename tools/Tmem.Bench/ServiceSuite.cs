@@ -110,16 +110,16 @@ internal sealed class ServiceSuite
             for (int c = 0; c < Connections; c++) await connections[c].FlushObjectAsync(pools[c], new ObjectId(1UL << 40));
             await Task.Delay(300);
             long rssBefore = ResidentBytes(process.Id);
-            var (putRate, putP50, putP99) = await Drive(_pages.Length, async (c, key, _) =>
+            var ((putRate, putP50, putP99), putClientCpu, putServerCpu) = await DriveMeasured(_pages.Length, async (c, key, _) =>
             {
                 var status = await connections[c].PutAsync(pools[c], Oid(key), Index(key), _pages[key]);
                 if (status != PutStatus.Stored && !IsPoorlyCompressed(status)) throw new InvalidOperationException($"put {key}: {status}");
-            });
+            }, process.Id);
             await Task.Delay(300);
             long rssAfter = ResidentBytes(process.Id);
             var buffers = Enumerable.Range(0, Connections * Depth).Select(_ => new byte[PageSize]).ToArray();
             long hits = 0;
-            var (getRate, getP50, getP99) = await Drive(_pages.Length, async (c, key, worker) =>
+            var ((getRate, getP50, getP99), getClientCpu, getServerCpu) = await DriveMeasured(_pages.Length, async (c, key, worker) =>
             {
                 var buffer = buffers[c * Depth + worker];
                 if (await connections[c].GetAsync(pools[c], Oid(key), Index(key), buffer) == GetStatus.Hit)
@@ -127,7 +127,7 @@ internal sealed class ServiceSuite
                     Interlocked.Increment(ref hits);
                     if (key % 97 == 0 && !buffer.AsSpan().SequenceEqual(_pages[key])) throw new InvalidOperationException($"get {key}: wrong bytes");
                 }
-            });
+            }, process.Id);
             long stored = (await connections[0].GetStatsAsync()).First(kv => kv.Key == "eph_pages").Value;
             if (hits != stored) throw new InvalidOperationException($"{hits} gets hit but {stored} pages are stored");
             run["svc_put_pages_per_s"] = putRate;
@@ -136,6 +136,10 @@ internal sealed class ServiceSuite
             run["svc_put_p99_us"] = putP99;
             run["svc_get_p50_us"] = getP50;
             run["svc_get_p99_us"] = getP99;
+            run["svc_put_server_cpu_us"] = putServerCpu;
+            run["svc_put_client_cpu_us"] = putClientCpu;
+            run["svc_get_server_cpu_us"] = getServerCpu;
+            run["svc_get_client_cpu_us"] = getClientCpu;
             // Per page offered: pages the store refuses (poor compression) cost it nothing, and
             // Redis stores every one, so both are divided by the same count.
             run["svc_rss_bytes_per_page"] = (double)(rssAfter - rssBefore) / _pages.Length;
@@ -189,24 +193,28 @@ internal sealed class ServiceSuite
             await dbs[0].KeyDeleteAsync(warmKeys);
             await Task.Delay(300);
             long rssBefore = ResidentBytes(process.Id);
-            var (setRate, setP50, setP99) = await Drive(_pages.Length, async (c, key, _) =>
+            var ((setRate, setP50, setP99), setClientCpu, setServerCpu) = await DriveMeasured(_pages.Length, async (c, key, _) =>
             {
                 if (!await dbs[c].StringSetAsync(keys[key], _pages[key])) throw new InvalidOperationException($"SET {key} failed");
-            });
+            }, process.Id);
             await Task.Delay(300);
             long rssAfter = ResidentBytes(process.Id);
-            var (getRate, getP50, getP99) = await Drive(_pages.Length, async (c, key, _) =>
+            var ((getRate, getP50, getP99), getClientCpu, getServerCpu) = await DriveMeasured(_pages.Length, async (c, key, _) =>
             {
                 byte[]? value = await dbs[c].StringGetAsync(keys[key]);
                 if (value is null || value.Length != PageSize) throw new InvalidOperationException($"GET {key} missed");
                 if (key % 97 == 0 && !value.AsSpan().SequenceEqual(_pages[key])) throw new InvalidOperationException($"GET {key}: wrong bytes");
-            });
+            }, process.Id);
             run["redis_set_pages_per_s"] = setRate;
             run["redis_get_pages_per_s"] = getRate;
             run["redis_set_p50_us"] = setP50;
             run["redis_set_p99_us"] = setP99;
             run["redis_get_p50_us"] = getP50;
             run["redis_get_p99_us"] = getP99;
+            run["redis_set_server_cpu_us"] = setServerCpu;
+            run["redis_set_client_cpu_us"] = setClientCpu;
+            run["redis_get_server_cpu_us"] = getServerCpu;
+            run["redis_get_client_cpu_us"] = getClientCpu;
             run["redis_rss_bytes_per_page"] = (double)(rssAfter - rssBefore) / _pages.Length;
             foreach (var m in multiplexers) await m.DisposeAsync();
         }
@@ -222,9 +230,20 @@ internal sealed class ServiceSuite
     /// <see cref="Depth"/> in flight on each (one async worker per slot, each waiting for its
     /// operation before the next). Returns operations per second and p50/p99 latency in us.
     /// </summary>
-    private static async Task<(double Rate, double P50, double P99)> Drive(int count, Func<int, int, int, Task> operation)
+    private static async Task<(double Rate, double P50, double P99)> Drive(int count, Func<int, int, int, Task> operation) =>
+        (await DriveMeasured(count, operation, serverPid: null)).Timing;
+
+    /// <summary>
+    /// <see cref="Drive"/>, plus the CPU time per operation spent by this process (the client)
+    /// and by the server process: unlike a rate, that hardly moves when other work shares the
+    /// cores, so it shows where the cost is.
+    /// </summary>
+    private static async Task<((double Rate, double P50, double P99) Timing, double ClientCpuUs, double ServerCpuUs)> DriveMeasured(
+        int count, Func<int, int, int, Task> operation, int? serverPid)
     {
         var latencies = new double[count];
+        var clientCpu = Environment.CpuUsage.TotalTime;
+        double serverCpu = serverPid is { } pid ? CpuSeconds(pid) : 0;
         var clock = Stopwatch.StartNew();
         var workers = new List<Task>();
         int stride = Connections * Depth;
@@ -246,8 +265,19 @@ internal sealed class ServiceSuite
         }
         await Task.WhenAll(workers);
         double seconds = clock.Elapsed.TotalSeconds;
+        double clientUs = (Environment.CpuUsage.TotalTime - clientCpu).TotalMicroseconds / count;
+        double serverUs = serverPid is { } p ? (CpuSeconds(p) - serverCpu) * 1e6 / count : 0;
         Array.Sort(latencies);
-        return (count / seconds, latencies[count / 2], latencies[(int)(count * 0.99)]);
+        return ((count / seconds, latencies[count / 2], latencies[(int)(count * 0.99)]), clientUs, serverUs);
+    }
+
+    /// <summary>User + system CPU seconds of a process so far (/proc/PID/stat, clock ticks of 1/100 s).</summary>
+    private static double CpuSeconds(int pid)
+    {
+        string stat = File.ReadAllText($"/proc/{pid}/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        // After the command: state is field 3, utime field 14, stime field 15.
+        return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
     }
 
     private static async Task WaitForSocket(string path, Process process)

@@ -40,6 +40,8 @@ internal sealed partial class Connection
     private byte[] _out = new byte[InitialBufferBytes];
     private byte[] _flushing = new byte[InitialBufferBytes];
     private int _outLength;
+    private bool _sending;              // under _outLock: one sender at a time (the reader or the writer loop)
+    private bool _readerFlushes;        // under _outLock: the reader is in a batch and sends its output after it
     private volatile bool _broken;      // the socket failed or timed out: responses are dropped
     private bool _closing;              // reader: stop after this frame (an error that closes)
     private int _inFlight;
@@ -97,11 +99,31 @@ internal sealed partial class Connection
         if (_client is not null) LogClientDisconnected(_client.Options.Name, Peer);
     }
 
+    /// <summary>
+    /// Reads and starts requests. Responses completed while the reader works through what one
+    /// receive brought are not handed to the writer loop one by one: the reader sends them itself,
+    /// in one write, before it waits for more input (or for a limit). On a Unix socket with room
+    /// that write completes at once, so a pipelined request costs no thread switch on the way out.
+    /// </summary>
     private async Task ReadLoopAsync()
+    {
+        try
+        {
+            await ReadFramesAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            // Whatever the reader queued and did not send goes to the writer loop.
+            EndReaderBatch();
+        }
+    }
+
+    private async Task ReadFramesAsync()
     {
         int start = 0, end = 0;
         while (!_closing)
         {
+            BeginReaderBatch();
             // Frames already buffered.
             while (end - start >= 4 && !_closing)
             {
@@ -131,10 +153,15 @@ internal sealed partial class Connection
                     break;
                 }
                 // Limits: wait (reading nothing more) while too much is in flight or queued to send.
-                while (Volatile.Read(ref _inFlight) >= _maxInFlight)
-                    await _slotFreed.Reader.ReadAsync(_stopping).ConfigureAwait(false);
-                while (Volatile.Read(ref _outLength) > OutputHighWaterBytes && !_broken)
-                    await _outDrained.Reader.ReadAsync(_stopping).ConfigureAwait(false);
+                if (Volatile.Read(ref _inFlight) >= _maxInFlight || Volatile.Read(ref _outLength) > OutputHighWaterBytes)
+                {
+                    await FlushAsync(fromReader: true).ConfigureAwait(false);
+                    while (Volatile.Read(ref _inFlight) >= _maxInFlight)
+                        await _slotFreed.Reader.ReadAsync(_stopping).ConfigureAwait(false);
+                    while (Volatile.Read(ref _outLength) > OutputHighWaterBytes && !_broken)
+                        await _outDrained.Reader.ReadAsync(_stopping).ConfigureAwait(false);
+                    BeginReaderBatch();
+                }
                 if (_broken) return;
                 Interlocked.Increment(ref _inFlight);
                 _metrics.RequestStarted();
@@ -142,6 +169,7 @@ internal sealed partial class Connection
                 start += length;
             }
             if (_closing) return;
+            await FlushAsync(fromReader: true).ConfigureAwait(false);
             if (start == end)
             {
                 start = end = 0;
@@ -535,10 +563,15 @@ internal sealed partial class Connection
     private void Respond(byte opcode, uint id, ReadOnlySpan<byte> payload, ReadOnlySpan<byte> more = default) =>
         Write(opcode, id, ProtocolStatus.Ok, payload, more);
 
-    /// <summary>Queues one response frame and ends its request's time in flight.</summary>
+    /// <summary>
+    /// Queues one response frame and ends its request's time in flight. The reader sends what it
+    /// queued itself at the end of its batch; a response completed anywhere else (a log commit, the
+    /// pool table) wakes the writer loop.
+    /// </summary>
     private void Write(byte opcode, uint id, ProtocolStatus status, ReadOnlySpan<byte> payload, ReadOnlySpan<byte> more)
     {
         int length = Wire.HeaderSize + payload.Length + more.Length;
+        bool wake;
         lock (_outLock)
         {
             if (!_broken)
@@ -550,41 +583,67 @@ internal sealed partial class Connection
                 more.CopyTo(frame[(Wire.HeaderSize + payload.Length)..]);
                 Volatile.Write(ref _outLength, _outLength + length);
             }
+            wake = !_readerFlushes;
         }
-        _outSignal.Writer.TryWrite(true);
+        if (wake) _outSignal.Writer.TryWrite(true);
         if (status != ProtocolStatus.Ok) _metrics.RequestRefused();
-        Interlocked.Decrement(ref _inFlight);
-        _slotFreed.Writer.TryWrite(true);
+        // Only the transitions someone may wait for: a slot under the limit again (the reader), none left (RunAsync).
+        int left = Interlocked.Decrement(ref _inFlight);
+        if (left == 0 || left == _maxInFlight - 1) _slotFreed.Writer.TryWrite(true);
     }
 
-    private async Task WriteLoopAsync()
+    private void BeginReaderBatch()
     {
+        lock (_outLock) _readerFlushes = true;
+    }
+
+    /// <summary>The reader stops sending (it is leaving): what it queued goes to the writer loop.</summary>
+    private void EndReaderBatch()
+    {
+        bool wake;
+        lock (_outLock)
+        {
+            _readerFlushes = false;
+            wake = _outLength > 0;
+        }
+        if (wake) _outSignal.Writer.TryWrite(true);
+    }
+
+    /// <summary>
+    /// Sends what is queued, and what is queued meanwhile, until nothing is; returns at once when
+    /// another sender is at work (that one sends it: it looks again, under the lock, before it
+    /// stops). From the reader, also ends its batch: later responses wake the writer loop.
+    /// </summary>
+    private async ValueTask FlushAsync(bool fromReader)
+    {
+        byte[] buffer;
+        int length;
+        lock (_outLock)
+        {
+            if (fromReader) _readerFlushes = false;
+            if (_sending || _outLength == 0 || _broken) return;
+            _sending = true;
+            (buffer, length) = SwapLocked();
+        }
         try
         {
             while (true)
             {
-                bool more = await _outSignal.Reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false);
-                _outSignal.Reader.TryRead(out _);
-                byte[] buffer;
-                int length;
+                _sendTimeout.CancelAfter(TimeSpan.FromSeconds(_options.SendTimeoutSeconds));
+                var data = buffer.AsMemory(0, length);
+                while (!data.IsEmpty)
+                    data = data[await _socket.SendAsync(data, SocketFlags.None, _sendTimeout.Token).ConfigureAwait(false)..];
+                _sendTimeout.TryReset();
+                _outDrained.Writer.TryWrite(true);
                 lock (_outLock)
                 {
-                    buffer = _out;
-                    length = _outLength;
-                    _out = _flushing;
-                    Volatile.Write(ref _outLength, 0);
-                    _flushing = buffer;
+                    if (_outLength == 0 || _broken)
+                    {
+                        _sending = false;
+                        return;
+                    }
+                    (buffer, length) = SwapLocked();
                 }
-                if (length > 0 && !_broken)
-                {
-                    _sendTimeout.CancelAfter(TimeSpan.FromSeconds(_options.SendTimeoutSeconds));
-                    var data = buffer.AsMemory(0, length);
-                    while (!data.IsEmpty)
-                        data = data[await _socket.SendAsync(data, SocketFlags.None, _sendTimeout.Token).ConfigureAwait(false)..];
-                    _sendTimeout.TryReset();
-                }
-                _outDrained.Writer.TryWrite(true);
-                if (!more) return;
             }
         }
         catch (Exception e)
@@ -593,7 +652,11 @@ internal sealed partial class Connection
                 LogSendTimeout(_client?.Options.Name ?? "(before handshake)", Peer, _options.SendTimeoutSeconds);
             // The client is gone or not reading: drop what is queued, and close.
             _broken = true;
-            lock (_outLock) _outLength = 0;
+            lock (_outLock)
+            {
+                _outLength = 0;
+                _sending = false;
+            }
             _outDrained.Writer.TryWrite(true);
             try
             {
@@ -604,6 +667,29 @@ internal sealed partial class Connection
                 // already closed
             }
         }
+    }
+
+    /// <summary>Under the lock: takes the queued responses, leaving an empty buffer to queue into.</summary>
+    private (byte[] Buffer, int Length) SwapLocked()
+    {
+        var buffer = _out;
+        int length = _outLength;
+        _out = _flushing;
+        Volatile.Write(ref _outLength, 0);
+        _flushing = buffer;
+        return (buffer, length);
+    }
+
+    /// <summary>Sends responses completed off the reader, until the connection is done.</summary>
+    private async Task WriteLoopAsync()
+    {
+        while (await _outSignal.Reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
+        {
+            _outSignal.Reader.TryRead(out _);
+            await FlushAsync(fromReader: false).ConfigureAwait(false);
+        }
+        // Completed: the reader is done and every request answered; send the rest.
+        await FlushAsync(fromReader: false).ConfigureAwait(false);
     }
 
     /// <summary>
