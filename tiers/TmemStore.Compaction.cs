@@ -171,7 +171,7 @@ public sealed partial class TmemStore
                 if (pool.Relocate(record.ObjectId, record.Index, address, entry))
                 {
                     copiedRecords++;
-                    copiedBytes += PersistentLog.EntryHeaderSize + ((entry.Length + 3) & ~3);
+                    copiedBytes += PersistentLog.EntrySizeOfRecord(entry.Length);
                 }
             }
             cancellationToken.ThrowIfCancellationRequested();

@@ -22,12 +22,9 @@ internal readonly record struct RawLogItem(long Address, long Next, byte[]? Entr
 /// </summary>
 internal sealed class RawLogReader(string logDirectory, int segmentSizeBits)
 {
-    /// <summary>PersistentLog's FasterLog page size (its PageSizeBits, 22).</summary>
-    public const int PageSizeBits = 22;
-    public const long PageSize = 1L << PageSizeBits;
-
-    /// <summary>The largest entry the store writes: FasterLog header + record header + 64 KiB payload, padded.</summary>
-    public const int MaxEntrySize = 4 + LogRecord.HeaderSize + ushort.MaxValue + 4;
+    // The store's framing, from the log that writes it.
+    private const long PageSize = PersistentLog.PageSize;
+    private const int MaxEntrySize = PersistentLog.MaxEntrySize;
 
     private readonly long _segmentSize = 1L << segmentSizeBits;
 

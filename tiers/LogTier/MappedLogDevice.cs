@@ -74,7 +74,7 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
     /// store's setting): the payload's length as an <c>int</c>. <see cref="FasterLog.Enqueue(ReadOnlySpan{byte})"/>
     /// returns the header's address; the payload starts this many bytes later.
     /// </summary>
-    public const int EntryHeaderSize = 4;
+    public const int EntryHeaderSize = PersistentLog.EntryHeaderSize;
 
     /// <summary>The sector size FASTER aligns to: what <see cref="ManagedLocalStorageDevice"/> reports on Linux, so FasterLog issues identical I/O.</summary>
     public const uint DeviceSectorSize = 512;

@@ -20,13 +20,14 @@ internal sealed class PersistentLog : IDisposable
     public const string CommitFolder = "commits";
     public const string SegmentBaseName = "segment";
 
-    private const int PageSizeBits = 22;    // 4 MiB pages: a record (48 B + up to 64 KiB) never spans one
-    private const long PageSize = 1L << PageSizeBits;
+    internal const int PageSizeBits = 22;    // 4 MiB pages: a record (48 B + up to 64 KiB) never spans one
+    internal const long PageSize = 1L << PageSizeBits;
     private const int MemorySizeBits = 24;  // 16 MiB of in-memory log buffer
 
     /// <summary>Unflushed log bytes over which appenders wait (outside any lock) for the device to catch up.</summary>
     private const long AppendBacklogLimit = (1L << MemorySizeBits) / 2;
-    private const int MaxEntrySize = 4 + LogRecord.HeaderSize + ushort.MaxValue + 4; // FasterLog header + record, padded
+    /// <summary>The largest entry the store writes: FasterLog header + record header + 64 KiB payload, padded.</summary>
+    internal const int MaxEntrySize = 4 + LogRecord.HeaderSize + ushort.MaxValue + 4;
 
     /// <summary>
     /// Written (and fsync'd) once the log first commits data: without it, segment data with no
@@ -66,7 +67,10 @@ internal sealed class PersistentLog : IDisposable
     public const int EntryHeaderSize = 4;
 
     /// <summary>Bytes a record with <paramref name="payloadLength"/> payload bytes takes in the log: header, record, padding to 4.</summary>
-    public static int EntrySize(int payloadLength) => EntryHeaderSize + ((LogRecord.SizeOf(payloadLength) + 3) & ~3);
+    public static int EntrySize(int payloadLength) => EntrySizeOfRecord(LogRecord.SizeOf(payloadLength));
+
+    /// <summary>Bytes a record of <paramref name="recordLength"/> bytes takes in the log: header, record, padding to 4.</summary>
+    public static int EntrySizeOfRecord(int recordLength) => EntryHeaderSize + ((recordLength + 3) & ~3);
 
     public long BeginAddress => _log.BeginAddress;
 
@@ -416,11 +420,10 @@ internal sealed class PersistentLog : IDisposable
     /// </summary>
     private long CheckContiguous(long expected, long address, int length)
     {
-        long size = EntryHeaderSize + ((length + 3) & ~3);
         if (!FollowsOn(expected, address))
             throw new TmemCorruptionException(expected,
                 $"The log's records jump from address {expected} to {address}: the bytes between them in {_logDirectory} are zeroed or damaged, below the commit point. Nothing was changed; repair the directory with the offline recovery tool.");
-        return address + size;
+        return address + EntrySizeOfRecord(length);
     }
 
     /// <summary>Whether an entry at <paramref name="address"/> may follow one that ended at <paramref name="expected"/> (see <see cref="CheckContiguous"/>).</summary>

@@ -26,7 +26,7 @@ internal sealed class PersistentSuite
     private readonly LogDeviceKind _device = Enum.TryParse<LogDeviceKind>(Environment.GetEnvironmentVariable("TMEM_BENCH_DEVICE"), out var d) ? d : new TmemOptions().LogDevice;
 
     /// <summary>Commits of the last bare FasterLog run.</summary>
-    private long BareCommits;
+    private long _bareCommits;
 
     public PersistentSuite(Corpus corpus, Report report)
     {
@@ -92,9 +92,9 @@ internal sealed class PersistentSuite
                 Console.WriteLine($"  strict {rate:F0}/s, {_lastStoreCommits} commits, CPU {(Environment.CpuUsage.TotalTime - cpu).TotalSeconds / wall.Elapsed.TotalSeconds:F2} cores");
                 cpu = Environment.CpuUsage.TotalTime;
                 wall.Restart();
-                BareCommits = 0;
+                _bareCommits = 0;
                 double bare = BareFasterLog(60_000);
-                Console.WriteLine($"  bare {bare:F0}/s, {BareCommits} commits, CPU {(Environment.CpuUsage.TotalTime - cpu).TotalSeconds / wall.Elapsed.TotalSeconds:F2} cores");
+                Console.WriteLine($"  bare {bare:F0}/s, {_bareCommits} commits, CPU {(Environment.CpuUsage.TotalTime - cpu).TotalSeconds / wall.Elapsed.TotalSeconds:F2} cores");
             }
             if (Part("replay"))
             {
@@ -421,7 +421,7 @@ internal sealed class PersistentSuite
                 if (log.TailAddress > log.CommittedUntilAddress)
                 {
                     await log.CommitAsync();
-                    BareCommits++;
+                    _bareCommits++;
                 }
                 else await Task.Yield();
             }
