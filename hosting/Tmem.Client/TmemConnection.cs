@@ -10,7 +10,7 @@ namespace Tmem.Client;
 
 /// <summary>
 /// One connection to the Tmem service, acting for one configured client. The API mirrors the
-/// in-process <see cref="TmemClient"/>: pools, put, get, flushes, stats.
+/// in-process <c>TmemClient</c>: pools, put, get, flushes, stats.
 /// <para>
 /// Thread-safe: any number of callers may issue requests at once; they are pipelined over the
 /// one socket (each carries a request id, responses are matched by it and may come back in any
@@ -227,7 +227,7 @@ public sealed class TmemConnection : IAsyncDisposable, IDisposable
         return (int)await EndAsync(p, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>The store's counters as (snake_case name, value), as <see cref="TmemStats.ToList"/> gives them.</summary>
+    /// <summary>The store's counters as (snake_case name, value), in the order the service sends them.</summary>
     public async Task<IReadOnlyList<KeyValuePair<string, long>>> GetStatsAsync(CancellationToken cancellationToken = default)
     {
         var p = await SendEmptyAsync(Opcode.Stats, cancellationToken).ConfigureAwait(false);

@@ -6,7 +6,7 @@ public enum TmemError
     /// <summary>The pool id names no pool of this client (never created, destroyed, or another client's).</summary>
     PoolNotFound = 1,
 
-    /// <summary>The client already has <see cref="TmemOptions.MaxPoolsPerClient"/> pools.</summary>
+    /// <summary>The client already has the store's <c>MaxPoolsPerClient</c> pools.</summary>
     PoolLimitReached = 2,
 
     /// <summary>A shared pool with that UUID exists with another kind, page size or get mode.</summary>

@@ -38,13 +38,15 @@ public sealed record PoolOptions
     /// <summary>A private persistent pool of 4 KiB pages.</summary>
     public static PoolOptions Persistent { get; } = new() { Kind = PoolKind.Persistent };
 
-    internal void Validate()
+    /// <summary>Checks the options; the store calls this before it creates or joins a pool.</summary>
+    /// <exception cref="ArgumentException">A kind, page size or get mode out of range, named.</exception>
+    public void Validate()
     {
         if (Kind is not (PoolKind.Ephemeral or PoolKind.Persistent))
-            ThrowHelper.ThrowArgument(nameof(Kind), $"Pool kind {(int)Kind} is not Ephemeral or Persistent.");
+            throw new ArgumentException($"Pool kind {(int)Kind} is not Ephemeral or Persistent.", nameof(Kind));
         if (PageSize < MinPageSize || PageSize > MaxPageSize || (PageSize & (PageSize - 1)) != 0)
-            ThrowHelper.ThrowArgument(nameof(PageSize), $"Page size {PageSize} must be a power of two from {MinPageSize} to {MaxPageSize}.");
+            throw new ArgumentException($"Page size {PageSize} must be a power of two from {MinPageSize} to {MaxPageSize}.", nameof(PageSize));
         if (ExclusiveGets && Kind != PoolKind.Persistent)
-            ThrowHelper.ThrowArgument(nameof(ExclusiveGets), "ExclusiveGets applies to persistent pools only; ephemeral pools are exclusive when private and non-exclusive when shared.");
+            throw new ArgumentException("ExclusiveGets applies to persistent pools only; ephemeral pools are exclusive when private and non-exclusive when shared.", nameof(ExclusiveGets));
     }
 }
