@@ -100,18 +100,12 @@ public sealed partial class TmemClient
     /// <summary>
     /// <see cref="Put"/>, completing when the outcome is durable: in a persistent pool of a
     /// durable store in <see cref="DurabilityMode.Strict"/> mode, once the log commit covering it
-    /// is on disk (group commit); otherwise at once. The page is consumed before the first await.
+    /// is on disk (group commit); otherwise at once (an ephemeral put completes synchronously).
+    /// The page is read before this returns, so the caller may reuse its buffer at once.
     /// </summary>
     /// <exception cref="ArgumentException">Wrong page length or invalid object id.</exception>
     /// <exception cref="TmemException">No such pool.</exception>
-    public ValueTask<PutStatus> PutAsync(int poolId, ObjectId objectId, uint index, ReadOnlyMemory<byte> page) =>
-        PutConsumingAsync(poolId, objectId, index, page.Span);
-
-    /// <summary>
-    /// <see cref="PutAsync"/> for a span (the service's frame buffer): the page is read before
-    /// this returns, so the caller may reuse it at once.
-    /// </summary>
-    internal ValueTask<PutStatus> PutConsumingAsync(int poolId, ObjectId objectId, uint index, ReadOnlySpan<byte> page)
+    public ValueTask<PutStatus> PutAsync(int poolId, ObjectId objectId, uint index, ReadOnlySpan<byte> page)
     {
         var pool = Resolve(poolId);
         CheckHandle(pool, objectId, page.Length, nameof(page));
@@ -187,6 +181,16 @@ public sealed partial class TmemClient
         CheckHandle(pool, objectId, page.Length, nameof(page));
         return pool.Get(objectId, index, page);
     }
+
+    /// <summary>
+    /// <see cref="Get"/> for callers that must not block a thread: completes synchronously for a
+    /// page in RAM, and waits without a thread where the sync path would block (a persistent
+    /// page read back from the log, or a state whose commit is still in flight).
+    /// </summary>
+    /// <exception cref="ArgumentException">Wrong page length or invalid object id.</exception>
+    /// <exception cref="TmemException">No such pool.</exception>
+    public ValueTask<GetStatus> GetAsync(int poolId, ObjectId objectId, uint index, Memory<byte> page) =>
+        ValueTask.FromResult(Get(poolId, objectId, index, page.Span));
 
     /// <summary>Removes the page under the handle; true if there was one.</summary>
     /// <exception cref="ArgumentException">Invalid object id.</exception>

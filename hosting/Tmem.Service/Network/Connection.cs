@@ -340,9 +340,9 @@ internal sealed partial class Connection
             return;
         }
         // A persistent put may wait for the log's commit; the page is consumed before that
-        // (PutConsumingAsync copies it itself if it must wait for room first), so this frame's
+        // (PutAsync copies it itself if it must wait for room first), so this frame's
         // buffer can be reused at once.
-        var put = _tmem.PutConsumingAsync(poolId, objectId, index, page);
+        var put = _tmem.PutAsync(poolId, objectId, index, page);
         if (put.IsCompletedSuccessfully) RespondByte((byte)Opcode.Put, id, (byte)put.Result);
         else _ = CompleteAsync(put, id, poolId);
     }
