@@ -109,6 +109,21 @@ public sealed class TmemOptions
     /// </summary>
     public int CommitIntervalMs { get; set; } = 10;
 
+    /// <summary>
+    /// Durable stores: how long an operation waits for its log commit while the log's storage is
+    /// failing (writes or syncs fail and are being retried) before it gives up with <see cref="TmemNotDurableException"/>; once the storage has
+    /// failed for this long, operations that need durability answer that at once, until it
+    /// recovers. Also bounds the last commit when the store closes on a failing disk. A healthy
+    /// disk never makes anything wait this long. Default 2000 ms.
+    /// </summary>
+    public int DurabilityTimeoutMs { get; set; } = 2000;
+
+    /// <summary>
+    /// Tests only: wraps the log's device (both kinds) in another, such as one that fails
+    /// chosen writes. The store puts its retrying layer above what this returns.
+    /// </summary>
+    internal Func<FASTER.core.IDevice, FASTER.core.IDevice>? WrapLogDevice { get; set; }
+
     internal long EffectiveMaxPages => MaxPages > 0 ? MaxPages : Math.Max(1024, RamBudgetBytes / 256);
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting and its allowed range.</summary>
@@ -141,6 +156,8 @@ public sealed class TmemOptions
             yield return $"{SectionName}:{nameof(Durability)} is {(int)Durability}; it must be Strict or Relaxed.";
         if (CommitIntervalMs < 1 || CommitIntervalMs > 60_000)
             yield return $"{SectionName}:{nameof(CommitIntervalMs)} is {CommitIntervalMs}; it must be from 1 to 60000.";
+        if (DurabilityTimeoutMs < 100 || DurabilityTimeoutMs > 600_000)
+            yield return $"{SectionName}:{nameof(DurabilityTimeoutMs)} is {DurabilityTimeoutMs}; it must be from 100 to 600000.";
         if (DataDirectory is { } dir && (dir.Length == 0 || dir.IndexOfAny(Path.GetInvalidPathChars()) >= 0))
             yield return $"{SectionName}:{nameof(DataDirectory)} is '{dir}'; it must be a valid directory path (or unset for a memory-only store).";
         if (LogSegmentSizeBytes < 16L << 20 || LogSegmentSizeBytes > 1L << 30 || (LogSegmentSizeBytes & (LogSegmentSizeBytes - 1)) != 0)

@@ -92,7 +92,7 @@ public sealed partial class TmemStore
     private void MaybeStartCompaction()
     {
         var log = Log;
-        if (log is null || !_recovered || _disposed || log.TailAddress < Volatile.Read(ref _compactionRetryAfterTail) || !CompactionDue(log)) return;
+        if (log is null || !_recovered || _disposed || log.Health.IsDegraded || log.TailAddress < Volatile.Read(ref _compactionRetryAfterTail) || !CompactionDue(log)) return;
         if (Interlocked.CompareExchange(ref _compactionRunning, 1, 0) != 0) return;
         _backgroundCompaction = Task.Factory.StartNew(() =>
         {
@@ -137,6 +137,7 @@ public sealed partial class TmemStore
         {
             if (_disposed) return null;
             if (!force && !CompactionDue(log)) return null;
+            ThrowIfStorageDegraded(log);
             var clock = Stopwatch.StartNew();
             long begin = log.BeginAddress;
             long bytesBefore = log.TailAddress - begin;
@@ -165,6 +166,7 @@ public sealed partial class TmemStore
             foreach (var (address, entry) in log.ScanCommitted(begin, baseAddress))
             {
                 cancellationToken.ThrowIfCancellationRequested();
+                ThrowIfStorageDegraded(log);
                 if (!LogRecord.TryRead(entry, out var record, out string? error))
                     throw new TmemCorruptionException(address, $"Log compaction found the record at address {address} damaged ({error}); nothing was truncated. Inspect the directory with the offline recovery tool.");
                 if (record.Type != LogRecordType.Put || !pools.TryGetValue(record.PoolSerial, out var pool)) continue;
@@ -200,6 +202,16 @@ public sealed partial class TmemStore
             Interlocked.Add(ref _counters.LogTruncatedBytes, baseAddress - begin);
             return new LogCompactionResult(begin, baseAddress, bytesBefore, log.TailAddress - baseAddress, copiedRecords, copiedBytes, clock.Elapsed);
         }
+    }
+
+    /// <summary>
+    /// Compaction's copies would eat the log's space reserve (kept for flushes and refusals while
+    /// the disk is full) or pile up on a failing disk: it stops, truncating nothing.
+    /// </summary>
+    private static void ThrowIfStorageDegraded(PersistentLog log)
+    {
+        if (log.Health.IsDegraded)
+            throw new IOException($"Log compaction stopped: the data directory's storage is {log.Health.State.ToString().ToLowerInvariant()} ({log.Health.Snapshot().LastError}); nothing was truncated.");
     }
 
     /// <summary>Under the pool lock: appends the compaction base record; returns its address.</summary>

@@ -30,6 +30,7 @@ public sealed partial class TmemStore : IDisposable
     private long _livePools;
     private volatile bool _disposed;
     private volatile bool _recovered; // durable stores: replay finished
+    private readonly DateTime _openedAt = DateTime.UtcNow;
 
     private TmemStore(TmemOptions options, PersistentLog? log, IDisposable? directoryLock)
     {
@@ -109,7 +110,18 @@ public sealed partial class TmemStore : IDisposable
         LogCompactionCopiedBytes = Volatile.Read(ref _counters.LogCompactionCopiedBytes),
         LogTruncatedBytes = Volatile.Read(ref _counters.LogTruncatedBytes),
         LogCompactionFailures = Volatile.Read(ref _counters.LogCompactionFailures),
+        StorageState = (long)(Log?.Health.State ?? StorageState.Healthy),
+        StorageFullRefused = Volatile.Read(ref _counters.StorageFullRefused),
+        StorageFailures = Log is null ? 0 : Volatile.Read(ref Log.Health.Failures),
+        NotDurable = Log is null ? 0 : Volatile.Read(ref Log.Health.NotDurableAnswers),
     };
+
+    /// <summary>
+    /// The state of the data directory's storage (see <see cref="StorageState"/>), with when it
+    /// began and the last failure; always healthy for a memory-only store. The service logs its
+    /// changes. The store leaves a degraded state by itself once the disk allows.
+    /// </summary>
+    public StorageStatus Storage => Log?.Health.Snapshot() ?? new StorageStatus(StorageState.Healthy, _openedAt, null);
 
     /// <summary>
     /// Runs slab compaction passes (at most <paramref name="maxPasses"/>) until one moves nothing:
@@ -149,6 +161,10 @@ public sealed partial class TmemStore : IDisposable
 
     private long CheckpointCore(PersistentLog log)
     {
+        // A checkpoint file takes space the log's reserve may need, and cannot be made durable on
+        // a failing disk; the log stays authoritative meanwhile.
+        if (log.Health.IsDegraded)
+            throw new IOException($"No checkpoint while the data directory's storage is {log.Health.State.ToString().ToLowerInvariant()} ({log.Health.Snapshot().LastError}); the log stays authoritative, and the next checkpoint tries again.");
         lock (_checkpointLock)
         {
             var checkpoint = CaptureCheckpoint(log, log.BeginAddress);
@@ -202,7 +218,11 @@ public sealed partial class TmemStore : IDisposable
     }
 
     /// <summary>Recovery finished: the store's index is complete and may be checkpointed.</summary>
-    internal void MarkRecovered() => _recovered = true;
+    internal void MarkRecovered()
+    {
+        _recovered = true;
+        Log?.StartReserve();
+    }
 
     /// <summary>Recovery from a checkpoint: pool serials continue after the checkpoint's.</summary>
     internal void RaisePoolSerial(int serial)

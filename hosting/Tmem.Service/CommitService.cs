@@ -23,10 +23,12 @@ internal sealed partial class CommitService(StoreHost host, ServiceMetrics metri
         if (interval == 0 || storeOptions.Value.DataDirectory is null) return;
         // Far beyond what the loop promises, and well above a disk's fsync time.
         long warnMilliseconds = Math.Max(1000, 20L * storeOptions.Value.CommitIntervalMs);
+        var storage = StorageState.Healthy;
         using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(interval));
         while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
         {
             var store = host.Store;
+            storage = WatchStorage(store, storage);
             long uncommitted = store.UncommittedLogBytes;
             var clock = Stopwatch.StartNew();
             try
@@ -37,13 +39,46 @@ internal sealed partial class CommitService(StoreHost host, ServiceMetrics metri
             {
                 return;
             }
+            catch (TmemNotDurableException)
+            {
+                continue; // the storage is failing: said once by WatchStorage, not every tick
+            }
             long elapsed = clock.ElapsedMilliseconds;
             metrics.CommitChecked(elapsed);
-            if (elapsed > warnMilliseconds)
+            if (elapsed > warnMilliseconds && storage == StorageState.Healthy)
                 LogSlowCommit(elapsed, uncommitted, storeOptions.Value.Durability, storeOptions.Value.CommitIntervalMs);
         }
     }
 
+    /// <summary>Logs each change of the store's storage state: a warning when it degrades, information when it recovers.</summary>
+    private StorageState WatchStorage(TmemStore store, StorageState last)
+    {
+        var status = store.Storage;
+        if (status.State == last) return last;
+        switch (status.State)
+        {
+            case StorageState.Full:
+                LogStorageFull(status.LastError);
+                break;
+            case StorageState.Failing:
+                LogStorageFailing(status.LastError, storeOptions.Value.DurabilityTimeoutMs);
+                break;
+            default:
+                LogStorageHealthy(last);
+                break;
+        }
+        return status.State;
+    }
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "The log took {Milliseconds} ms to commit {Bytes} appended bytes ({Durability}; Tmem:CommitIntervalMs is {IntervalMs}). In Relaxed mode a crash loses what is not committed; look for CPU starvation (Tmem:Service:MinThreadPoolThreads) or a slow disk")]
     private partial void LogSlowCommit(long milliseconds, long bytes, DurabilityMode durability, int intervalMs);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Storage full: {Error}. Persistent puts are refused (RejectedStorageFull) until the disk has room for the next log segment; gets, flushes and ephemeral pools keep working. Free space on the data directory's file system; the store notices by itself")]
+    private partial void LogStorageFull(string? error);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Storage failing: {Error}. Writes are retried; operations that need durability answer NotDurable after {TimeoutMs} ms (Tmem:DurabilityTimeoutMs). Check the data directory's disk; the store recovers by itself once writes succeed")]
+    private partial void LogStorageFailing(string? error, int timeoutMs);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Storage healthy again (was {Previous}); persistent puts are accepted")]
+    private partial void LogStorageHealthy(StorageState previous);
 }

@@ -49,11 +49,17 @@ public sealed record InspectionReport
     /// <summary>The commit metadata file read, if any.</summary>
     public string? CommitMetadataFile { get; init; }
 
-    /// <summary>The segment files, in order.</summary>
+    /// <summary>The segment files of the log, in order (not the space reserve).</summary>
     public required IReadOnlyList<SegmentFile> Segments { get; init; }
 
-    /// <summary>Bytes of all segment files.</summary>
-    public long SegmentBytes => Segments.Sum(s => s.Bytes);
+    /// <summary>
+    /// The store's space reserve: the zero-filled segment file it allocates ahead of the log, so
+    /// that a full disk is seen a segment early (docs/storage-format.md). Not log data.
+    /// </summary>
+    public IReadOnlyList<SegmentFile> ReserveSegments { get; init; } = [];
+
+    /// <summary>Bytes of all segment files on disk, the reserve included (the store's <c>log_disk_bytes</c>).</summary>
+    public long SegmentBytes => Segments.Sum(s => s.Bytes) + ReserveSegments.Sum(s => s.Bytes);
 
     /// <summary>The index checkpoint, or null when there is none.</summary>
     public CheckpointSummary? Checkpoint { get; init; }
@@ -128,7 +134,8 @@ public static class DataDirectoryInspector
             CommittedUntilAddress = known ? analysis.Committed : null,
             TailAddress = known ? analysis.Committed : null,
             CommitMetadataFile = analysis.Commit.File,
-            Segments = analysis.Segments,
+            Segments = analysis.Segments.Except(analysis.ReserveSegments).ToList(),
+            ReserveSegments = analysis.ReserveSegments,
             Checkpoint = checkpoint,
             Pools = pools,
             LivePages = model.PageCount,

@@ -82,13 +82,20 @@ internal sealed class LogAnalysis
 
         Checkpoint = ReadCheckpoint(out var checkpointProblem);
         var reader = new RawLogReader(dir.LogDirectory, dir.Format.SegmentSizeBits);
-        // Segment files that hold nothing but zeros are not log data: FasterLog creates them when it
-        // recovers from commit metadata whose commit point is damaged (it reads the "tail" page).
-        StraySegments = Segments.Where(s => !HasData(s)).ToList();
+        // Segment files that hold nothing but zeros are not log data. The one right after the
+        // last segment with data (or the commit point's) is the store's space reserve, allocated
+        // ahead of the log; any other is stray: FasterLog creates those when it recovers from
+        // commit metadata whose commit point is damaged (it reads the "tail" page).
+        var zeroFilled = Segments.Where(s => !HasData(s)).ToList();
+        int bits = dir.Format.SegmentSizeBits;
+        long lastData = Segments.Except(zeroFilled).Select(s => s.FirstAddress >> bits).DefaultIfEmpty(-1).Max();
+        long commitSegment = Commit.IsUsable && Commit.CommittedUntil > 0 ? (Commit.CommittedUntil - 1) >> bits : -1;
+        ReserveSegments = zeroFilled.Where(s => (s.FirstAddress >> bits) == Math.Max(lastData, commitSegment) + 1).ToList();
+        StraySegments = zeroFilled.Except(ReserveSegments).ToList();
         foreach (var stray in StraySegments)
             Problems.Add(new DataProblem(ProblemKind.CommitMetadata, ProblemSeverity.Notice, stray.FirstAddress, stray.Path,
                 $"segment file {stray.Path} holds no data (only zeros, {stray.Bytes} bytes): FasterLog creates such files when it opens a log whose commit metadata is damaged; recover --rebuild-commit-metadata moves it aside"));
-        var withData = Segments.Except(StraySegments).ToList();
+        var withData = Segments.Except(zeroFilled).ToList();
         long dataEnd = withData.Count == 0 ? 0 : withData.Max(s => s.FirstAddress + s.Bytes);
         // FASTER adopts commit metadata whose fields are damaged without noticing: a commit point
         // more than a segment past the last segment file's data is not credible.
@@ -160,7 +167,7 @@ internal sealed class LogAnalysis
     /// </summary>
     private long GuessBegin(RawLogReader reader)
     {
-        var segments = Segments.Except(StraySegments).ToList();
+        var segments = Segments.Except(StraySegments).Except(ReserveSegments).ToList();
         if (segments.Count == 0) return 64;
         if (Checkpoint is { } checkpoint && checkpoint.LogBeginAddress >= segments[0].FirstAddress
             && checkpoint.LogBeginAddress < segments[0].FirstAddress + Directory.Format.SegmentSize)
@@ -175,6 +182,9 @@ internal sealed class LogAnalysis
 
     /// <summary>Segment files with no data (see <see cref="HasData"/>).</summary>
     public IReadOnlyList<SegmentFile> StraySegments { get; private set; } = [];
+
+    /// <summary>The store's space reserve: the zero-filled segment file allocated ahead of the log (not data, not a problem).</summary>
+    public IReadOnlyList<SegmentFile> ReserveSegments { get; private set; } = [];
 
     /// <summary>Whether a segment file holds anything but zeros in its first 64 KiB (every real segment starts with an entry, segment 0 at byte 64).</summary>
     private static bool HasData(SegmentFile segment)

@@ -36,6 +36,8 @@ internal sealed class StoreCounters
     public long LogTruncatedBytes;
     public long LogCompactionFailures;
 
+    public long StorageFullRefused;
+
     /// <summary>
     /// Sum of persistent pages' compressed lengths, each scaled to a 64 KiB page: the mean-size
     /// rule compares fractions of the page size, so pools of different page sizes mix fairly.

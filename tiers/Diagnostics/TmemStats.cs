@@ -38,6 +38,10 @@ public sealed record TmemStats
         ("log_compaction_copied_bytes", s => s.LogCompactionCopiedBytes),
         ("log_truncated_bytes", s => s.LogTruncatedBytes),
         ("log_compaction_failures", s => s.LogCompactionFailures),
+        ("storage_state", s => s.StorageState),
+        ("storage_full_refused", s => s.StorageFullRefused),
+        ("storage_failures", s => s.StorageFailures),
+        ("not_durable", s => s.NotDurable),
     ];
 
     /// <summary><c>flush_total</c>: flush-page calls.</summary>
@@ -124,6 +128,18 @@ public sealed record TmemStats
     /// <summary><c>log_compaction_failures</c>: background compactions that stopped on an error (see <see cref="TmemStore.LastLogCompactionError"/>); nothing is truncated then.</summary>
     public long LogCompactionFailures { get; init; }
 
+    /// <summary><c>storage_state</c>: the data directory's storage now, as a number: 0 healthy, 1 full, 2 failing (<see cref="Tmem.StorageState"/>).</summary>
+    public long StorageState { get; init; }
+
+    /// <summary><c>storage_full_refused</c>: persistent puts refused with <see cref="PutStatus.RejectedStorageFull"/> (storage full or failing).</summary>
+    public long StorageFullRefused { get; init; }
+
+    /// <summary><c>storage_failures</c>: failed attempts to write, sync or allocate the log's files (each retried; see <see cref="TmemStore.Storage"/>).</summary>
+    public long StorageFailures { get; init; }
+
+    /// <summary><c>not_durable</c>: operations answered <see cref="TmemNotDurableException"/> (the storage failed for longer than <c>DurabilityTimeoutMs</c>).</summary>
+    public long NotDurable { get; init; }
+
     /// <summary>Log bytes on disk per live log byte (the space amplification compaction bounds); 0 when nothing is live.</summary>
     public double LogSpaceAmplification => LogLiveBytes == 0 ? 0 : (double)LogDiskBytes / LogLiveBytes;
 
@@ -149,6 +165,7 @@ public sealed record TmemStats
         "flush_total", "flush_found", "flobj_total", "flobj_found", "failed_eph_puts", "failed_pers_puts",
         "compress_poor", "mean_compress_poor", "pers_limit_refused", "evicted_eph_pages", "compacted_pages",
         "log_compactions", "log_compaction_copied_bytes", "log_truncated_bytes", "log_compaction_failures",
+        "storage_full_refused", "storage_failures", "not_durable",
     };
 
     internal static IReadOnlyList<(string Name, Func<TmemStats, long> Read)> Fields => FieldList;

@@ -169,10 +169,19 @@ internal sealed class IndexCheckpoint
         string dir = Path.Combine(dataDirectory, Folder);
         Directory.CreateDirectory(dir);
         string temp = Path.Combine(dir, FileName + ".tmp");
-        using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+        try
         {
-            file.Write(bytes);
-            file.Flush(flushToDisk: true);
+            using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+            {
+                file.Write(bytes);
+                file.Flush(flushToDisk: true);
+            }
+        }
+        catch (IOException)
+        {
+            // A full disk: the half-written temporary file would hold the space it could not get.
+            File.Delete(temp);
+            throw;
         }
         File.Move(temp, Path.Combine(dir, FileName), overwrite: true);
         DirectorySync.Fsync(dir);

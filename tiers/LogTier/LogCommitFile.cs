@@ -85,10 +85,42 @@ internal sealed class LogCommitFile : ILogCommitManager
             BinaryPrimitives.WriteInt32LittleEndian(buffer[16..], commitMetadata.Length);
             commitMetadata.CopyTo(buffer[HeaderSize..]);
             BinaryPrimitives.WriteUInt32LittleEndian(buffer[4..], LogRecord.Crc32C(buffer[8..(HeaderSize + commitMetadata.Length)]));
-            // O_DSYNC: durable when the write returns. Errors throw into FASTER's commit, which
-            // fails the commit (waiters hear about it) instead of reporting success.
-            RandomAccess.Write(_file, buffer, (long)slot * SlotSize);
+            // O_DSYNC: durable when the write returns. A failed write is retried here, on
+            // FASTER's commit thread, until it succeeds: an exception thrown into FASTER's commit
+            // callback would leave the commit (and every later one) hanging. The slot written
+            // is the older one, so a half-done attempt never touches the newest commit.
+            WriteSlot(buffer, slot);
             _newestSlot = slot;
+        }
+    }
+
+    /// <summary>Where failed commit writes are reported (the store's); null for the offline tool, which retries nothing.</summary>
+    internal StorageHealth? Health { get; set; }
+
+    private void WriteSlot(ReadOnlySpan<byte> buffer, int slot)
+    {
+        int backoffMs = 10;
+        bool failing = false;
+        while (true)
+        {
+            try
+            {
+                RandomAccess.Write(_file, buffer, (long)slot * SlotSize);
+                if (failing) Health!.WriteRecovered();
+                return;
+            }
+            catch (IOException e) when (Health is { Closing: false } health)
+            {
+                health.WriteFailed($"writing commit slot {slot} of {_path} failed ({e.Message}); retrying", firstFailure: !failing);
+                failing = true;
+                Thread.Sleep(backoffMs);
+                backoffMs = Math.Min(1000, backoffMs * 2);
+            }
+            catch when (failing)
+            {
+                Health!.WriteRecovered();
+                throw;
+            }
         }
     }
 

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Threading.Channels;
 using FASTER.core;
 
@@ -38,7 +39,11 @@ internal sealed class PersistentLog : IDisposable
 
     private readonly FasterLog _log;
     private readonly IDevice _device;
+    private readonly MappedLogDevice? _mapped; // direct reads; null with the File device
     private readonly LogCommitFile _commits;
+    private readonly StorageHealth _health;
+    private readonly SegmentReserve _reserve;
+    private readonly long _durabilityTimeoutTicks;
     private readonly string _logDirectory;
     private readonly int _segmentSizeBits;
     private volatile bool _markerWritten;
@@ -46,22 +51,39 @@ internal sealed class PersistentLog : IDisposable
     private readonly int _commitIntervalMs;
     private readonly Lock _waitLock = new();
     private readonly List<(long Address, TaskCompletionSource Done)> _waiters = new();
+    private readonly Task _watchdog;
     private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _committer;
     private bool _disposed;
 
-    private PersistentLog(FasterLog log, IDevice device, LogCommitFile commits, string logDirectory, int segmentSizeBits, DurabilityMode mode, int commitIntervalMs)
+    private PersistentLog(FasterLog log, IDevice device, MappedLogDevice? mapped, LogCommitFile commits, StorageHealth health, SegmentReserve reserve,
+        string logDirectory, int segmentSizeBits, TmemOptions options)
     {
         _log = log;
         _device = device;
+        _mapped = mapped;
         _commits = commits;
+        _health = health;
+        _reserve = reserve;
         _logDirectory = logDirectory;
         _segmentSizeBits = segmentSizeBits;
-        _mode = mode;
-        _commitIntervalMs = commitIntervalMs;
-        _committer = Task.Run(mode == DurabilityMode.Strict ? GroupCommitLoopAsync : IntervalCommitLoopAsync);
+        _mode = options.Durability;
+        _commitIntervalMs = options.CommitIntervalMs;
+        _durabilityTimeoutTicks = options.DurabilityTimeoutMs * Stopwatch.Frequency / 1000;
+        _committer = Task.Run(_mode == DurabilityMode.Strict ? GroupCommitLoopAsync : IntervalCommitLoopAsync);
+        _watchdog = Task.Run(WatchdogLoopAsync);
     }
+
+    /// <summary>
+    /// Recovery finished: from now on the segment after the tail's is kept allocated ahead of the
+    /// log (<see cref="SegmentReserve"/>). Not before, so that a store refused as damaged changes
+    /// nothing and no allocated file can hide a missing or short one below the commit point.
+    /// </summary>
+    public void StartReserve() => _reserve.Start(_log.TailAddress);
+
+    /// <summary>The state of the log's storage (full, failing), shared with its devices and reserve.</summary>
+    public StorageHealth Health => _health;
 
     /// <summary>FasterLog's per-entry header: a 4-byte length (no per-entry checksum; records carry their own CRC).</summary>
     public const int EntryHeaderSize = 4;
@@ -86,7 +108,6 @@ internal sealed class PersistentLog : IDisposable
     /// </summary>
     public static PersistentLog Open(string dataDirectory, TmemOptions options)
     {
-        var mode = options.Durability;
         string logDir = Path.Combine(dataDirectory, LogFolder);
         string commitDir = Path.Combine(dataDirectory, CommitFolder);
         Directory.CreateDirectory(dataDirectory);
@@ -96,14 +117,18 @@ internal sealed class PersistentLog : IDisposable
         bool hadSegments = Directory.EnumerateFiles(logDir).Any(f => new FileInfo(f).Length > 0);
 
         string baseName = Path.Combine(logDir, SegmentBaseName);
-        IDevice device = options.LogDevice == LogDeviceKind.Mapped
-            ? new MappedLogDevice(baseName, format.SegmentSize)
-            : Devices.CreateLogDevice(baseName, preallocateFile: false, deleteOnClose: false);
+        var health = new StorageHealth();
+        var mapped = options.LogDevice == LogDeviceKind.Mapped ? new MappedLogDevice(baseName, format.SegmentSize) : null;
+        IDevice inner = mapped ?? Devices.CreateLogDevice(baseName, preallocateFile: false, deleteOnClose: false);
+        if (options.WrapLogDevice is { } wrap) inner = wrap(inner);
+        // FasterLog sees no failed write: they are retried below it (see RetryingDevice).
+        IDevice device = new RetryingDevice(inner, health);
         FasterLog? log = null;
         LogCommitFile? commits = null;
+        SegmentReserve? reserve = null;
         try
         {
-            commits = new LogCommitFile(commitDir, create: !hadSegments);
+            commits = new LogCommitFile(commitDir, create: !hadSegments) { Health = health };
             log = new FasterLog(new FasterLogSettings
             {
                 LogDevice = device,
@@ -122,10 +147,13 @@ internal sealed class PersistentLog : IDisposable
                 throw new TmemCorruptionException(0,
                     $"The log in {dataDirectory} has segment data but FASTER recovered no committed data: its commit metadata in {commitDir} is missing or unreadable. " +
                     "Nothing was changed; inspect the directory with the offline recovery tool before opening it.");
-            return new PersistentLog(log, device, commits, logDir, format.SegmentSizeBits, mode, options.CommitIntervalMs) { _markerWritten = everCommitted };
+            // The space reserve (started once recovery has checked the files; see StartReserve).
+            reserve = new SegmentReserve(baseName, format.SegmentSizeBits, health);
+            return new PersistentLog(log, device, mapped, commits, health, reserve, logDir, format.SegmentSizeBits, options) { _markerWritten = everCommitted };
         }
         catch
         {
+            reserve?.Dispose();
             log?.Dispose();
             commits?.Dispose();
             device.Dispose();
@@ -146,9 +174,32 @@ internal sealed class PersistentLog : IDisposable
         var spinner = new SpinWait();
         while (_log.TailAddress - _log.FlushedUntilAddress > AppendBacklogLimit && !_disposed)
         {
+            ThrowIfFailedTooLong();
             if (spinner.NextSpinWillYield) Thread.Sleep(1);
             else spinner.SpinOnce();
         }
+    }
+
+    /// <summary>
+    /// While the storage has been failing for <see cref="TmemOptions.DurabilityTimeoutMs"/>, nothing
+    /// waits for it any more: throws <see cref="TmemNotDurableException"/>.
+    /// </summary>
+    private void ThrowIfFailedTooLong()
+    {
+        if (FailedTooLong) throw Answered(NotDurable());
+    }
+
+    private bool FailedTooLong => _health.State == StorageState.Failing && _health.FailingFor.Ticks * Stopwatch.Frequency / TimeSpan.TicksPerSecond >= _durabilityTimeoutTicks;
+
+    private TmemNotDurableException NotDurable(Exception? inner = null) => new(
+        $"The persistent log could not make this operation durable: its storage is failing ({_health.Snapshot().LastError ?? inner?.Message ?? "no detail"}). " +
+        "The operation's effect is in memory and in the log, and becomes durable once the storage recovers; a crash or stop before then loses it.", inner);
+
+    /// <summary>Counts one operation answered NotDurable (counter <c>not_durable</c>) and returns its exception.</summary>
+    private TmemNotDurableException Answered(TmemNotDurableException e)
+    {
+        Interlocked.Increment(ref _health.NotDurableAnswers);
+        return e;
     }
 
     /// <summary>Whether an appender would have to wait for room now.</summary>
@@ -161,15 +212,28 @@ internal sealed class PersistentLog : IDisposable
     public async ValueTask WaitForRoomAsync()
     {
         while (IsBacklogged && !_disposed)
+        {
+            ThrowIfFailedTooLong();
             await Task.Delay(1).ConfigureAwait(false);
+        }
     }
 
     /// <summary>Appends a record (in memory; see <see cref="WaitDurableAsync"/>). Returns its address.</summary>
     public long Append(ReadOnlySpan<byte> record)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        return _log.Enqueue(record);
+        long address = _log.Enqueue(record);
+        _reserve.TailMovedTo(address + record.Length);
+        return address;
     }
+
+    /// <summary>
+    /// Strict mode: <paramref name="recordAddress"/> if that record is not committed yet (a get that
+    /// saw its page must wait for the commit before it answers, so that no reader sees a state
+    /// a crash could undo); else 0.
+    /// </summary>
+    public long UncommittedAddress(long recordAddress) =>
+        _mode == DurabilityMode.Strict && recordAddress >= _log.CommittedUntilAddress ? recordAddress : 0;
 
     /// <summary>
     /// Completes when the record at <paramref name="address"/> is as durable as the mode promises:
@@ -219,7 +283,7 @@ internal sealed class PersistentLog : IDisposable
     {
         error = null;
         if (_log.CommittedUntilAddress <= address) WaitCommitted(address);
-        if (_device is MappedLogDevice mapped && DirectReads)
+        if (_mapped is { } mapped && DirectReads)
         {
             // Straight from the mapping: committed bytes are there (FASTER flushed them before the
             // commit), past FasterLog's 4-byte entry header. False: the segment was truncated away.
@@ -284,6 +348,7 @@ internal sealed class PersistentLog : IDisposable
         {
             if (_log.CommittedUntilAddress > address) return ValueTask.CompletedTask;
             ObjectDisposedException.ThrowIf(_disposed, this);
+            if (FailedTooLong) return ValueTask.FromException(Answered(NotDurable()));
             _waiters.Add((address, done));
         }
         if (_mode == DurabilityMode.Strict) _wake.Writer.TryWrite(true);
@@ -390,23 +455,22 @@ internal sealed class PersistentLog : IDisposable
     private void CheckSegmentsPresent(long committed)
     {
         long logBegin = _log.BeginAddress;
-        if (committed > logBegin)
+        if (committed <= logBegin) return;
+        // Each segment under the commit point must exist and reach the commit point (or its own
+        // end): a later file (the space reserve, a preallocated segment) must not stand in for it.
+        for (long segment = logBegin >> _segmentSizeBits; segment <= (committed - 1) >> _segmentSizeBits; segment++)
         {
-            for (long segment = logBegin >> _segmentSizeBits; segment <= (committed - 1) >> _segmentSizeBits; segment++)
-            {
-                string file = Path.Combine(_logDirectory, $"{SegmentBaseName}.{segment}");
-                if (!File.Exists(file))
-                    throw new TmemCorruptionException(segment << _segmentSizeBits,
-                        $"Segment file {file} (log addresses from {segment << _segmentSizeBits}) is missing, but the log is committed until address {committed}. Nothing was changed; restore the file or repair the directory with the offline recovery tool.");
-            }
+            long start = segment << _segmentSizeBits;
+            string file = Path.Combine(_logDirectory, $"{SegmentBaseName}.{segment}");
+            if (!File.Exists(file))
+                throw new TmemCorruptionException(start,
+                    $"Segment file {file} (log addresses from {start}) is missing, but the log is committed until address {committed}. Nothing was changed; restore the file or repair the directory with the offline recovery tool.");
+            long needed = Math.Min(SegmentSize, committed - start);
+            long length = new FileInfo(file).Length;
+            if (length < needed)
+                throw new TmemCorruptionException(start + length,
+                    $"Segment file {file} is {length} bytes, but the log's commit point (from its commit metadata) is address {committed}, which needs {needed}: the segment is truncated or the metadata is damaged. Nothing was changed; repair the directory with the offline recovery tool.");
         }
-        long dataEnd = 0;
-        foreach (var file in Directory.EnumerateFiles(_logDirectory, SegmentBaseName + ".*"))
-            if (long.TryParse(Path.GetExtension(file).AsSpan(1), out long segment))
-                dataEnd = Math.Max(dataEnd, (segment << _segmentSizeBits) + new FileInfo(file).Length);
-        if (committed > logBegin && committed > dataEnd)
-            throw new TmemCorruptionException(dataEnd,
-                $"The log's commit point (from its commit metadata) is address {committed}, but its segment files in {_logDirectory} end at {dataEnd}: the metadata or a segment is damaged or missing. Nothing was changed; repair the directory with the offline recovery tool.");
     }
 
     /// <summary>
@@ -519,7 +583,9 @@ internal sealed class PersistentLog : IDisposable
                 try
                 {
                     if (_log.TailAddress > _log.CommittedUntilAddress)
-                        await _log.CommitAsync(token).ConfigureAwait(false);
+                    {
+                            await _log.CommitAsync(token).ConfigureAwait(false);
+                    }
                     AfterCommit();
                 }
                 catch (OperationCanceledException) when (token.IsCancellationRequested)
@@ -550,7 +616,14 @@ internal sealed class PersistentLog : IDisposable
     /// <summary>After a commit: the first one with data leaves the marker (once); then <see cref="Committed"/>.</summary>
     private void AfterCommit()
     {
-        WriteMarkerOnce();
+        try
+        {
+            WriteMarkerOnce();
+        }
+        catch (IOException)
+        {
+            // A full disk may refuse the marker's directory entry: tried again after the next commit.
+        }
         Committed?.Invoke();
     }
 
@@ -586,8 +659,9 @@ internal sealed class PersistentLog : IDisposable
     {
         lock (_waitLock)
         {
+            var failure = e as TmemNotDurableException ?? NotDurable(e);
             foreach (var (_, done) in _waiters)
-                done.TrySetException(new IOException("Committing the persistent log failed; the operation is not durable.", e));
+                if (done.TrySetException(failure)) Interlocked.Increment(ref _health.NotDurableAnswers);
             _waiters.Clear();
         }
     }
@@ -611,20 +685,78 @@ internal sealed class PersistentLog : IDisposable
         _stop.Cancel();
         try
         {
-            _committer.Wait();
+            Task.WaitAll(_committer, _watchdog);
         }
         catch (AggregateException)
         {
         }
-        if (commit)
+        _reserve.Dispose();
+        if (commit && FinalCommit())
         {
-            _log.Commit(spinWait: true);
-            WriteMarkerOnce();
+            try
+            {
+                WriteMarkerOnce();
+            }
+            catch (IOException)
+            {
+                // The commit is in the commit file; the marker only helps a later diagnosis.
+            }
         }
-        CompleteWaiters(long.MaxValue);
+        // Whatever the final commit did not cover is not durable, and never will be now.
+        _health.Closing = true;
+        CompleteWaiters(_log.CommittedUntilAddress);
+        FailWaiters(NotDurable());
         _log.Dispose();
         _commits.Dispose(); // FasterLog disposes only a commit manager it made itself
         _device.Dispose();
         _stop.Dispose();
+    }
+
+    /// <summary>
+    /// Commits what was appended (Relaxed mode's last window, records nobody waited for). While the
+    /// storage fails this is bounded: after <see cref="TmemOptions.DurabilityTimeoutMs"/> the retry
+    /// loops give up (<see cref="StorageHealth.Closing"/>) and the uncommitted tail is left, as a
+    /// crash would leave it: nothing acknowledged in Strict mode is in it. True when it committed.
+    /// </summary>
+    private bool FinalCommit()
+    {
+        if (_log.TailAddress <= _log.CommittedUntilAddress) return true;
+        var timeout = TimeSpan.FromTicks(_durabilityTimeoutTicks * TimeSpan.TicksPerSecond / Stopwatch.Frequency);
+        try
+        {
+            var commit = _log.CommitAsync().AsTask();
+            if (!commit.Wait(timeout))
+            {
+                _health.Closing = true;
+                commit.Wait(TimeSpan.FromSeconds(2)); // a retry backs off at most 1 s, then hands FASTER the error
+            }
+            return commit.IsCompletedSuccessfully && _log.CommittedUntilAddress >= _log.TailAddress;
+        }
+        catch (Exception e) when (e is AggregateException or CommitFailureException or IOException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Every 1/4 of <see cref="TmemOptions.DurabilityTimeoutMs"/>: once the storage has been failing
+    /// for that long, every waiter answers NotDurable. (A slow commit is not a failure: on a loaded
+    /// machine commits can take seconds; the service warns about those.)
+    /// </summary>
+    private async Task WatchdogLoopAsync()
+    {
+        var token = _stop.Token;
+        long timeoutMs = _durabilityTimeoutTicks * 1000 / Stopwatch.Frequency;
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(Math.Clamp(timeoutMs / 4, 10, 250)));
+        try
+        {
+            while (await timer.WaitForNextTickAsync(token).ConfigureAwait(false))
+            {
+                if (FailedTooLong) FailWaiters(NotDurable());
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+        }
     }
 }

@@ -99,6 +99,13 @@ internal sealed class Pool
     {
         logAddress = 0;
         bool persistent = Kind == PoolKind.Persistent;
+        if (_log is not null && _log.Health.IsDegraded)
+        {
+            // The disk is full (only the log's reserve is left) or failing: no new page goes in.
+            // The refusal itself removes the old page, with a small record the reserve holds.
+            Interlocked.Increment(ref _counters.StorageFullRefused);
+            return Refuse(id, index, PutStatus.RejectedStorageFull, out logAddress);
+        }
         ReadOnlySpan<byte> compressed = default;
         int slotBytes = 0;
         bool sameFilled = PageCodec.TryGetFillPattern(page, out ulong pattern);
@@ -314,6 +321,7 @@ internal sealed class Pool
             long spilledAt = 0;
             int compressedLength = 0;
             long missObserved = -1;
+            long hitPending = 0; // Strict: the hit's Put record, when it is not committed yet
             lock (bucket.Lock)
             {
                 if (_destroyed) ThrowHelper.ThrowPoolDestroyed();
@@ -328,7 +336,12 @@ internal sealed class Pool
                 else
                 {
                     bool spilled = _ram.TryGetSpilled(descriptor, out spilledAt, out compressedLength);
-                    if (ExclusiveGets)
+                    if (ExclusiveGets && (hitPending = PendingRecord(descriptor)) != 0)
+                    {
+                        // Its Put is not committed yet (Strict): wait for that outside the lock and look
+                        // again, rather than take away a page whose commit may still fail.
+                    }
+                    else if (ExclusiveGets)
                     {
                         // A spilled page is read before it leaves, under the lock: once unlinked, log
                         // compaction no longer moves its record, and could truncate it away.
@@ -345,12 +358,21 @@ internal sealed class Pool
                         if (AppendTombstone(LogRecordType.FlushPage, id, index) != 0) _log!.RequestCommit();
                         return GetStatus.Hit;
                     }
-                    if (!spilled)
+                    else if (!spilled)
                     {
                         _ram.Read(descriptor, page);
-                        return GetStatus.Hit;
+                        hitPending = PendingRecord(descriptor);
+                        if (hitPending == 0) return GetStatus.Hit;
                     }
                 }
+            }
+            if (hitPending != 0)
+            {
+                // The page's Put is not committed yet (Strict): the reader sees it once it is, so no
+                // crash can take back what a get returned. Throws NotDurable while the storage fails.
+                _log!.WaitCommitted(hitPending);
+                if (!ExclusiveGets) return GetStatus.Hit; // copied above, as the page was at the lookup
+                continue;
             }
             if (missObserved >= 0)
             {
@@ -364,6 +386,9 @@ internal sealed class Pool
             if (TryReadSpilled(id, index, spilledAt, compressedLength, page)) return GetStatus.Hit;
         }
     }
+
+    /// <summary>Under the bucket lock: the page's Put record address if a get must wait for its commit (Strict), else 0.</summary>
+    private long PendingRecord(uint descriptor) => _log is null ? 0 : _log.UncommittedAddress(_ram.LogAddressOf(descriptor));
 
     /// <summary>
     /// Reads and decodes a spilled page's Put record; false when the log no longer holds that

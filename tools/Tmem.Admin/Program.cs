@@ -107,6 +107,7 @@ public static class Program
             : "log: commit metadata unreadable (see problems)");
         o.Line($"segments: {report.Segments.Count} file(s), {Output.Bytes(report.SegmentBytes)}");
         foreach (var s in report.Segments) o.Line($"  {s.Path}  {Output.Bytes(s.Bytes)}  from address {s.FirstAddress}");
+        foreach (var s in report.ReserveSegments) o.Line($"  {s.Path}  {Output.Bytes(s.Bytes)}  space reserve (allocated ahead of the log, all zeros)");
         if (report.Checkpoint is { } c)
             o.Line(c.CoveredUntil is { } covered
                 ? $"checkpoint {c.Path} ({Output.Bytes(c.Bytes)}, written {c.LastWriteUtc:u}): covers {c.LogBeginAddress} until {covered}, {c.Pools} pool(s), {c.Pages} page(s); {(c.Usable ? "usable" : "NOT usable (see problems)")}"
