@@ -2,6 +2,8 @@ using System.Diagnostics;
 
 namespace Tmem.Tests.Faults;
 
+// Shared with tests/Tmem.Service.Tests (linked there), which mounts one under a service's data directory.
+
 /// <summary>
 /// A real, small tmpfs mounted for one test (a full disk without filling the machine's). Needs
 /// root and mount(8); tests that use it are skipped, with the reason, where that is not allowed.
@@ -18,9 +20,12 @@ internal sealed class Tmpfs : IDisposable
     /// <summary>Null when tmpfs can be mounted here; else why not.</summary>
     public static string? WhyUnavailable => Unavailable.Value;
 
-    public static Tmpfs Mount(long bytes)
+    public static Tmpfs Mount(long bytes) =>
+        MountAt(System.IO.Path.Combine(System.IO.Path.GetTempPath(), "tmem-tmpfs-" + Guid.NewGuid().ToString("N")), bytes);
+
+    /// <summary>Mounts a tmpfs of <paramref name="bytes"/> on <paramref name="path"/> (created if missing).</summary>
+    public static Tmpfs MountAt(string path, long bytes)
     {
-        string path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "tmem-tmpfs-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(path);
         Run("mount", "-t", "tmpfs", "-o", $"size={bytes}", "tmpfs", path);
         return new Tmpfs(path);
@@ -43,7 +48,7 @@ internal sealed class Tmpfs : IDisposable
         try
         {
             Run("umount", "-l", Path);
-            Directory.Delete(Path);
+            Directory.Delete(Path, recursive: true);
         }
         catch (Exception)
         {
@@ -81,6 +86,15 @@ internal sealed class Tmpfs : IDisposable
 public sealed class TmpfsTheoryAttribute : TheoryAttribute
 {
     public TmpfsTheoryAttribute()
+    {
+        if (Tmpfs.WhyUnavailable is { } why) Skip = why;
+    }
+}
+
+/// <summary>A fact that needs a real tmpfs (<see cref="Tmpfs"/>); skipped with the reason where it cannot be mounted.</summary>
+public sealed class TmpfsFactAttribute : FactAttribute
+{
+    public TmpfsFactAttribute()
     {
         if (Tmpfs.WhyUnavailable is { } why) Skip = why;
     }
