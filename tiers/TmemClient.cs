@@ -183,14 +183,19 @@ public sealed partial class TmemClient
     }
 
     /// <summary>
-    /// <see cref="Get"/> for callers that must not block a thread: completes synchronously for a
-    /// page in RAM, and waits without a thread where the sync path would block (a persistent
-    /// page read back from the log, or a state whose commit is still in flight).
+    /// <see cref="Get"/> for callers that must not block a thread (front ends): completes
+    /// synchronously, allocating nothing, for a RAM hit, a miss or a durable page, and waits
+    /// without a thread for a commit the sync path would block on (Strict mode: a page or a
+    /// flush that is not committed yet, or a spilled page whose record is that new).
     /// </summary>
     /// <exception cref="ArgumentException">Wrong page length or invalid object id.</exception>
     /// <exception cref="TmemException">No such pool.</exception>
-    public ValueTask<GetStatus> GetAsync(int poolId, ObjectId objectId, uint index, Memory<byte> page) =>
-        ValueTask.FromResult(Get(poolId, objectId, index, page.Span));
+    public ValueTask<GetStatus> GetAsync(int poolId, ObjectId objectId, uint index, Memory<byte> page)
+    {
+        var pool = Resolve(poolId);
+        CheckHandle(pool, objectId, page.Length, nameof(page));
+        return pool.GetAsync(objectId, index, page);
+    }
 
     /// <summary>Removes the page under the handle; true if there was one.</summary>
     /// <exception cref="ArgumentException">Invalid object id.</exception>

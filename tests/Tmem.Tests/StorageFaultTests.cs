@@ -166,6 +166,38 @@ public sealed class StorageFaultTests : IDisposable
         Assert.Equal(PutStatus.Stored, await put.WaitAsync(TimeSpan.FromSeconds(10)));
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task GetAsync_OfAPageWhoseCommitIsHeld_CompletesOnceCommitted_WithoutBlocking(bool exclusive)
+    {
+        var v1 = Compressible(4096, 1);
+        var v2 = Compressible(4096, 2);
+        using var store = Open(LogDeviceKind.Mapped, out var faulty);
+        var c = store.GetClient(1);
+        int p = c.CreatePool(exclusive ? Stores.PersistentExclusive : PoolOptions.Persistent);
+        Assert.Equal(PutStatus.Stored, c.Put(p, Oid(1), 0, v1));
+        var buffer = new byte[4096];
+        // A durable page: answered synchronously.
+        var now = c.GetAsync(p, Oid(1), 0, buffer);
+        Assert.True(now.IsCompletedSuccessfully);
+        Assert.Equal(GetStatus.Hit, await now);
+        Assert.Equal(v1, buffer);
+        if (exclusive) Assert.Equal(PutStatus.Stored, c.Put(p, Oid(1), 0, v1));
+
+        faulty.HoldWrites = true;
+        var put = c.PutAsync(p, Oid(1), 0, v2).AsTask();
+        var get = c.GetAsync(p, Oid(1), 0, buffer).AsTask();
+        Assert.NotSame(get, await Task.WhenAny(get, Task.Delay(3 * TimeoutMs)));
+        Assert.False(put.IsCompleted);
+        faulty.ReleaseHeldWrites();
+        Assert.Equal(GetStatus.Hit, await get.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(v2, buffer);
+        Assert.Equal(PutStatus.Stored, await put.WaitAsync(TimeSpan.FromSeconds(10)));
+        // An exclusive get took the page; a non-exclusive one left it.
+        Assert.Equal(exclusive ? null : v2, Read(c, p, Oid(1), 0));
+    }
+
     [Fact]
     public async Task Relaxed_WritesFail_PutsRefusedWithStorageFull_AndTheStoreRecoversByItself()
     {

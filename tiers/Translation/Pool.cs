@@ -313,77 +313,136 @@ internal sealed class Pool
         return _log.Append(record);
     }
 
+    /// <summary>What a get's look-up under the bucket lock found, and what is left to do outside it.</summary>
+    private enum GetStep : byte
+    {
+        Hit,
+        Miss,
+        /// <summary>The page was copied; its Put record must be committed before the hit is answered (Strict).</summary>
+        HitOnceCommitted,
+        /// <summary>A miss, answered once what was appended before it is durable (Strict: the absence may be an uncommitted flush's).</summary>
+        MissOnceDurable,
+        /// <summary>An exclusive get found a page whose Put is not committed: wait for it, then look again.</summary>
+        RetryOnceCommitted,
+        /// <summary>A spilled page: read its record from the log outside the lock (look again if compaction moved it).</summary>
+        ReadSpilled,
+    }
+
     public GetStatus Get(in ObjectId id, uint index, Span<byte> page)
     {
-        var bucket = BucketFor(id);
         while (true)
         {
-            long spilledAt = 0;
-            int compressedLength = 0;
-            long missObserved = -1;
-            long hitPending = 0; // Strict: the hit's Put record, when it is not committed yet
-            lock (bucket.Lock)
+            switch (Lookup(id, index, page, out long address, out int compressedLength))
             {
-                if (_destroyed) ThrowHelper.ThrowPoolDestroyed();
-                var obj = bucket.Find(id);
-                uint descriptor = obj?.Find(index) ?? 0;
-                if (obj is null || descriptor == 0)
+                case GetStep.Hit:
+                    return GetStatus.Hit;
+                case GetStep.Miss:
+                    return GetStatus.Miss;
+                case GetStep.HitOnceCommitted:
+                    // Throws NotDurable while the storage fails: no crash can take back what a get returned.
+                    _log!.WaitCommitted(address);
+                    return GetStatus.Hit;
+                case GetStep.MissOnceDurable:
+                    _log!.WaitDurable(address);
+                    return GetStatus.Miss;
+                case GetStep.RetryOnceCommitted:
+                    _log!.WaitCommitted(address);
+                    continue;
+                default:
+                    if (TryReadSpilled(id, index, address, compressedLength, page)) return GetStatus.Hit;
+                    continue;
+            }
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Get"/> that waits for commits without holding a thread: completes synchronously
+    /// (and allocates nothing) for a RAM hit, a miss or a durable page.
+    /// </summary>
+    public async ValueTask<GetStatus> GetAsync(ObjectId id, uint index, Memory<byte> page)
+    {
+        while (true)
+        {
+            switch (Lookup(id, index, page.Span, out long address, out int compressedLength))
+            {
+                case GetStep.Hit:
+                    return GetStatus.Hit;
+                case GetStep.Miss:
+                    return GetStatus.Miss;
+                case GetStep.HitOnceCommitted:
+                    await _log!.WaitCommittedAsync(address).ConfigureAwait(false);
+                    return GetStatus.Hit;
+                case GetStep.MissOnceDurable:
+                    await _log!.WaitDurableAsync(address).ConfigureAwait(false);
+                    return GetStatus.Miss;
+                case GetStep.RetryOnceCommitted:
+                    await _log!.WaitCommittedAsync(address).ConfigureAwait(false);
+                    continue;
+                default:
+                    // The read itself waits only for a record that is not committed yet.
+                    await _log!.WaitCommittedAsync(address).ConfigureAwait(false);
+                    if (TryReadSpilled(id, index, address, compressedLength, page.Span)) return GetStatus.Hit;
+                    continue;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The look-up of a get, under the bucket lock: copies a RAM-resident page into
+    /// <paramref name="page"/> (and takes it, for an exclusive get), and says what is left to do
+    /// outside the lock, with the log address it concerns.
+    /// </summary>
+    private GetStep Lookup(in ObjectId id, uint index, Span<byte> page, out long address, out int compressedLength)
+    {
+        address = 0;
+        compressedLength = 0;
+        var bucket = BucketFor(id);
+        lock (bucket.Lock)
+        {
+            if (_destroyed) ThrowHelper.ThrowPoolDestroyed();
+            var obj = bucket.Find(id);
+            uint descriptor = obj?.Find(index) ?? 0;
+            if (obj is null || descriptor == 0)
+            {
+                // Strict: the page may be missing only through a flush not committed yet; the
+                // miss is reported once that is durable, so no crash can bring the page back.
+                address = ObservedState();
+                return address == 0 ? GetStep.Miss : GetStep.MissOnceDurable;
+            }
+            bool spilled = _ram.TryGetSpilled(descriptor, out long spilledAt, out compressedLength);
+            if (!ExclusiveGets)
+            {
+                if (spilled)
                 {
-                    // Strict: the page may be missing only through a flush not committed yet; the
-                    // miss is reported once that is durable, so no crash can bring the page back.
-                    missObserved = ObservedState();
+                    // Read outside the lock: a concurrent flush or replacement after this look-up does
+                    // not change the record (records are immutable); the get is ordered before them.
+                    address = spilledAt;
+                    return GetStep.ReadSpilled;
                 }
-                else
-                {
-                    bool spilled = _ram.TryGetSpilled(descriptor, out spilledAt, out compressedLength);
-                    if (ExclusiveGets && (hitPending = PendingRecord(descriptor)) != 0)
-                    {
-                        // Its Put is not committed yet (Strict): wait for that outside the lock and look
-                        // again, rather than take away a page whose commit may still fail.
-                    }
-                    else if (ExclusiveGets)
-                    {
-                        // A spilled page is read before it leaves, under the lock: once unlinked, log
-                        // compaction no longer moves its record, and could truncate it away.
-                        if (spilled && !TryReadSpilled(id, index, spilledAt, compressedLength, page))
-                            throw new TmemCorruptionException(spilledAt, $"The log record at address {spilledAt} of a page of pool serial {Serial} is below the log's begin address while the page still points at it.");
-                        if (!spilled) _ram.Read(descriptor, page);
-                        // The page leaves now, under the lock, so two exclusive gets never both get it,
-                        // and its tombstone is ordered before any later put of the handle.
-                        obj.Remove(index);
-                        bucket.RemoveIfEmpty(obj);
-                        _ram.Release(descriptor);
-                        // A persistent page taken by an exclusive get is logged as flushed, so replay does
-                        // not bring it back. Nobody waits for that commit: the caller holds the page now.
-                        if (AppendTombstone(LogRecordType.FlushPage, id, index) != 0) _log!.RequestCommit();
-                        return GetStatus.Hit;
-                    }
-                    else if (!spilled)
-                    {
-                        _ram.Read(descriptor, page);
-                        hitPending = PendingRecord(descriptor);
-                        if (hitPending == 0) return GetStatus.Hit;
-                    }
-                }
+                _ram.Read(descriptor, page);
+                address = PendingRecord(descriptor);
+                return address == 0 ? GetStep.Hit : GetStep.HitOnceCommitted;
             }
-            if (hitPending != 0)
+            if ((address = PendingRecord(descriptor)) != 0)
             {
-                // The page's Put is not committed yet (Strict): the reader sees it once it is, so no
-                // crash can take back what a get returned. Throws NotDurable while the storage fails.
-                _log!.WaitCommitted(hitPending);
-                if (!ExclusiveGets) return GetStatus.Hit; // copied above, as the page was at the lookup
-                continue;
+                // Its Put is not committed yet (Strict): wait for that outside the lock and look
+                // again, rather than take away a page whose commit may still fail.
+                return GetStep.RetryOnceCommitted;
             }
-            if (missObserved >= 0)
-            {
-                if (missObserved > 0) _log!.WaitDurable(missObserved);
-                return GetStatus.Miss;
-            }
-            // A spilled page: read its Put record back from the log, outside the lock. A concurrent
-            // flush or replacement after the lookup above does not change it (records are immutable);
-            // the get is ordered before them. If compaction moved the record and truncated the old
-            // one meanwhile, the lookup is repeated (it finds the new address).
-            if (TryReadSpilled(id, index, spilledAt, compressedLength, page)) return GetStatus.Hit;
+            // A spilled page is read before it leaves, under the lock: once unlinked, log
+            // compaction no longer moves its record, and could truncate it away.
+            if (spilled && !TryReadSpilled(id, index, spilledAt, compressedLength, page))
+                throw new TmemCorruptionException(spilledAt, $"The log record at address {spilledAt} of a page of pool serial {Serial} is below the log's begin address while the page still points at it.");
+            if (!spilled) _ram.Read(descriptor, page);
+            // The page leaves now, under the lock, so two exclusive gets never both get it,
+            // and its tombstone is ordered before any later put of the handle.
+            obj.Remove(index);
+            bucket.RemoveIfEmpty(obj);
+            _ram.Release(descriptor);
+            // A persistent page taken by an exclusive get is logged as flushed, so replay does
+            // not bring it back. Nobody waits for that commit: the caller holds the page now.
+            if (AppendTombstone(LogRecordType.FlushPage, id, index) != 0) _log!.RequestCommit();
+            return GetStep.Hit;
         }
     }
 
