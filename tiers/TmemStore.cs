@@ -23,6 +23,7 @@ public sealed partial class TmemStore : IDisposable
     private readonly Dictionary<Guid, Pool> _sharedPools = new();
     private readonly StoreCounters _counters = new();
     private readonly CompressedRamTier _ram;
+    private readonly StoreContext _context;
     private readonly TmemMeter _meter;
     private readonly IDisposable? _directoryLock;
     private readonly Dictionary<int, Pool> _persistentPools = new(); // by serial; durable stores only
@@ -38,7 +39,8 @@ public sealed partial class TmemStore : IDisposable
         Log = log;
         if (log is not null) log.Committed = MaybeStartCompaction;
         _directoryLock = directoryLock;
-        _ram = new CompressedRamTier(options, _counters, log);
+        _ram = new CompressedRamTier(options, _counters, log is null ? null : new LogBacking(log, _counters));
+        _context = new StoreContext(options, _ram, _counters, log);
         _meter = new TmemMeter(this);
     }
 
@@ -248,7 +250,7 @@ public sealed partial class TmemStore : IDisposable
             }
             else
             {
-                pool = new Pool(++_poolSerial, options, _options, _ram, _counters, Log);
+                pool = new Pool(++_poolSerial, options, _context);
                 if (options.SharedUuid is { } newUuid) _sharedPools.Add(newUuid, pool);
                 _livePools++;
                 logAddress = AppendPoolRecord(LogRecordType.PoolCreate, pool, clientId, poolId);
@@ -326,7 +328,7 @@ public sealed partial class TmemStore : IDisposable
                 throw new InvalidDataException($"pool serial {serial} is created twice");
             if (record.SharedUuid is { } uuid && _sharedPools.ContainsKey(uuid))
                 throw new InvalidDataException($"shared pool {uuid} is created while it exists");
-            var pool = new Pool((int)serial, options, _options, _ram, _counters, Log);
+            var pool = new Pool((int)serial, options, _context);
             GetClient(record.ClientId).RestorePool(record.PoolId, pool);
             pool.LoggedMembers.Add((record.ClientId, record.PoolId));
             _persistentPools.Add((int)serial, pool);

@@ -6,7 +6,18 @@ namespace Tmem.Tests;
 /// <summary>The per-object page table (open addressing, backward-shift deletion) against a Dictionary.</summary>
 public class TmemObjectTests
 {
-    private static TmemObject NewObject() => new(new ObjectId(1), null!);
+    private static readonly Bucket Bucket = NewBucket();
+
+    private static TmemObject NewObject() => new(new ObjectId(1), Bucket);
+
+    /// <summary>A bucket of a pool of its own (no page is ever installed: only the index table is exercised).</summary>
+    private static Bucket NewBucket()
+    {
+        var options = new TmemOptions();
+        var counters = new Tmem.Diagnostics.StoreCounters();
+        var pool = new Pool(1, PoolOptions.Ephemeral, new StoreContext(options, new Tmem.RamTier.CompressedRamTier(options, counters, null), counters, null));
+        return pool.Buckets[0];
+    }
 
     private static void AssertSame(Dictionary<uint, uint> expected, TmemObject table, IEnumerable<uint> probes)
     {

@@ -1,7 +1,6 @@
+using System.Diagnostics;
 using Tmem.Compression;
 using Tmem.Diagnostics;
-using Tmem.LogTier;
-using Tmem.Translation;
 
 namespace Tmem.RamTier;
 
@@ -9,12 +8,17 @@ namespace Tmem.RamTier;
 /// The compressed RAM tier: page descriptors, slabs, the byte budget and page limit, CLOCK
 /// eviction (bottom-up: from a descriptor to its handle) and slab compaction.
 /// <para>
-/// Locking (DESIGN.md section 5): a put reserves room with <see cref="TryReserve"/> before it
+/// Locking: a put reserves room with <see cref="TryReserve"/> before it
 /// takes any bucket lock, so eviction (which takes bucket locks) never runs under one. Eviction
 /// and compaction only <c>TryEnter</c> a bucket lock, re-check under it that the translation
 /// still points at the descriptor, and skip the page otherwise. Installing, reading, moving and
-/// releasing a page's bytes all happen under the bucket lock of its object; the class and
-/// descriptor-table locks are leaves.
+/// releasing a page's bytes all happen under its owner's lock (the bucket lock of its object);
+/// the class and descriptor-table locks are leaves.
+/// </para>
+/// <para>
+/// Seams: the RAM tier knows its pages' holders only as <see cref="PageOwner"/>s, a page's
+/// representation as a <see cref="PageForm"/>, and the tiers under it as <see cref="ITierBelow"/>
+/// (one for persistent pages, the log of a durable store; one for ephemeral pages, none yet).
 /// </para>
 /// </summary>
 internal sealed unsafe class CompressedRamTier : IDisposable
@@ -24,7 +28,8 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     private readonly DescriptorTable _descriptors = new();
     private readonly SlabAllocator _slabs = new();
     private readonly StoreCounters _counters;
-    private readonly PersistentLog? _log;
+    private readonly ITierBelow? _persistentBelow; // the log of a durable store
+    private readonly ITierBelow? _ephemeralBelow;  // none yet: evicted ephemeral pages are dropped
     private readonly long _budgetBytes;
     private readonly long _maxPages;
     private readonly double _compactionThreshold;
@@ -36,10 +41,11 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     private long _compactRetryWaste; // after a fruitless pass: wait for the waste to grow past this
     private long _compactRetryTicks; // ... or for this time (Environment.TickCount64) to pass
 
-    public CompressedRamTier(TmemOptions options, StoreCounters counters, PersistentLog? log)
+    public CompressedRamTier(TmemOptions options, StoreCounters counters, ITierBelow? persistentBelow, ITierBelow? ephemeralBelow = null)
     {
         _counters = counters;
-        _log = log;
+        _persistentBelow = persistentBelow;
+        _ephemeralBelow = ephemeralBelow;
         _budgetBytes = options.RamBudgetBytes;
         _maxPages = options.EffectiveMaxPages;
         _compactionThreshold = options.CompactionThreshold;
@@ -93,171 +99,170 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     }
 
     /// <summary>
-    /// Under the bucket lock: stores the page's bytes (a slab slot for compressed pages, the
-    /// pattern for same-filled ones) and makes the descriptor live for (owner, index). The caller
-    /// then links it into the translation.
+    /// Under the owner's lock: stores the page (its bytes in a slab slot, or its pattern) and makes
+    /// the descriptor live for (<paramref name="owner"/>, <paramref name="index"/>). The caller
+    /// then maps it in the owner. A page the tier below also holds (a logged persistent page)
+    /// gives its <paramref name="backingAddress"/> (its Put record's).
     /// </summary>
-    /// <remarks>
-    /// A logged persistent page records <paramref name="logAddress"/> (its Put record); with
-    /// <paramref name="spilled"/> it gets no RAM copy (its reservation had no slot bytes) and is
-    /// read from the log.
-    /// </remarks>
-    public void Install(uint id, TmemObject owner, uint index, ReadOnlySpan<byte> compressed, ulong pattern, bool sameFilled, bool persistent,
-        long logAddress = 0, bool spilled = false)
+    public void Install(uint id, PageOwner owner, uint index, in EncodedPage page, bool persistent, long backingAddress = 0)
     {
+        Debug.Assert(owner.Lock.IsHeldByCurrentThread);
         ref var d = ref _descriptors[id];
-        var flags = DescriptorFlags.Installed;
-        if (logAddress != 0)
+        PageForm form;
+        if (page.SameFilled)
         {
-            flags |= DescriptorFlags.Logged;
-            _descriptors.SetLogAddress(id, logAddress);
-            Interlocked.Add(ref _counters.PersLogBytes, PersistentLog.EntrySize(sameFilled ? 8 : compressed.Length));
-        }
-        if (sameFilled)
-        {
-            d.Location = pattern;
+            form = PageForm.Pattern;
+            d.Location = page.Pattern;
             d.Length = 0;
-            flags |= DescriptorFlags.SameFilled;
             Interlocked.Increment(ref _counters.ZeroFilledPages);
-        }
-        else if (spilled)
-        {
-            d.Location = 0;
-            d.Length = (ushort)compressed.Length;
-            flags |= DescriptorFlags.Spilled;
-            Interlocked.Increment(ref _counters.PersSpilledPages);
         }
         else
         {
+            form = PageForm.Slot;
+            var compressed = page.Compressed;
             ulong location = _slabs.Allocate(compressed.Length);
             compressed.CopyTo(new Span<byte>(_slabs.AddressOf(location), compressed.Length));
             d.Location = location;
             d.Length = (ushort)compressed.Length;
         }
+        MakeLive(id, ref d, owner, index, form, persistent, backingAddress, clock: 1);
+    }
+
+    /// <summary>
+    /// Under the owner's lock: a persistent page with no RAM copy, which the tier below holds at
+    /// <paramref name="backingAddress"/> (<paramref name="storedLength"/> bytes): a Strict put that
+    /// found no RAM, or recovery from a checkpoint.
+    /// </summary>
+    public void InstallBelow(uint id, PageOwner owner, uint index, int storedLength, long backingAddress)
+    {
+        Debug.Assert(owner.Lock.IsHeldByCurrentThread);
+        ref var d = ref _descriptors[id];
+        d.Location = 0;
+        d.Length = (ushort)storedLength;
+        Interlocked.Increment(ref _counters.PersSpilledPages);
+        MakeLive(id, ref d, owner, index, PageForm.Below, persistent: true, backingAddress, clock: 0);
+    }
+
+    /// <summary>The accounting every install shares; publishes the flags last.</summary>
+    private void MakeLive(uint id, ref PageDescriptor d, PageOwner owner, uint index, PageForm form, bool persistent, long backingAddress, byte clock)
+    {
+        var state = DescriptorFlags.Installed;
+        if (backingAddress != 0)
+        {
+            state |= DescriptorFlags.Backed;
+            _descriptors.SetBackingAddress(id, backingAddress);
+            BelowFor(persistent)?.Account(form == PageForm.Pattern, d.Length, added: true);
+        }
         if (persistent)
         {
-            flags |= DescriptorFlags.Persistent;
+            state |= DescriptorFlags.Persistent;
             Interlocked.Increment(ref _counters.PersPages);
-            Interlocked.Add(ref _counters.PersZbytes, compressed.Length);
-            Interlocked.Add(ref _counters.PersZscaled, Scaled(compressed.Length, owner));
+            Interlocked.Add(ref _counters.PersZbytes, d.Length);
+            Interlocked.Add(ref _counters.PersZscaled, Scaled(d.Length, owner));
         }
         else
         {
             Interlocked.Increment(ref _counters.EphPages);
-            Interlocked.Add(ref _counters.EphZbytes, compressed.Length);
+            Interlocked.Add(ref _counters.EphZbytes, d.Length);
         }
         d.Owner = owner;
         d.Index = index;
-        d.Clock = 1;
-        Volatile.Write(ref d.Flags, (byte)flags);
-        Interlocked.Increment(ref owner.Bucket.Pool.Pages);
+        d.Clock = clock;
+        Volatile.Write(ref d.Flags, PageDescriptor.Pack(state, form));
+        Interlocked.Increment(ref owner.Account.Pages);
     }
 
-    /// <summary>Recovery from a checkpoint: a logged persistent page with no RAM copy, known by its record's address and length.</summary>
-    public void InstallSpilled(uint id, TmemObject owner, uint index, int compressedLength, long logAddress)
-    {
-        ref var d = ref _descriptors[id];
-        _descriptors.SetLogAddress(id, logAddress);
-        Interlocked.Add(ref _counters.PersLogBytes, PersistentLog.EntrySize(compressedLength));
-        d.Location = 0;
-        d.Length = (ushort)compressedLength;
-        Interlocked.Increment(ref _counters.PersSpilledPages);
-        Interlocked.Increment(ref _counters.PersPages);
-        Interlocked.Add(ref _counters.PersZbytes, compressedLength);
-        Interlocked.Add(ref _counters.PersZscaled, Scaled(compressedLength, owner));
-        d.Owner = owner;
-        d.Index = index;
-        d.Clock = 0;
-        Volatile.Write(ref d.Flags, (byte)(DescriptorFlags.Installed | DescriptorFlags.Persistent | DescriptorFlags.Logged | DescriptorFlags.Spilled));
-        Interlocked.Increment(ref owner.Bucket.Pool.Pages);
-    }
+    private ITierBelow? BelowFor(bool persistent) => persistent ? _persistentBelow : _ephemeralBelow;
 
     /// <summary>A compressed length scaled to a <see cref="PoolOptions.MaxPageSize"/> page (page sizes are powers of two).</summary>
-    private static long Scaled(int length, TmemObject owner) => (long)length * (PoolOptions.MaxPageSize / owner.Bucket.Pool.PageSize);
+    private static long Scaled(int length, PageOwner owner) => (long)length * (PoolOptions.MaxPageSize / owner.Account.PageSize);
 
     /// <summary>
-    /// Under the bucket lock: true when the page has no RAM copy, with where its Put record is;
-    /// the caller reads it from the log outside the lock.
+    /// Under the owner's lock: true when the page has no RAM copy (<see cref="PageForm.Below"/>),
+    /// with where the tier below holds it; the caller reads it from there outside the lock.
     /// </summary>
-    public bool TryGetSpilled(uint id, out long logAddress, out int compressedLength)
+    public bool TryGetBelow(uint id, out long backingAddress, out int storedLength)
     {
         ref var d = ref _descriptors[id];
-        if ((d.Flags & (byte)DescriptorFlags.Spilled) == 0)
+        if (d.Form != PageForm.Below)
         {
-            logAddress = 0;
-            compressedLength = 0;
+            backingAddress = 0;
+            storedLength = 0;
             return false;
         }
-        logAddress = _descriptors.GetLogAddress(id);
-        compressedLength = d.Length;
+        backingAddress = _descriptors.GetBackingAddress(id);
+        storedLength = d.Length;
         return true;
     }
 
-    /// <summary>Under the bucket lock: where a logged page's Put record is (0 when not logged).</summary>
-    public long LogAddressOf(uint id) =>
-        (_descriptors[id].Flags & (byte)DescriptorFlags.Logged) != 0 ? _descriptors.GetLogAddress(id) : 0;
+    /// <summary>Under the owner's lock: where the tier below holds the page (a logged page's Put record), 0 when it does not.</summary>
+    public long BackingAddressOf(uint id) =>
+        (_descriptors[id].State & DescriptorFlags.Backed) != 0 ? _descriptors.GetBackingAddress(id) : 0;
 
-    /// <summary>Under the bucket lock: a logged page's record was copied to <paramref name="address"/> (log compaction).</summary>
-    public void MoveLogAddress(uint id, long address) => _descriptors.SetLogAddress(id, address);
+    /// <summary>Under the owner's lock: the tier below moved its copy of the page (log compaction copied the record).</summary>
+    public void MoveBackingAddress(uint id, long address) => _descriptors.SetBackingAddress(id, address);
 
-    /// <summary>Under the bucket lock: what a checkpoint records of a logged persistent page.</summary>
-    public IndexCheckpoint.PageEntry CheckpointEntry(in ObjectId objectId, uint index, uint id)
+    /// <summary>Under the owner's lock: how a backed page is stored (for an index checkpoint).</summary>
+    public StoredPage Describe(uint id)
     {
         ref var d = ref _descriptors[id];
-        long address = _descriptors.GetLogAddress(id);
-        if ((d.Flags & (byte)DescriptorFlags.Logged) == 0 || address == 0)
-            throw new InvalidOperationException($"Persistent page {objectId}/{index} (descriptor {id}) has no log address.");
-        return (d.Flags & (byte)DescriptorFlags.SameFilled) != 0
-            ? new IndexCheckpoint.PageEntry(objectId, index, 0, true, address, d.Location)
-            : new IndexCheckpoint.PageEntry(objectId, index, d.Length, false, address, 0);
+        long address = _descriptors.GetBackingAddress(id);
+        if ((d.State & DescriptorFlags.Backed) == 0 || address == 0)
+            throw new InvalidOperationException($"Descriptor {id} is not backed by the tier below.");
+        return new StoredPage(d.Form, d.Length, d.Form == PageForm.Pattern ? d.Location : 0, address);
     }
 
-    /// <summary>Under the bucket lock: copies or decompresses a RAM-resident page into <paramref name="page"/>.</summary>
+    /// <summary>Under the owner's lock: copies or decompresses a page held in RAM into <paramref name="page"/>.</summary>
     public void Read(uint id, Span<byte> page)
     {
         ref var d = ref _descriptors[id];
-        if ((d.Flags & (byte)DescriptorFlags.SameFilled) != 0)
+        switch (d.Form)
         {
-            PageCodec.Fill(page, d.Location);
-        }
-        else
-        {
-            var compressed = new ReadOnlySpan<byte>(_slabs.AddressOf(d.Location), d.Length);
-            int decoded = PageCodec.Decompress(compressed, page);
-            if (decoded != page.Length)
-                ThrowHelper.ThrowCorrupt($"RAM-tier page (descriptor {id}, {d.Length} compressed bytes) decoded to {decoded} bytes, expected {page.Length}.");
+            case PageForm.Pattern:
+                PageCodec.Fill(page, d.Location);
+                break;
+            case PageForm.Slot:
+                var compressed = new ReadOnlySpan<byte>(_slabs.AddressOf(d.Location), d.Length);
+                int decoded = PageCodec.Decompress(compressed, page);
+                if (decoded != page.Length)
+                    ThrowHelper.ThrowCorrupt($"RAM-tier page (descriptor {id}, {d.Length} compressed bytes) decoded to {decoded} bytes, expected {page.Length}.");
+                break;
+            default:
+                throw new InvalidOperationException($"Descriptor {id} has no RAM copy; its page is read from the tier below.");
         }
         if (d.Clock == 0) d.Clock = 1; // only write when needed: concurrent readers share no dirty line
     }
 
     /// <summary>
-    /// Under the bucket lock, after the caller unlinked the page from the translation: frees its
-    /// slot and descriptor and updates the counters.
+    /// Under the owner's lock, after the caller unmapped the page: frees its slot and descriptor
+    /// and updates the counters.
     /// </summary>
     public void Release(uint id)
     {
         ref var d = ref _descriptors[id];
-        var flags = (DescriptorFlags)d.Flags;
+        var state = d.State;
+        var form = d.Form;
         int length = d.Length;
-        if ((flags & DescriptorFlags.SameFilled) != 0)
+        switch (form)
         {
-            Interlocked.Decrement(ref _counters.ZeroFilledPages);
+            case PageForm.Pattern:
+                Interlocked.Decrement(ref _counters.ZeroFilledPages);
+                break;
+            case PageForm.Below:
+                Interlocked.Decrement(ref _counters.PersSpilledPages);
+                break;
+            default:
+                _slabs.Free(d.Location);
+                Interlocked.Add(ref _slotBytes, -SlabAllocator.SlotSizeFor(length));
+                break;
         }
-        else if ((flags & DescriptorFlags.Spilled) != 0)
+        bool persistent = (state & DescriptorFlags.Persistent) != 0;
+        if ((state & DescriptorFlags.Backed) != 0)
         {
-            Interlocked.Decrement(ref _counters.PersSpilledPages);
+            _descriptors.SetBackingAddress(id, 0);
+            BelowFor(persistent)?.Account(form == PageForm.Pattern, length, added: false);
         }
-        else
-        {
-            _slabs.Free(d.Location);
-            Interlocked.Add(ref _slotBytes, -SlabAllocator.SlotSizeFor(length));
-        }
-        if ((flags & DescriptorFlags.Logged) != 0)
-        {
-            _descriptors.SetLogAddress(id, 0);
-            Interlocked.Add(ref _counters.PersLogBytes, -PersistentLog.EntrySize((flags & DescriptorFlags.SameFilled) != 0 ? 8 : length));
-        }
-        if ((flags & DescriptorFlags.Persistent) != 0)
+        if (persistent)
         {
             Interlocked.Decrement(ref _counters.PersPages);
             Interlocked.Add(ref _counters.PersZbytes, -length);
@@ -268,28 +273,29 @@ internal sealed unsafe class CompressedRamTier : IDisposable
             Interlocked.Decrement(ref _counters.EphPages);
             Interlocked.Add(ref _counters.EphZbytes, -length);
         }
-        if (d.Owner is { } owner) Interlocked.Decrement(ref owner.Bucket.Pool.Pages);
+        if (d.Owner is { } owner) Interlocked.Decrement(ref owner.Account.Pages);
         Interlocked.Decrement(ref _pages);
         _descriptors.Free(id);
     }
 
     /// <summary>
     /// One step of CLOCK: sweeps descriptors, clearing reference bits, until it evicts one page.
-    /// An ephemeral page is dropped; a logged persistent page whose record is committed is
-    /// spilled (its RAM copy goes, the log keeps it). When <paramref name="needBytes"/>, pages
-    /// that hold no slot bytes are skipped. False if two full sweeps find nothing.
+    /// A page with a RAM copy goes to the tier below for its kind if that tier keeps it (a
+    /// persistent page whose record is committed: it becomes <see cref="PageForm.Below"/>); an
+    /// ephemeral page no tier keeps is dropped; a persistent one stays. When
+    /// <paramref name="needBytes"/>, pages that hold no slot bytes are skipped. False if two full
+    /// sweeps find nothing.
     /// </summary>
     private bool EvictOne(bool needBytes)
     {
         long limit = 2L * _descriptors.HighWater + 64;
-        long committed = _log?.CommittedUntilAddress ?? 0;
         for (long scanned = 0; scanned < limit; scanned++)
         {
             if (!AnythingEvictable()) return false;
             uint highWater = _descriptors.HighWater;
             uint id = (uint)((ulong)Interlocked.Increment(ref _hand) % (highWater - 1)) + 1;
             ref var d = ref _descriptors[id];
-            var flags = (DescriptorFlags)Volatile.Read(ref d.Flags);
+            byte flags = Volatile.Read(ref d.Flags);
             if (!IsVictim(flags, needBytes)) continue;
             if (d.Clock != 0)
             {
@@ -299,52 +305,70 @@ internal sealed unsafe class CompressedRamTier : IDisposable
             var owner = Volatile.Read(ref d.Owner);
             if (owner is null) continue;
             uint index = d.Index;
-            var bucket = owner.Bucket;
-            if (!bucket.Lock.TryEnter()) continue;
+            if (!owner.Lock.TryEnter()) continue;
             try
             {
-                // The hint may be stale (freed and reused meanwhile); only the translation is truth.
-                flags = (DescriptorFlags)d.Flags;
+                // The hint may be stale (freed and reused meanwhile); only the owner's map is truth.
+                flags = d.Flags;
                 if (owner.Find(index) != id || !IsVictim(flags, needBytes)) continue;
-                if ((flags & DescriptorFlags.Persistent) == 0)
+                bool persistent = ((DescriptorFlags)flags & DescriptorFlags.Persistent) != 0;
+                if (PageDescriptor.FormOf(flags) == PageForm.Slot && BelowFor(persistent) is { } below)
                 {
-                    owner.Remove(index);
-                    bucket.RemoveIfEmpty(owner);
-                    Release(id);
-                    Interlocked.Increment(ref _counters.EvictedEphPages);
-                    return true;
+                    long address = _descriptors.GetBackingAddress(id);
+                    if (below.TryKeep(ref address, new ReadOnlySpan<byte>(_slabs.AddressOf(d.Location), d.Length)))
+                    {
+                        MoveBelow(id, ref d, address);
+                        return true;
+                    }
                 }
-                // Spill only what the log can already give back: FasterLog reads committed data only.
-                if (_descriptors.GetLogAddress(id) >= committed) continue;
-                _slabs.Free(d.Location);
-                Interlocked.Add(ref _slotBytes, -SlabAllocator.SlotSizeFor(d.Length));
-                d.Location = 0;
-                Volatile.Write(ref d.Flags, (byte)(flags | DescriptorFlags.Spilled));
-                Interlocked.Increment(ref _counters.PersSpilledPages);
+                if (persistent) continue; // never dropped; its tier below cannot take it yet
+                owner.Unlink(index);
+                Release(id);
+                Interlocked.Increment(ref _counters.EvictedEphPages);
                 return true;
             }
             finally
             {
-                bucket.Lock.Exit();
+                owner.Lock.Exit();
             }
         }
         return false;
     }
 
-    /// <summary>Ephemeral pages, or persistent RAM copies that can spill.</summary>
+    /// <summary>Under the owner's lock: the tier below keeps the page; its RAM copy goes.</summary>
+    private void MoveBelow(uint id, ref PageDescriptor d, long backingAddress)
+    {
+        _slabs.Free(d.Location);
+        Interlocked.Add(ref _slotBytes, -SlabAllocator.SlotSizeFor(d.Length));
+        d.Location = 0;
+        var state = d.State;
+        if ((state & DescriptorFlags.Backed) == 0 || _descriptors.GetBackingAddress(id) != backingAddress)
+        {
+            // A tier that copied the bytes out now (not one that had them already) starts backing it.
+            if ((state & DescriptorFlags.Backed) == 0) BelowFor((state & DescriptorFlags.Persistent) != 0)!.Account(false, d.Length, added: true);
+            state |= DescriptorFlags.Backed;
+            _descriptors.SetBackingAddress(id, backingAddress);
+        }
+        Volatile.Write(ref d.Flags, PageDescriptor.Pack(state, PageForm.Below));
+        Interlocked.Increment(ref _counters.PersSpilledPages);
+    }
+
+    /// <summary>Ephemeral pages, or persistent RAM copies that the tier below may take.</summary>
     private bool AnythingEvictable() =>
         Volatile.Read(ref _counters.EphPages) > 0
-        || (_log is not null && Volatile.Read(ref _counters.PersPages) > Volatile.Read(ref _counters.PersSpilledPages));
+        || (_persistentBelow is not null && Volatile.Read(ref _counters.PersPages) > Volatile.Read(ref _counters.PersSpilledPages));
 
-    private static bool IsVictim(DescriptorFlags flags, bool needBytes)
+    private static bool IsVictim(byte flags, bool needBytes)
     {
-        if ((flags & DescriptorFlags.Installed) == 0) return false;
-        if (needBytes && (flags & DescriptorFlags.SameFilled) != 0) return false;
-        if ((flags & DescriptorFlags.Persistent) == 0) return true;
-        // A persistent page can only lose a RAM copy it has, and only if the log holds it; that
-        // frees bytes but not the page's place under MaxPages.
-        if (!needBytes) return false;
-        return (flags & (DescriptorFlags.Logged | DescriptorFlags.Spilled | DescriptorFlags.SameFilled)) == DescriptorFlags.Logged;
+        var state = (DescriptorFlags)(flags & 0x0F);
+        if ((state & DescriptorFlags.Installed) == 0) return false;
+        var form = PageDescriptor.FormOf(flags);
+        if (form == PageForm.Below) return false;          // no RAM copy left to take
+        if (needBytes && form != PageForm.Slot) return false; // frees no bytes
+        if ((state & DescriptorFlags.Persistent) == 0) return true;
+        // A persistent page can only lose a RAM copy the tier below holds too; that frees bytes
+        // but not the page's place under MaxPages.
+        return needBytes && (state & DescriptorFlags.Backed) != 0;
     }
 
     /// <summary>
@@ -389,16 +413,16 @@ internal sealed unsafe class CompressedRamTier : IDisposable
             for (uint id = 1; id < highWater; id++)
             {
                 ref var d = ref _descriptors[id];
-                if ((Volatile.Read(ref d.Flags) & (byte)(DescriptorFlags.Installed | DescriptorFlags.SameFilled | DescriptorFlags.Spilled)) != (byte)DescriptorFlags.Installed) continue;
+                byte flags = Volatile.Read(ref d.Flags);
+                if (((DescriptorFlags)flags & DescriptorFlags.Installed) == 0 || PageDescriptor.FormOf(flags) != PageForm.Slot) continue;
                 if (_slabs.SlabOf(d.Location) is not { Draining: true }) continue;
                 var owner = Volatile.Read(ref d.Owner);
                 if (owner is null) continue;
-                var bucket = owner.Bucket;
-                if (!bucket.Lock.TryEnter()) continue;
+                if (!owner.Lock.TryEnter()) continue;
                 try
                 {
                     // Re-check under the lock: the page may have been freed, replaced or moved.
-                    if (owner.Find(d.Index) != id || (d.Flags & (byte)(DescriptorFlags.SameFilled | DescriptorFlags.Spilled)) != 0) continue;
+                    if (owner.Find(d.Index) != id || d.Form != PageForm.Slot) continue;
                     ulong oldLocation = d.Location;
                     if (_slabs.SlabOf(oldLocation) is not { Draining: true }) continue;
                     int length = d.Length;
@@ -410,7 +434,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
                 }
                 finally
                 {
-                    bucket.Lock.Exit();
+                    owner.Lock.Exit();
                 }
             }
         }

@@ -15,7 +15,7 @@ internal sealed class DescriptorTable
 
     private readonly Lock _lock = new();
     private PageDescriptor[][] _chunks = new PageDescriptor[4][];
-    private long[]?[] _logChunks = new long[]?[4]; // log addresses of logged persistent pages, per chunk on first use
+    private long[]?[] _backingChunks = new long[]?[4]; // backing addresses (log addresses of logged pages), per chunk on first use
     private uint _highWater = 1; // next never-used id
     private uint _freeHead;      // 0 = empty list
 
@@ -33,32 +33,32 @@ internal sealed class DescriptorTable
         get => ref Volatile.Read(ref _chunks)[id >> ChunkBits][id & ChunkMask];
     }
 
-    /// <summary>The log address of a logged persistent page (0 if none was set).</summary>
-    public long GetLogAddress(uint id)
+    /// <summary>Where the tier below holds the page (a logged page's log address); 0 if none was set.</summary>
+    public long GetBackingAddress(uint id)
     {
-        var chunks = Volatile.Read(ref _logChunks);
+        var chunks = Volatile.Read(ref _backingChunks);
         uint chunk = id >> ChunkBits;
         return chunk < (uint)chunks.Length && Volatile.Read(ref chunks[chunk]) is { } addresses ? Volatile.Read(ref addresses[id & ChunkMask]) : 0;
     }
 
     /// <summary>
-    /// Records a logged persistent page's address. Pure ephemeral workloads never allocate these
-    /// 8 bytes a page; a chunk gets its array when its first persistent page is logged.
+    /// Records where the tier below holds the page. Pure ephemeral workloads never allocate these
+    /// 8 bytes a page; a chunk gets its array when its first backed page is installed.
     /// </summary>
-    public void SetLogAddress(uint id, long address)
+    public void SetBackingAddress(uint id, long address)
     {
         uint chunk = id >> ChunkBits;
-        var chunks = Volatile.Read(ref _logChunks);
+        var chunks = Volatile.Read(ref _backingChunks);
         long[]? addresses = chunk < (uint)chunks.Length ? Volatile.Read(ref chunks[chunk]) : null;
         if (addresses is null)
         {
             lock (_lock)
             {
-                chunks = _logChunks;
+                chunks = _backingChunks;
                 if (chunk >= (uint)chunks.Length)
                 {
                     Array.Resize(ref chunks, Math.Max(chunks.Length * 2, (int)chunk + 1));
-                    Volatile.Write(ref _logChunks, chunks);
+                    Volatile.Write(ref _backingChunks, chunks);
                 }
                 addresses = chunks[chunk] ??= new long[ChunkSize];
             }

@@ -1,61 +1,63 @@
+using System.Diagnostics;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using Tmem.Compression;
 using Tmem.Diagnostics;
 using Tmem.LogTier;
 using Tmem.RamTier;
+using Tmem.Translation.Admission;
 
 namespace Tmem.Translation;
 
 /// <summary>
 /// A pool: hash buckets of objects, each bucket under its own lock (no global lock on the data
-/// path), and the put/get/flush paths of DESIGN.md section 5. A shared pool is one instance that
-/// several clients map under their own pool ids.
+/// path), and the put/get/flush paths. A shared pool is one instance that several clients map
+/// under their own pool ids.
+/// <para>
+/// A put runs as a pipeline, each step in its own place: encode (same-fill detection, LZ4:
+/// <see cref="PageEncoder"/>) and admit (<see cref="PoorCompressionRule"/>,
+/// <see cref="MeanCompressionRule"/>) outside any lock; build the log record outside the lock too
+/// (<see cref="PutRecord"/>); reserve room in the RAM tier, which may evict (so before the bucket
+/// lock: eviction takes bucket locks); then, under the bucket lock, the persistent limits
+/// (<see cref="PersistentLimitRule"/>), the append and the install.
+/// </para>
 /// </summary>
 internal sealed class Pool
 {
-    [ThreadStatic]
-    private static byte[]? _compressScratch;
-
-    [ThreadStatic]
-    private static byte[]? _recordScratch;
-
     private readonly Bucket[] _buckets;
     private readonly int _bucketShift;
     private readonly CompressedRamTier _ram;
     private readonly StoreCounters _counters;
     private readonly PersistentLog? _log; // persistent pools of a store with a data directory
-    private readonly int _maxZbytes;
-    private readonly int _maxMeanZbytes;
-    private readonly long _maxMeanScaled; // MaxMeanZsize of a MaxPageSize page (see StoreCounters.PersZscaled)
-    private readonly long _maxPersistentPages;  // 0 = no limit
-    private readonly long _maxPersistentBytes;  // 0 = no limit
+    private readonly PoorCompressionRule _poorCompression;
+    private readonly MeanCompressionRule _meanCompression;
+    private readonly int _meanThresholdBytes;
+    private readonly PersistentLimitRule _persistentLimits;
     private volatile bool _destroyed;
 
-    /// <summary>Pages stored now (updated by the RAM tier on install and release).</summary>
-    public long Pages;
-
-    public Pool(int serial, PoolOptions options, TmemOptions storeOptions, CompressedRamTier ram, StoreCounters counters, PersistentLog? log)
+    public Pool(int serial, PoolOptions options, StoreContext store)
     {
         Serial = serial;
         Kind = options.Kind;
         PageSize = options.PageSize;
         SharedUuid = options.SharedUuid;
-        // Private ephemeral: exclusive; shared ephemeral: not; persistent: as asked (DESIGN.md 3.4-3.5).
+        // Private ephemeral: exclusive; shared ephemeral: not; persistent: as asked.
         ExclusiveGets = Kind == PoolKind.Persistent ? options.ExclusiveGets : SharedUuid is null;
-        _ram = ram;
-        _counters = counters;
-        _log = Kind == PoolKind.Persistent ? log : null;
-        // Descriptors hold lengths as u16: a 64 KiB page must compress to at most 65535 bytes.
-        _maxZbytes = Math.Min((int)(PageSize * storeOptions.MaxZsize), ushort.MaxValue);
-        _maxMeanZbytes = (int)(PageSize * storeOptions.MaxMeanZsize);
-        _maxMeanScaled = (long)(PoolOptions.MaxPageSize * storeOptions.MaxMeanZsize);
-        _maxPersistentPages = storeOptions.MaxPersistentPages;
-        _maxPersistentBytes = storeOptions.MaxPersistentBytes;
-        _buckets = new Bucket[storeOptions.BucketsPerPool];
+        Account = new PoolAccount(PageSize);
+        _ram = store.Ram;
+        _counters = store.Counters;
+        _log = Kind == PoolKind.Persistent ? store.Log : null;
+        _poorCompression = new PoorCompressionRule(store.Options.MaxZsize, PageSize);
+        _meanCompression = store.MeanCompression;
+        _meanThresholdBytes = _meanCompression.ThresholdBytes(PageSize);
+        _persistentLimits = store.PersistentLimits;
+        _buckets = new Bucket[store.Options.BucketsPerPool];
         for (int i = 0; i < _buckets.Length; i++) _buckets[i] = new Bucket(this);
         _bucketShift = 32 - BitOperations.Log2((uint)_buckets.Length);
     }
+
+    /// <summary>The page size and the pages stored now (kept by the RAM tier on install and release).</summary>
+    public PoolAccount Account { get; }
 
     /// <summary>Store-wide number of this pool (for logs and stats; not a client's pool id).</summary>
     public int Serial { get; }
@@ -98,7 +100,6 @@ internal sealed class Pool
     public PutStatus Put(in ObjectId id, uint index, ReadOnlySpan<byte> page, out long logAddress)
     {
         logAddress = 0;
-        bool persistent = Kind == PoolKind.Persistent;
         if (_log is not null && _log.Health.IsDegraded)
         {
             // The disk is full (only the log's reserve is left) or failing: no new page goes in.
@@ -106,47 +107,37 @@ internal sealed class Pool
             Interlocked.Increment(ref _counters.StorageFullRefused);
             return Refuse(id, index, PutStatus.RejectedStorageFull, out logAddress);
         }
-        ReadOnlySpan<byte> compressed = default;
-        int slotBytes = 0;
-        bool sameFilled = PageCodec.TryGetFillPattern(page, out ulong pattern);
-        if (!sameFilled)
-        {
-            // Compress before any lock: making room may evict, and eviction takes bucket locks.
-            var scratch = _compressScratch ??= new byte[PoolOptions.MaxPageSize];
-            int length = PageCodec.Compress(page, scratch.AsSpan(0, _maxZbytes));
-            if (length == 0)
-                return Refuse(id, index, PutStatus.RejectedPoorCompression, out logAddress);
-            if (persistent && length > _maxMeanZbytes && PersistentMeanOverLimit())
-                return Refuse(id, index, PutStatus.RejectedMeanCompression, out logAddress);
-            compressed = scratch.AsSpan(0, length);
-            slotBytes = SlabAllocator.SlotSizeFor(length);
-        }
-
-        // The log record is built (and checksummed) outside the lock too.
-        ReadOnlySpan<byte> record = default;
-        if (_log is not null)
-        {
-            Span<byte> patternBytes = stackalloc byte[8];
-            BitConverter.TryWriteBytes(patternBytes, pattern);
-            var payload = sameFilled ? patternBytes : compressed;
-            var buffer = _recordScratch ??= new byte[LogRecord.SizeOf(PoolOptions.MaxPageSize)];
-            int size = LogRecord.SizeOf(payload.Length);
-            LogRecord.Write(buffer.AsSpan(0, size), LogRecordType.Put, sameFilled ? LogRecordFlags.SameFilled : LogRecordFlags.None, (uint)Serial, id, index, payload);
-            record = buffer.AsSpan(0, size);
-        }
-
-        // No RAM for a copy: in Strict mode a logged persistent page is stored spilled (only in the
-        // log; it is acknowledged after its commit anyway, and read back from the log).
-        bool spilled = false;
-        if (!_ram.TryReserve(slotBytes, out uint descriptor))
-        {
-            if (_log is null || !_log.IsStrict || slotBytes == 0 || !_ram.TryReserve(0, out descriptor))
-                return Refuse(id, index, PutStatus.RejectedCapacity, out logAddress);
-            spilled = true;
-            slotBytes = 0;
-        }
-
+        // Encode and admit before any lock: making room may evict, and eviction takes bucket locks.
+        if (!PageEncoder.TryEncode(page, _poorCompression.MaxBytes, out var encoded))
+            return Refuse(id, index, PutStatus.RejectedPoorCompression, out logAddress);
+        if (Kind == PoolKind.Persistent && encoded.StoredLength > _meanThresholdBytes && _meanCompression.MeanOverLimit())
+            return Refuse(id, index, PutStatus.RejectedMeanCompression, out logAddress);
+        var record = _log is null ? default : PutRecord.Build((uint)Serial, id, index, encoded);
+        if (!TryReserveRoom(encoded, out uint descriptor, out int slotBytes))
+            return Refuse(id, index, PutStatus.RejectedCapacity, out logAddress);
         _log?.WaitForRoom(); // throttle on the device outside the lock, never inside it
+        return Install(id, index, encoded, record, descriptor, slotBytes, out logAddress);
+    }
+
+    /// <summary>
+    /// RAM for the page's slot (evicting if need be). With none, a logged persistent page in Strict
+    /// mode is stored below: only in the log (it is acknowledged after its commit anyway, and read
+    /// back from the log); <paramref name="slotBytes"/> is then 0.
+    /// </summary>
+    private bool TryReserveRoom(in EncodedPage page, out uint descriptor, out int slotBytes)
+    {
+        slotBytes = page.SameFilled ? 0 : SlabAllocator.SlotSizeFor(page.StoredLength);
+        if (_ram.TryReserve(slotBytes, out descriptor)) return true;
+        if (_log is null || !_log.IsStrict || slotBytes == 0) return false;
+        slotBytes = 0;
+        return _ram.TryReserve(0, out descriptor);
+    }
+
+    /// <summary>The last step of a put, under the bucket lock: persistent limits, the append, the install.</summary>
+    private PutStatus Install(in ObjectId id, uint index, in EncodedPage page, ReadOnlySpan<byte> record, uint descriptor, int slotBytes, out long logAddress)
+    {
+        logAddress = 0;
+        bool persistent = Kind == PoolKind.Persistent;
         var bucket = BucketFor(id);
         lock (bucket.Lock)
         {
@@ -156,7 +147,7 @@ internal sealed class Pool
                 ThrowHelper.ThrowPoolDestroyed();
             }
             var existing = bucket.Find(id);
-            if (persistent && (existing is null || existing.Find(index) == 0) && OverPersistentLimit(compressed.Length))
+            if (persistent && (existing is null || existing.Find(index) == 0) && _persistentLimits.Refuses(page.StoredLength))
             {
                 // A new page over the persistent limits (a replacement never is): nothing to flush.
                 _ram.CancelReservation(descriptor, slotBytes);
@@ -180,7 +171,8 @@ internal sealed class Pool
                 }
             }
             var obj = existing ?? bucket.GetOrAdd(id);
-            _ram.Install(descriptor, obj, index, compressed, pattern, sameFilled, persistent, logAddress, spilled);
+            if (slotBytes == 0 && !page.SameFilled) _ram.InstallBelow(descriptor, obj, index, page.StoredLength, logAddress);
+            else _ram.Install(descriptor, obj, index, page, persistent, logAddress);
             uint old = obj.Set(index, descriptor);
             if (old != 0) _ram.Release(old);
         }
@@ -195,51 +187,42 @@ internal sealed class Pool
     /// </summary>
     public void RestorePut(in ObjectId id, uint index, bool sameFilled, ReadOnlySpan<byte> payload, long logAddress)
     {
-        ulong pattern = sameFilled ? BitConverter.ToUInt64(payload) : 0;
-        var compressed = sameFilled ? default : payload;
+        var page = EncodedPage.FromPayload(sameFilled, payload);
         int slotBytes = sameFilled ? 0 : SlabAllocator.SlotSizeFor(payload.Length);
-        bool spilled = false;
+        bool below = false;
         if (!_ram.TryReserve(slotBytes, out uint descriptor, allowEviction: false))
         {
             if (!_ram.TryReserve(0, out descriptor, allowEviction: false)) ThrowRecoveryOverMaxPages();
-            spilled = true;
+            below = true;
         }
         var bucket = BucketFor(id);
         lock (bucket.Lock)
         {
             var obj = bucket.GetOrAdd(id);
-            _ram.Install(descriptor, obj, index, compressed, pattern, sameFilled, persistent: true, logAddress, spilled);
+            if (below) _ram.InstallBelow(descriptor, obj, index, page.StoredLength, logAddress);
+            else _ram.Install(descriptor, obj, index, page, persistent: true, logAddress);
             uint old = obj.Set(index, descriptor);
             if (old != 0) _ram.Release(old);
         }
     }
 
-    /// <summary>Would one more persistent page of <paramref name="compressedLength"/> bytes pass a persistent limit?</summary>
-    private bool OverPersistentLimit(int compressedLength) =>
-        (_maxPersistentPages > 0 && Volatile.Read(ref _counters.PersPages) >= _maxPersistentPages)
-        || (_maxPersistentBytes > 0 && Volatile.Read(ref _counters.PersZbytes) + compressedLength > _maxPersistentBytes);
-
-    /// <summary>
-    /// zcache's mean-size rule, as a fraction of each page's own size so that pools of
-    /// different page sizes compare fairly: is the mean compressed fraction of the stored
-    /// persistent pages over <see cref="TmemOptions.MaxMeanZsize"/>?
-    /// </summary>
-    private bool PersistentMeanOverLimit()
-    {
-        long pages = Volatile.Read(ref _counters.PersPages);
-        return pages > 0 && Volatile.Read(ref _counters.PersZscaled) / pages > _maxMeanScaled;
-    }
-
     /// <summary>Checkpoint, with every bucket lock of the pool held by the caller: the pages as logged.</summary>
     public List<IndexCheckpoint.PageEntry> CapturePagesLocked()
     {
-        var pages = new List<IndexCheckpoint.PageEntry>((int)Math.Max(0, Volatile.Read(ref Pages)));
+        var pages = new List<IndexCheckpoint.PageEntry>((int)Math.Max(0, Volatile.Read(ref Account.Pages)));
         foreach (var bucket in _buckets)
+        {
+            Debug.Assert(bucket.Lock.IsHeldByCurrentThread);
             foreach (var obj in bucket.Objects)
-                obj.ForEach((pages, obj, _ram), static (s, index, id) => s.pages.Add(s._ram.CheckpointEntry(s.obj.Id, index, id)));
+                obj.ForEach((pages, obj, _ram), static (s, index, id) => s.pages.Add(CheckpointEntry(s._ram.Describe(id), s.obj.Id, index)));
+        }
         return pages;
     }
 
+    private static IndexCheckpoint.PageEntry CheckpointEntry(in StoredPage page, in ObjectId objectId, uint index) =>
+        page.Form == PageForm.Pattern
+            ? new IndexCheckpoint.PageEntry(objectId, index, 0, true, page.BackingAddress, page.Pattern)
+            : new IndexCheckpoint.PageEntry(objectId, index, (ushort)page.Length, false, page.BackingAddress, 0);
     /// <summary>Recovery: installs a page listed in a checkpoint, spilled (read from the log when got).</summary>
     public void RestoreFromCheckpoint(in IndexCheckpoint.PageEntry page)
     {
@@ -249,9 +232,9 @@ internal sealed class Pool
         {
             var obj = bucket.GetOrAdd(page.ObjectId);
             if (page.SameFilled)
-                _ram.Install(descriptor, obj, page.Index, default, page.Pattern, sameFilled: true, persistent: true, page.Address);
+                _ram.Install(descriptor, obj, page.Index, EncodedPage.OfPattern(page.Pattern), persistent: true, page.Address);
             else
-                _ram.InstallSpilled(descriptor, obj, page.Index, page.Length, page.Address);
+                _ram.InstallBelow(descriptor, obj, page.Index, page.Length, page.Address);
             uint old = obj.Set(page.Index, descriptor);
             if (old != 0) throw new InvalidDataException($"the checkpoint lists page {page.ObjectId}/{page.Index} of pool serial {Serial} twice");
         }
@@ -409,7 +392,7 @@ internal sealed class Pool
                 address = ObservedState();
                 return address == 0 ? GetStep.Miss : GetStep.MissOnceDurable;
             }
-            bool spilled = _ram.TryGetSpilled(descriptor, out long spilledAt, out compressedLength);
+            bool spilled = _ram.TryGetBelow(descriptor, out long spilledAt, out compressedLength);
             if (!ExclusiveGets)
             {
                 if (spilled)
@@ -447,7 +430,7 @@ internal sealed class Pool
     }
 
     /// <summary>Under the bucket lock: the page's Put record address if a get must wait for its commit (Strict), else 0.</summary>
-    private long PendingRecord(uint descriptor) => _log is null ? 0 : _log.UncommittedAddress(_ram.LogAddressOf(descriptor));
+    private long PendingRecord(uint descriptor) => _log is null ? 0 : _log.UncommittedAddress(_ram.BackingAddressOf(descriptor));
 
     /// <summary>
     /// Reads and decodes a spilled page's Put record; false when the log no longer holds that
@@ -487,8 +470,8 @@ internal sealed class Pool
         {
             if (_destroyed) return false;
             uint descriptor = bucket.Find(id)?.Find(index) ?? 0;
-            if (descriptor == 0 || _ram.LogAddressOf(descriptor) != from) return false;
-            _ram.MoveLogAddress(descriptor, log.Append(record));
+            if (descriptor == 0 || _ram.BackingAddressOf(descriptor) != from) return false;
+            _ram.MoveBackingAddress(descriptor, log.Append(record));
             return true;
         }
     }

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using Tmem.RamTier;
 
 namespace Tmem.Translation;
 
@@ -6,14 +7,14 @@ namespace Tmem.Translation;
 /// One object of a pool: its pages by index. An open-addressing table (linear probing,
 /// backward-shift deletion) of 8-byte entries <c>index &lt;&lt; 32 | descriptor id</c>, id 0 meaning
 /// empty; about 11-16 bytes per page, where the kernel's radix tree node costs more.
-/// Guarded by its bucket's lock.
+/// Guarded by its bucket's lock, which is the lock the RAM tier knows it by (<see cref="PageOwner"/>).
 /// </summary>
-internal sealed class TmemObject
+internal sealed class TmemObject : PageOwner
 {
     private ulong[] _entries = new ulong[2];
     private int _shift = 63; // 64 - log2(capacity)
 
-    public TmemObject(in ObjectId id, Bucket bucket)
+    public TmemObject(in ObjectId id, Bucket bucket) : base(bucket.Lock, bucket.Pool.Account)
     {
         Id = id;
         Bucket = bucket;
@@ -29,7 +30,7 @@ internal sealed class TmemObject
     private int Home(uint index) => (int)((index * 0x9E3779B97F4A7C15UL) >> _shift);
 
     /// <summary>The descriptor id at <paramref name="index"/>, or 0.</summary>
-    public uint Find(uint index)
+    public override uint Find(uint index)
     {
         var entries = _entries;
         int mask = entries.Length - 1;
@@ -39,6 +40,13 @@ internal sealed class TmemObject
             if (e == 0) return 0;
             if ((uint)(e >> 32) == index) return (uint)e;
         }
+    }
+
+    /// <summary>Eviction: unmaps <paramref name="index"/>, and leaves the bucket when that was the last page.</summary>
+    public override void Unlink(uint index)
+    {
+        Remove(index);
+        Bucket.RemoveIfEmpty(this);
     }
 
     /// <summary>Maps <paramref name="index"/> to <paramref name="id"/>; returns the id it replaced, or 0.</summary>
