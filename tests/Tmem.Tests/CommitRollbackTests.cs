@@ -287,4 +287,28 @@ public sealed class CommitRollbackTests : IDisposable
         using var reopened = DurableStore.Open(new TmemOptions { DataDirectory = Dir });
         Assert.Equal(PoolKind.Persistent, Assert.Single(reopened.GetClient(1).GetPools()).Kind);
     }
+
+    [Fact]
+    public void CommitSlot_HoldsFastersMetadataInTheDocumentedFieldOrder()
+    {
+        // docs/storage-format.md, "Commit file": checked against what FASTER really writes.
+        using (var store = DurableStore.Open(new TmemOptions { DataDirectory = Dir }))
+            store.GetClient(1).CreatePool(PoolOptions.Persistent);
+        var bytes = File.ReadAllBytes(CommitFile);
+        var slot = bytes.AsSpan(NewestSlot(bytes) * LogCommitFile.SlotSize, LogCommitFile.SlotSize);
+        Assert.Equal(0x544D4354u, BitConverter.ToUInt32(slot));
+        long number = BitConverter.ToInt64(slot[8..]);
+        Assert.Equal(44, BitConverter.ToInt32(slot[16..]));
+        Assert.Equal(1u, BitConverter.ToUInt32(slot[20..])); // paired: beside a genesis slot
+        var metadata = slot[24..];
+        Assert.Equal(1, BitConverter.ToInt32(metadata));                  // version
+        long begin = BitConverter.ToInt64(metadata[12..]), until = BitConverter.ToInt64(metadata[20..]);
+        Assert.Equal(64, begin);
+        Assert.True(until > begin);
+        Assert.Equal(number, BitConverter.ToInt64(metadata[28..]));       // commit number
+        Assert.Equal(0, BitConverter.ToInt32(metadata[36..]));            // iterator count
+        Assert.Equal(-1, BitConverter.ToInt32(metadata[40..]));           // cookie length: none
+        Assert.Equal(begin ^ until ^ number ^ 0 ^ -1, BitConverter.ToInt64(metadata[4..])); // checksum
+        Assert.True(slot[(24 + 44)..].IndexOfAnyExcept((byte)0) < 0);
+    }
 }

@@ -294,7 +294,8 @@ internal sealed class LogCommitFile : ILogCommitManager
         {
             var other = slots[1 - s.Index];
             if (s.Kind == CommitSlotKind.Damaged)
-                return $"commit slot {s.Index} of {path} (bytes {s.Index * SlotSize} to {(s.Index + 1) * SlotSize}) is damaged ({s.Problem}); it may have held the newest commit{OtherSays(other)}";
+                return $"commit slot {s.Index} of {path} (bytes {s.Index * SlotSize} to {(s.Index + 1) * SlotSize}) is damaged ({s.Problem}); it may have held the newest commit{OtherSays(other)}, " +
+                    "or be a commit write that a power cut tore inside a 512-byte sector (then never acknowledged)";
             if (s.Kind == CommitSlotKind.Empty && (other.Kind == CommitSlotKind.Genesis || other is { Kind: CommitSlotKind.Commit, Paired: true }))
                 return $"commit slot {s.Index} of {path} (bytes {s.Index * SlotSize} to {(s.Index + 1) * SlotSize}) is all zeros, but slot {other.Index} " +
                     (other.Kind == CommitSlotKind.Genesis ? "is a genesis slot, which only a file whose slots are never empty has"
