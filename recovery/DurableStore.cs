@@ -90,7 +90,20 @@ public static class DurableStore
             problem = $"checkpoint {path} is damaged ({problem}); replayed the whole log instead";
             return null;
         }
-        if (checkpoint.CoveredUntil > log.CommittedUntilAddress || checkpoint.CoveredUntil < log.BeginAddress || checkpoint.LogBeginAddress != log.BeginAddress)
+        // A checkpoint is written only once the log is committed past its address, and only after
+        // the begin address it records is committed: one ahead of the commit metadata means the
+        // metadata lost commits (acknowledged operations), not that the checkpoint is stale.
+        if (checkpoint.CoveredUntil > log.CommittedUntilAddress || checkpoint.LogBeginAddress > log.BeginAddress)
+        {
+            string commitFile = LogCommitFile.PathIn(Path.Combine(dir, PersistentLog.CommitFolder));
+            throw new TmemCorruptionException(Math.Min(checkpoint.CoveredUntil, log.CommittedUntilAddress),
+                $"The index checkpoint {Path.GetFullPath(path)} covers the log from {checkpoint.LogBeginAddress} until {checkpoint.CoveredUntil}, but the commit metadata in {Path.GetFullPath(commitFile)} " +
+                $"says the log is committed from {log.BeginAddress} until {log.CommittedUntilAddress}. A checkpoint is written only after the log is committed that far, so the commit metadata has lost commits: " +
+                "opening from it could undo acknowledged operations. Nothing was changed; run the offline recovery tool (tmem-admin verify, then recover) on the data directory.");
+        }
+        // Older than the log's begin address: a crash between a compaction's truncation and its
+        // new checkpoint leaves this, and the whole log (from the compaction base) replays.
+        if (checkpoint.CoveredUntil < log.BeginAddress || checkpoint.LogBeginAddress != log.BeginAddress)
         {
             problem = $"checkpoint {path} covers the log until {checkpoint.CoveredUntil} from {checkpoint.LogBeginAddress}, which does not fit the log ({log.BeginAddress} to {log.CommittedUntilAddress}); replayed the whole log instead";
             return null;

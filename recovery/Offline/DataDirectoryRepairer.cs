@@ -15,11 +15,21 @@ public sealed record RepairOptions
 
     /// <summary>
     /// When FASTER's commit metadata is missing or damaged: write a new commit spanning the
-    /// likeliest begin address (the checkpoint's, or address 64, or the first compaction base)
-    /// to the end of the whole, valid records. Records written after the last real commit (never
-    /// acknowledged in Strict mode) may come back with it. Off by default.
+    /// likeliest begin address (a readable commit's, the checkpoint's, address 64, or the first
+    /// compaction base) to the end of the whole, valid records. Nothing written is dropped, but
+    /// records written after the last real commit (never acknowledged in Strict mode) may come
+    /// back with it. Off by default.
     /// </summary>
     public bool RebuildCommitMetadata { get; init; }
+
+    /// <summary>
+    /// When the commit metadata is damaged but one commit can still be read (the other slot of the
+    /// commit file is damaged or zeroed, or the index checkpoint shows later commits): go back to
+    /// that commit, cutting the log at its commit point. The changes after it are listed; commits
+    /// after it may have been acknowledged, which the tool cannot know. Off by default; not with
+    /// <see cref="RebuildCommitMetadata"/>.
+    /// </summary>
+    public bool RollbackToOlderCommit { get; init; }
 }
 
 /// <summary>What <see cref="DataDirectoryRepairer.Repair"/> found, did, and lost.</summary>
@@ -52,6 +62,25 @@ public sealed record RepairReport
     /// <summary>The pool changes the cut loses (or would).</summary>
     public required IReadOnlyList<PoolLoss> LostPools { get; init; }
 
+    /// <summary>
+    /// Whether <see cref="LostPages"/> and <see cref="LostPools"/> are exact. When false, the records
+    /// in <see cref="UnknownRanges"/> are unreadable or gone, and the pages and pools they changed
+    /// (beyond what later records or the index checkpoint show) are not listed.
+    /// </summary>
+    public bool LossListComplete => UnknownRanges.Count == 0;
+
+    /// <summary>Log addresses after the cut whose records are unknown (empty when the loss lists are exact).</summary>
+    public IReadOnlyList<UnknownLogRange> UnknownRanges { get; init; } = [];
+
+    /// <summary>The commit the log was rolled back to (<see cref="RepairOptions.RollbackToOlderCommit"/>), or null.</summary>
+    public long? RolledBackToCommit { get; init; }
+
+    /// <summary>
+    /// When the commit metadata may have lost commits and an older commit can be read: that commit.
+    /// Without a flag the report's loss lists then preview what rolling back to it would undo (at <see cref="CutAddress"/>).
+    /// </summary>
+    public long? OlderCommit { get; init; }
+
     /// <summary>Log bytes dropped: the cut-off part below the old commit point plus the torn tail.</summary>
     public long DroppedLogBytes { get; init; }
 
@@ -78,8 +107,12 @@ public sealed record RepairReport
 /// checkpoint by one rebuilt from a full replay. Only with
 /// <see cref="RepairOptions.TruncateAtFirstCorruption"/>: cuts the log before its first corrupt
 /// record (FASTER's commit metadata is rewritten with that commit point; the bytes after it are
-/// zeroed and later segment files removed) and reports every handle that loses its newest state.
-/// Every file it changes is first copied, and every file it removes moved, into
+/// zeroed and later segment files removed) and reports every handle that loses its newest state,
+/// exactly or with the ranges of unknown records (<see cref="RepairReport.UnknownRanges"/>). When
+/// the commit metadata may have lost commits, it changes nothing without
+/// <see cref="RepairOptions.RebuildCommitMetadata"/> (a commit up to the last whole record) or
+/// <see cref="RepairOptions.RollbackToOlderCommit"/> (back to the commit it can read, listing what
+/// that undoes). Every file it changes is first copied, and every file it removes moved, into
 /// <c>DATA/backup-TIMESTAMP/</c>; it refuses when the disk has no room for the copies.
 /// </summary>
 public static class DataDirectoryRepairer
@@ -92,6 +125,8 @@ public static class DataDirectoryRepairer
     public static RepairReport Repair(string dataDirectory, RepairOptions? options = null, IProgress<OfflineProgress>? progress = null)
     {
         options ??= new RepairOptions();
+        if (options.RebuildCommitMetadata && options.RollbackToOlderCommit)
+            throw new ArgumentException("Rebuilding the commit metadata and rolling back to an older commit exclude each other: give one.", nameof(options));
         var dir = OfflineDirectory.Open(dataDirectory);
         try
         {
@@ -107,21 +142,26 @@ public static class DataDirectoryRepairer
     {
         var analysis = LogAnalysis.Run(dir, keepPayloads: false, progress);
         var found = analysis.Problems.ToList();
-        var (lostPages, lostPools) = analysis.Losses();
-        if (!analysis.Commit.IsUsable && !options.RebuildCommitMetadata)
+        var fallback = analysis.Commit.Fallback;
+        bool canRollback = !analysis.Commit.IsUsable && fallback is not null && analysis.AfterFallback is not null;
+        if (!analysis.Commit.IsUsable && !options.RebuildCommitMetadata && !(options.RollbackToOlderCommit && canRollback))
         {
+            var preview = canRollback ? analysis.AfterFallback!.Losses() : LossList.None;
             return new RepairReport
             {
-                DataDirectory = dir.Path, ProblemsFound = found, Actions = [], LostPages = [], LostPools = [],
+                DataDirectory = dir.Path, ProblemsFound = found, Actions = [], CutAddress = canRollback ? fallback!.CommittedUntil : null, OlderCommit = canRollback ? fallback!.Number : null,
+                LostPages = preview.Pages, LostPools = preview.Pools, UnknownRanges = preview.UnknownRanges,
                 Unrepaired = found.Where(p => p.Severity == ProblemSeverity.Damage).ToList(),
-                Advice = string.Create(CultureInfo.InvariantCulture,
-                    $"FASTER's commit metadata is missing or damaged. Restore the commits/ folder from a backup, or run recover again with --rebuild-commit-metadata to write a commit for log addresses {analysis.Begin} to {analysis.Committed} ({analysis.Records} whole records holding {analysis.Model.PageCount} pages; records written after the last real commit may come back with them). Nothing was changed."),
+                Advice = CommitAdvice(analysis, preview, options.RollbackToOlderCommit),
             };
         }
-        bool rebuildCommit = !analysis.Commit.IsUsable;
+        bool rollback = !analysis.Commit.IsUsable && !options.RebuildCommitMetadata && options.RollbackToOlderCommit;
+        bool rebuildCommit = !analysis.Commit.IsUsable && !rollback;
 
-        long? cut = analysis.CutAddress;
-        bool truncate = cut is not null && options.TruncateAtFirstCorruption;
+        long? cut = rollback ? fallback!.CommittedUntil : analysis.CutAddress;
+        bool truncate = rollback || (cut is not null && options.TruncateAtFirstCorruption);
+        var losses = rollback ? analysis.AfterFallback!.Losses() : analysis.Losses();
+        var (lostPages, lostPools) = (losses.Pages, losses.Pools);
         var tail = analysis.UncommittedTail;
         bool dropTail = tail.Records > 0;
         bool checkpointExists = File.Exists(dir.CheckpointPath);
@@ -135,20 +175,19 @@ public static class DataDirectoryRepairer
             unrepaired.AddRange(found.Where(p => p.Severity == ProblemSeverity.Damage));
             advice = string.Create(CultureInfo.InvariantCulture,
                 $"The log is damaged below its commit point, first at address {cut}. Run recover again with --truncate-at-first-corruption to cut the log there: " +
-                $"{lostPages.Count} page(s) and {lostPools.Count} pool change(s), listed in this report, would be lost; everything before the cut is kept. Or restore the damaged files from a backup.");
+                $"{lostPages.Count} page(s) and {lostPools.Count} pool change(s), listed in this report, would be lost{Incompleteness(losses)}; everything before the cut is kept. Or restore the damaged files from a backup.");
         }
 
         if (!dropTail && !truncate && !rebuildCheckpoint && !rebuildCommit)
         {
             return new RepairReport
             {
-                DataDirectory = dir.Path, ProblemsFound = found, Actions = [], CutAddress = cut, LostPages = lostPages, LostPools = lostPools,
+                DataDirectory = dir.Path, ProblemsFound = found, Actions = [], CutAddress = cut, LostPages = lostPages, LostPools = lostPools, UnknownRanges = losses.UnknownRanges,
                 Unrepaired = unrepaired, Advice = advice ?? (found.Count == 0 ? null : "Nothing needed repairing."), Openable = cut is null,
             };
         }
 
         // Plan the file changes, back them up, then make them.
-        int bits = dir.Format.SegmentSizeBits;
         long segmentSize = dir.Format.SegmentSize;
         long newCommitted = truncate ? cut!.Value : analysis.Committed;
         long zeroFrom = newCommitted;
@@ -216,16 +255,41 @@ public static class DataDirectoryRepairer
             Directory.CreateDirectory(Path.GetDirectoryName(target)!);
             File.Move(file, target);
             DirectorySync.Fsync(Path.GetDirectoryName(target)!);
+            DirectorySync.Fsync(Path.GetDirectoryName(file)!);
         }
 
+        // Order, so that a crash of the tool at any step leaves a directory the store opens or the
+        // tool repairs again: the checkpoint goes first (without it the store replays the log; one
+        // left covering past a new commit point would be refused); then the new commit (after it,
+        // the bytes past the cut are an uncommitted tail the store ignores); then those bytes are
+        // zeroed and the segment files after the cut removed.
+        if (rebuildCheckpoint)
+        {
+            MoveToBackup(dir.CheckpointPath);
+            actions.Add($"moved the index checkpoint {dir.CheckpointPath} aside ({(analysis.CheckpointUsable ? "it covers past the cut" : "damaged or not agreeing with the log")})");
+        }
+        if (rebuildCommit && !truncate)
+        {
+            CommitState.WriteCommit(dir.CommitDirectory, analysis.Begin, newCommitted, Math.Max(analysis.Commit.HighestNumber, -1));
+            actions.Add(string.Create(CultureInfo.InvariantCulture, $"rebuilt FASTER's commit metadata from the records: begin {analysis.Begin}, commit point {newCommitted} ({analysis.Records} records)"));
+        }
+        if (truncate)
+        {
+            CommitState.WriteCommit(dir.CommitDirectory, analysis.Begin, newCommitted, analysis.Commit.HighestNumber);
+            actions.Add(string.Create(CultureInfo.InvariantCulture, $"rewrote FASTER's commit metadata: begin {analysis.Begin}, commit point {newCommitted}"));
+        }
         if (zeroUntil > zeroFrom)
         {
             long zeroed = ZeroRange(dir, segments, zeroFrom, zeroUntil, truncate);
-            if (truncate)
+            if (rollback)
+                actions.Add(string.Create(CultureInfo.InvariantCulture, $"rolled back the log to commit {fallback!.Number}: cut it at that commit's point, address {cut}, dropping the {analysis.RecordsAfterFallback} record(s) after it (up to {analysis.Committed}); zeroed {zeroed} byte(s) from there"));
+            else if (truncate)
                 actions.Add(string.Create(CultureInfo.InvariantCulture, $"cut the log at address {cut} (its commit point was {analysis.Committed}): zeroed {zeroed} byte(s) from there"));
             if (tail.Records > 0)
                 actions.Add(string.Create(CultureInfo.InvariantCulture, $"dropped the torn tail: {tail.Records} uncommitted record(s) at addresses {tail.Start} to {tail.End}"));
         }
+        else if (rollback)
+            actions.Add(string.Create(CultureInfo.InvariantCulture, $"rolled back the log to commit {fallback!.Number} (its commit point {cut}; no records were written after it)"));
         foreach (var file in toMove.Where(f => f != dir.CheckpointPath && f != marker))
         {
             MoveToBackup(file);
@@ -238,21 +302,6 @@ public static class DataDirectoryRepairer
             MoveToBackup(marker);
             actions.Add("the cut leaves the log empty: removed its committed.marker (kept in the backup)");
         }
-        if (rebuildCommit && !truncate)
-        {
-            CommitState.WriteCommit(dir.CommitDirectory, analysis.Begin, newCommitted, Math.Max(analysis.Commit.HighestNumber, -1));
-            actions.Add(string.Create(CultureInfo.InvariantCulture, $"rebuilt FASTER's commit metadata from the records: begin {analysis.Begin}, commit point {newCommitted} ({analysis.Records} records)"));
-        }
-        if (truncate)
-        {
-            CommitState.WriteCommit(dir.CommitDirectory, analysis.Begin, newCommitted, analysis.Commit.HighestNumber);
-            actions.Add(string.Create(CultureInfo.InvariantCulture, $"rewrote FASTER's commit metadata: begin {analysis.Begin}, commit point {newCommitted}"));
-        }
-        if (rebuildCheckpoint)
-        {
-            MoveToBackup(dir.CheckpointPath);
-            actions.Add($"moved the index checkpoint {dir.CheckpointPath} aside ({(analysis.CheckpointUsable ? "it covers past the cut" : "damaged or not agreeing with the log")})");
-        }
         DirectorySync.Fsync(dir.LogDirectory);
         DirectorySync.Fsync(dir.Path);
 
@@ -261,13 +310,13 @@ public static class DataDirectoryRepairer
             return new RepairReport
             {
                 DataDirectory = dir.Path, ProblemsFound = found, Actions = actions, BackupDirectory = backup, CutAddress = cut,
-                LostPages = lostPages, LostPools = lostPools, DroppedLogBytes = tail.End - tail.Start, Unrepaired = unrepaired, Advice = advice, Openable = false,
+                LostPages = lostPages, LostPools = lostPools, UnknownRanges = losses.UnknownRanges, DroppedLogBytes = tail.End - tail.Start, Unrepaired = unrepaired, Advice = advice, Openable = false,
             };
         }
 
         // Open the store: it replays the log (no checkpoint, or one that still fits) and, closing,
         // writes a fresh checkpoint. That proves the directory opens.
-        long expectedPages = (truncate ? analysis.AtCut! : analysis.Model).PageCount;
+        long expectedPages = rollback ? analysis.AfterFallback!.AtCut.PageCount : (truncate ? analysis.AtCut! : analysis.Model).PageCount;
         dir.ReleaseLock();
         long pagesAfter, poolsAfter;
         try
@@ -287,7 +336,8 @@ public static class DataDirectoryRepairer
             return new RepairReport
             {
                 DataDirectory = dir.Path, ProblemsFound = found, Actions = actions, BackupDirectory = backup, CutAddress = cut, Truncated = truncate,
-                LostPages = lostPages, LostPools = lostPools, Unrepaired = unrepaired, Openable = false,
+                LostPages = lostPages, LostPools = lostPools, UnknownRanges = losses.UnknownRanges, Unrepaired = unrepaired, Openable = false,
+                RolledBackToCommit = rollback ? fallback!.Number : null,
                 Advice = $"The repair did not make the directory openable; the files it changed are in {backup} (see MANIFEST.txt). Report this with the output of verify.",
             };
         }
@@ -295,13 +345,46 @@ public static class DataDirectoryRepairer
         if (pagesAfter != expectedPages)
             unrepaired.Add(new DataProblem(ProblemKind.InconsistentRecord, ProblemSeverity.Damage, null, null,
                 $"the store recovered {pagesAfter} pages, but the log read offline gives {expectedPages}"));
+        if (rollback)
+            advice = string.Create(CultureInfo.InvariantCulture,
+                $"The log was rolled back to commit {fallback!.Number}. Whether the changes listed were acknowledged cannot be known: commits after {fallback.Number} were lost from the commit metadata{(analysis.Checkpoint is { } c && c.CoveredUntil > cut ? $", and the index checkpoint showed the log committed until at least {c.CoveredUntil}, so those before it were" : "")}.");
         return new RepairReport
         {
             DataDirectory = dir.Path, ProblemsFound = found, Actions = actions, BackupDirectory = backup, CutAddress = cut, Truncated = truncate,
-            LostPages = lostPages, LostPools = lostPools,
+            LostPages = lostPages, LostPools = lostPools, UnknownRanges = losses.UnknownRanges,
             DroppedLogBytes = (truncate ? analysis.Committed - cut!.Value : 0) + (tail.End - tail.Start),
             Unrepaired = unrepaired, Advice = advice, Openable = cut is null || truncate, PagesAfter = pagesAfter, PoolsAfter = poolsAfter,
+            RolledBackToCommit = rollback ? fallback!.Number : null,
         };
+    }
+
+    /// <summary>" (incomplete: ...)" when the loss list is not exact, naming the ranges it cannot see into; else empty.</summary>
+    private static string Incompleteness(LossList losses) => losses.Complete ? "" : string.Create(CultureInfo.InvariantCulture,
+        $" (the list is incomplete: the records at log addresses {string.Join(", ", losses.UnknownRanges.Select(r => $"{r.From} to {r.Until}"))} are unreadable or gone, and the pages and pools they changed cannot be listed)");
+
+    /// <summary>What to do about unusable commit metadata: what is known, and what each flag would do.</summary>
+    private static string CommitAdvice(LogAnalysis analysis, LossList rollback, bool rollbackAsked)
+    {
+        var fallback = analysis.Commit.Fallback;
+        if (fallback is null)
+            return string.Create(CultureInfo.InvariantCulture,
+                $"FASTER's commit metadata is missing or damaged{(rollbackAsked ? ", and no commit in it can be read to roll back to" : "")}. Restore the commits/ folder from a backup, or run recover again with --rebuild-commit-metadata to write a commit for log addresses {analysis.Begin} to {analysis.Committed} ({analysis.Records} whole records holding {analysis.Model.PageCount} pages; records written after the last real commit may come back with them). Nothing was changed.");
+        var known = new List<string>
+        {
+            string.Create(CultureInfo.InvariantCulture, $"The commit metadata is damaged ({analysis.Commit.Problem}). The newest commit that can be read is commit {fallback.Number} (log addresses {fallback.BeginAddress} to {fallback.CommittedUntil}): commits after {fallback.Number} may be lost."),
+        };
+        if (analysis.AfterFallback is null)
+        {
+            known.Add(string.Create(CultureInfo.InvariantCulture,
+                $"The whole records end at address {analysis.Committed}, before that commit's point at address {fallback.CommittedUntil}: the log is damaged too, and cannot be rolled back to it. Run recover again with --rebuild-commit-metadata to write a commit for log addresses {analysis.Begin} to {analysis.Committed} (then --truncate-at-first-corruption applies to what remains damaged), or restore the files from a backup. Nothing was changed."));
+            return string.Join(" ", known);
+        }
+        string acknowledged = LogAnalysis.Acknowledged(fallback.CommittedUntil, analysis.Committed, analysis.Checkpoint);
+        known.Add(string.Create(CultureInfo.InvariantCulture,
+            $"{analysis.RecordsAfterFallback} whole record(s) at log addresses {fallback.CommittedUntil} to {analysis.Committed} were written after it; {acknowledged}. " +
+            $"Run recover again with one of: --rebuild-commit-metadata, to write a commit for log addresses {analysis.Begin} to {analysis.Committed} keeping every one of those records (records never acknowledged may come back with them); " +
+            $"or --rollback-to-older-commit, to go back to commit {fallback.Number} by cutting the log at address {fallback.CommittedUntil}, which undoes {rollback.Pages.Count} page change(s) and {rollback.Pools.Count} pool change(s), listed in this report. Nothing was changed."));
+        return string.Join(" ", known);
     }
 
     /// <summary>Options for opening a directory offline: room for every page the log holds.</summary>

@@ -5,14 +5,20 @@ namespace Tmem.Recovery.Offline;
 
 /// <summary>
 /// One offline pass over a data directory: the commit metadata, every record below the commit
-/// point (read by <see cref="RawLogReader"/>, checked with <see cref="LogRecord.TryRead"/>, and
-/// replayed into a <see cref="LogModel"/>), the records past it, and the index checkpoint checked
-/// against the model at the address it covers. The shared core of inspect, verify, recover and
-/// export.
+/// point (read by <see cref="RawLogReader"/>, which reads on past damage, checked with
+/// <see cref="LogRecord.TryRead"/>, and replayed into a <see cref="LogModel"/>), what cutting the
+/// log at its first damage would lose (<see cref="CutLosses"/>), the records past the commit
+/// point, and the index checkpoint checked against the model at the address it covers. When the
+/// commit metadata is not usable the records are read from the likeliest begin address to the
+/// first bad spot instead, and a commit that can still be read is the fallback a rollback goes to.
+/// The shared core of inspect, verify, recover and export.
 /// </summary>
 internal sealed class LogAnalysis
 {
     private const int MaxCheckpointMessages = 20;
+
+    /// <summary>From the cut on: the state the acknowledged records give and what is known about it (see <see cref="Losses"/>).</summary>
+    private CutLosses? _afterCut;
 
     private LogAnalysis(OfflineDirectory directory, CommitState commit, LogModel model)
     {
@@ -45,8 +51,15 @@ internal sealed class LogAnalysis
     /// <summary>Damaged records: address and, from the (unverifiable) header, the handle it names.</summary>
     public List<(long Address, uint PoolSerial, ObjectId ObjectId, uint Index, LogRecordType? Type)> DamagedRecords { get; } = new();
 
-    /// <summary>Puts after the first damage that could not be applied (their pool's record was damaged): lost with the cut too.</summary>
-    public List<(long Address, uint PoolSerial, ObjectId ObjectId, uint Index)> UnappliedPuts { get; } = new();
+    /// <summary>
+    /// When the commit metadata is not usable but a commit can be read (<see cref="CommitState.Fallback"/>):
+    /// what rolling back to it would undo, from its commit point to the end of the whole records
+    /// (null when the records end before its commit point).
+    /// </summary>
+    public CutLosses? AfterFallback { get; private set; }
+
+    /// <summary>Whole records read at or after the fallback commit's commit point (see <see cref="AfterFallback"/>).</summary>
+    public int RecordsAfterFallback { get; private set; }
 
     public IndexCheckpoint? Checkpoint { get; private set; }
 
@@ -101,10 +114,19 @@ internal sealed class LogAnalysis
         // more than a segment past the last segment file's data is not credible.
         if (Commit.IsUsable && Commit.CommittedUntil > Commit.BeginAddress && Commit.CommittedUntil > dataEnd + dir.Format.SegmentSize)
             Commit = Commit with { Problem = $"commit metadata file {Commit.File} puts the commit point at {Commit.CommittedUntil}, but the segment files end at {dataEnd}: its addresses are damaged" };
+        // A checkpoint is written only once the log is committed past its address, and only after
+        // the begin address it records is committed: one ahead of the newest commit means the
+        // commit metadata lost commits (and the store refuses to open).
+        if (Commit.IsUsable && Checkpoint is { } ahead && (ahead.CoveredUntil > Commit.CommittedUntil || ahead.LogBeginAddress > Commit.BeginAddress))
+            Commit = Commit with
+            {
+                Problem = $"the index checkpoint {dir.CheckpointPath} covers the log from {ahead.LogBeginAddress} until {ahead.CoveredUntil}, but the newest commit in {Commit.File} says it is committed from {Commit.BeginAddress} until {Commit.CommittedUntil}; " +
+                    "a checkpoint is written only after the log is committed that far, so the commit metadata has lost commits (records before the checkpoint's address were acknowledged)",
+                Fallback = new ReadableCommit(Commit.CommitNumber, Commit.BeginAddress, Commit.CommittedUntil),
+            };
         bool committedKnown = Commit.IsUsable;
-        foreach (var skipped in Commit.SkippedDamaged)
-            Problems.Add(new DataProblem(ProblemKind.CommitMetadata, ProblemSeverity.Notice, null, Commit.File,
-                $"{skipped}: a newer commit file than {Commit.File} that a crash left half written; FASTER recovers from {Commit.File}, as this tool reads it, and removes the newer one at its next commit"));
+        var fallback = committedKnown ? null : Commit.Fallback;
+        int commitProblemAt = Problems.Count;
         if (committedKnown)
         {
             Begin = Commit.BeginAddress;
@@ -112,49 +134,67 @@ internal sealed class LogAnalysis
         }
         else
         {
-            Problems.Add(new DataProblem(ProblemKind.CommitMetadata, ProblemSeverity.Damage, null, Commit.File ?? dir.CommitDirectory,
-                $"{Commit.Problem}: the log's begin address and commit point are unknown and the store will not open. The records were read from the likeliest begin address until the first bad spot (recover --rebuild-commit-metadata writes a commit for that range)"));
-            Begin = GuessBegin(reader);
+            // The readable commit's begin address, while its segment is there (a lost newer commit
+            // can only have moved it forward, and replaying from an older begin gives the same state).
+            Begin = fallback is { } f && withData.Any(s => s.FirstAddress <= f.BeginAddress && f.BeginAddress < s.FirstAddress + s.Bytes) ? f.BeginAddress : GuessBegin(reader);
             Committed = dataEnd;
         }
 
         LogModel? atCheckpoint = null;
         long ckptAddress = Checkpoint?.CoveredUntil ?? long.MaxValue;
+        bool checkpointApplied = false;
+        void ApplyCheckpointAfterCut()
+        {
+            checkpointApplied = true;
+            if (_afterCut is { } after && checkpointProblem is null && Checkpoint is { } c && c.LogBeginAddress == Begin && c.CoveredUntil > after.Cut && c.CoveredUntil <= Committed)
+                after.ApplyCheckpoint(c);
+        }
         long total = Math.Max(1, Committed - Begin);
         long lastEnd = Begin;
         foreach (var item in reader.Read(Begin, Committed, stopAtFirstDamage: !committedKnown,
             progress is null ? null : a => progress.Report(new OfflineProgress("reading the log", Math.Max(0, a - Begin), total))))
         {
             if (atCheckpoint is null && item.Address >= ckptAddress) atCheckpoint = Model.Clone();
+            if (!checkpointApplied && _afterCut is not null && item.Address >= ckptAddress) ApplyCheckpointAfterCut();
+            if (fallback is not null && AfterFallback is null && item.Address >= fallback.CommittedUntil) AfterFallback = new CutLosses(fallback.CommittedUntil, Model.Clone());
             if (item.Damage is { } damage)
             {
                 if (!committedKnown) break;
                 NoteDamage(damage);
+                _afterCut!.Unknown(item.Address, item.Next, damage.Message);
                 continue;
             }
             var entry = item.Entry!;
             if (!LogRecord.TryRead(entry, out var record, out string? error))
             {
                 if (!committedKnown) break;
-                DamagedRecords.Add(HeaderClaims(item.Address, entry));
+                var claim = HeaderClaims(item.Address, entry);
+                DamagedRecords.Add(claim);
                 NoteDamage(new DataProblem(ProblemKind.BadRecord, ProblemSeverity.Damage, item.Address, reader.SegmentPath(item.Address >> dir.Format.SegmentSizeBits),
                     $"the record at log address {item.Address} is damaged: {error}"));
+                _afterCut!.Damaged(item.Address, item.Next, claim.PoolSerial, claim.ObjectId, claim.Index, claim.Type,
+                    $"the record at log address {item.Address} is damaged ({error}): what it changed is known only from its header, which cannot be verified" +
+                    (claim.Type is { } t ? $" (it says {t}, pool serial {claim.PoolSerial}{(t is LogRecordType.Put or LogRecordType.FlushPage or LogRecordType.FlushObject ? $", object {claim.ObjectId}" : "")}{(t is LogRecordType.Put or LogRecordType.FlushPage ? $", index {claim.Index}" : "")})" : ""));
                 continue;
             }
             Records++;
             RecordBytes += entry.Length;
             lastEnd = item.Next;
+            if (AfterFallback is not null) RecordsAfterFallback++;
             if (Model.Apply(item.Address, record) is { } inconsistency)
             {
-                if (CutAddress is not null && record.Type == LogRecordType.Put)
-                    UnappliedPuts.Add((item.Address, record.PoolSerial, record.ObjectId, record.Index));
                 NoteDamage(new DataProblem(ProblemKind.InconsistentRecord, CutAddress is null ? ProblemSeverity.Damage : ProblemSeverity.Notice, item.Address, null,
                     $"the record at log address {item.Address} ({record.Type}, pool serial {record.PoolSerial}) passes its checksum but contradicts the records before it: {inconsistency}" +
-                    (CutAddress is { } cut ? $" (probably a consequence of the damage at {cut})" : "")));
+                    (CutAddress is { } cut && cut < item.Address ? $" (probably a consequence of the damage at {cut})" : "")));
             }
+            _afterCut?.Record(item.Address, item.Next, record);
+            AfterFallback?.Record(item.Address, item.Next, record);
         }
         if (!committedKnown) Committed = lastEnd;
+        if (!checkpointApplied && _afterCut is not null && ckptAddress <= Committed) ApplyCheckpointAfterCut();
+        if (fallback is not null && AfterFallback is null && fallback.CommittedUntil == Committed) AfterFallback = new CutLosses(Committed, Model.Clone());
         atCheckpoint ??= Checkpoint is not null && ckptAddress <= Committed ? Model.Clone() : null;
+        if (!committedKnown) Problems.Insert(commitProblemAt, CommitProblem(fallback));
 
         ScanUncommittedTail(reader, dataEnd, committedKnown);
         CheckCheckpoint(checkpointProblem, atCheckpoint);
@@ -206,11 +246,35 @@ internal sealed class LogAnalysis
         {
             CutAddress = address;
             AtCut = Model.Clone();
+            _afterCut = new CutLosses(address, AtCut);
         }
     }
 
+    /// <summary>What is known of whether the records in [<paramref name="from"/>, <paramref name="until"/>) past a readable commit were acknowledged.</summary>
+    internal static string Acknowledged(long from, long until, IndexCheckpoint? checkpoint) => checkpoint is { } c && c.CoveredUntil > from
+        ? c.CoveredUntil >= until
+            ? $"the index checkpoint, which covers the log until {c.CoveredUntil}, shows that all of them were committed (acknowledged)"
+            : $"the index checkpoint shows that those before address {c.CoveredUntil} were committed (acknowledged); whether the others were cannot be known"
+        : "whether they were acknowledged cannot be known";
+
+    /// <summary>The damage problem for unusable commit metadata: what is known, what is not, what recover can do.</summary>
+    private DataProblem CommitProblem(ReadableCommit? fallback)
+    {
+        string file = Commit.File ?? Directory.CommitDirectory;
+        if (fallback is null)
+            return new DataProblem(ProblemKind.CommitMetadata, ProblemSeverity.Damage, null, file,
+                $"{Commit.Problem}: the log's begin address and commit point are unknown and the store will not open. The records were read from the likeliest begin address until the first bad spot (recover --rebuild-commit-metadata writes a commit for that range)");
+        string after = Committed < fallback.CommittedUntil
+            ? $"The whole records end at address {Committed}, before that commit's point: the log is damaged too, and cannot be rolled back to it"
+            : $"{RecordsAfterFallback} whole record(s) at log addresses {fallback.CommittedUntil} to {Committed} were written after it; " + Acknowledged(fallback.CommittedUntil, Committed, Checkpoint);
+        return new DataProblem(ProblemKind.CommitMetadata, ProblemSeverity.Damage, null, file,
+            $"{Commit.Problem}. The newest readable commit is commit {fallback.Number} (log addresses {fallback.BeginAddress} to {fallback.CommittedUntil}): commits after {fallback.Number} may be lost, and the store will not open. {after}. " +
+            $"recover --rebuild-commit-metadata writes a commit for log addresses {Begin} to {Committed}, keeping every whole record" +
+            (Committed >= fallback.CommittedUntil ? $"; recover --rollback-to-older-commit goes back to commit {fallback.Number}, cutting the log at address {fallback.CommittedUntil} (recover without a flag lists what that undoes)" : ""));
+    }
+
     /// <summary>What a damaged record's header says (it may itself be damaged).</summary>
-    private static (long, uint, ObjectId, uint, LogRecordType?) HeaderClaims(long address, byte[] entry)
+    private static (long Address, uint PoolSerial, ObjectId ObjectId, uint Index, LogRecordType? Type) HeaderClaims(long address, byte[] entry)
     {
         if (entry.Length < LogRecord.HeaderSize) return (address, 0, default, 0, null);
         var type = (LogRecordType)entry[5];
@@ -313,89 +377,8 @@ internal sealed class LogAnalysis
 
     /// <summary>
     /// What cutting the log at <see cref="CutAddress"/> loses: every handle whose state after the
-    /// readable records differs from its state at the cut, the pages an intact checkpoint lists at
-    /// or after the cut (their records may be unreadable), and the damaged records' own handles.
+    /// committed records differs from its state at the cut, exact where the records (and an intact
+    /// checkpoint past the cut) tell, with the ranges of unknown records otherwise (see <see cref="CutLosses"/>).
     /// </summary>
-    public (List<PageLoss> Pages, List<PoolLoss> Pools) Losses()
-    {
-        var pages = new List<PageLoss>();
-        var pools = new List<PoolLoss>();
-        if (CutAddress is not { } cut || AtCut is not { } atCut) return (pages, pools);
-        var seen = new HashSet<(uint, LogModel.PageKey)>();
-        IReadOnlyList<PoolMember> MembersOf(uint serial) =>
-            (Model.Pools.TryGetValue(serial, out var p) ? p : atCut.Pools.GetValueOrDefault(serial))?.Members.Select(m => new PoolMember(m.ClientId, m.PoolId)).ToArray()
-            ?? (Checkpoint?.Pools.FirstOrDefault(c => c.Serial == serial)?.Members.Select(m => new PoolMember(m.ClientId, m.PoolId)).ToArray() ?? []);
-
-        foreach (var (serial, pool) in Model.Pools)
-        {
-            atCut.Pools.TryGetValue(serial, out var before);
-            if (before is null)
-                pools.Add(new PoolLoss(serial, MembersOf(serial), $"pool serial {serial} was created at or after the cut at {cut}: the pool and its pages are gone"));
-            else
-                foreach (var member in pool.Members.Except(before.Members))
-                    pools.Add(new PoolLoss(serial, MembersOf(serial), $"client {member.ClientId} joined pool serial {serial} as pool id {member.PoolId} at or after the cut at {cut}: that membership is gone"));
-            foreach (var (key, page) in pool.Pages)
-            {
-                LogModel.PageState? kept = before?.Pages.GetValueOrDefault(key);
-                if (kept is not null && kept.Address == page.Address) continue;
-                seen.Add((serial, key));
-                pages.Add(kept is null
-                    ? new PageLoss(LossKind.Lost, serial, MembersOf(serial), key.ObjectId.ToString(), key.Index, page.Address, null, $"its only version was put at log address {page.Address}, at or after the cut at {cut}")
-                    : new PageLoss(LossKind.Reverted, serial, MembersOf(serial), key.ObjectId.ToString(), key.Index, page.Address, kept.Address, $"its version put at log address {page.Address} is at or after the cut at {cut}; the older version at {kept.Address} comes back"));
-            }
-        }
-        foreach (var (serial, before) in atCut.Pools)
-        {
-            Model.Pools.TryGetValue(serial, out var after);
-            if (after is null)
-                pools.Add(new PoolLoss(serial, before.Members.Select(m => new PoolMember(m.ClientId, m.PoolId)).ToArray(), $"pool serial {serial} was destroyed at or after the cut at {cut}: it comes back"));
-            else
-                foreach (var member in before.Members.Except(after.Members))
-                    pools.Add(new PoolLoss(serial, MembersOf(serial), $"client {member.ClientId} left pool serial {serial} (pool id {member.PoolId}) at or after the cut at {cut}: that membership comes back"));
-            foreach (var (key, page) in before.Pages)
-            {
-                if (after is not null && after.Pages.ContainsKey(key)) continue;
-                if (!seen.Add((serial, key))) continue;
-                pages.Add(new PageLoss(LossKind.Resurrected, serial, before.Members.Select(m => new PoolMember(m.ClientId, m.PoolId)).ToArray(), key.ObjectId.ToString(), key.Index, null, page.Address,
-                    $"it was flushed at or after the cut at {cut}; its version at log address {page.Address} comes back"));
-            }
-        }
-        // Pages an intact checkpoint places at or after the cut, in records that may be unreadable.
-        if (Checkpoint is { } checkpoint && checkpoint.LogBeginAddress == Begin && checkpoint.CoveredUntil > cut)
-        {
-            foreach (var pool in checkpoint.Pools)
-            {
-                atCut.Pools.TryGetValue(pool.Serial, out var before);
-                foreach (var page in pool.Pages.Where(p => p.Address >= cut))
-                {
-                    var key = new LogModel.PageKey(page.ObjectId, page.Index);
-                    if (!seen.Add((pool.Serial, key))) continue;
-                    var kept = before?.Pages.GetValueOrDefault(key);
-                    var members = pool.Members.Select(m => new PoolMember(m.ClientId, m.PoolId)).ToArray();
-                    pages.Add(kept is null
-                        ? new PageLoss(LossKind.Lost, pool.Serial, members, key.ObjectId.ToString(), key.Index, page.Address, null, $"the index checkpoint places it at log address {page.Address}, at or after the cut at {cut}")
-                        : new PageLoss(LossKind.Reverted, pool.Serial, members, key.ObjectId.ToString(), key.Index, page.Address, kept.Address, $"the index checkpoint places its version at log address {page.Address}, at or after the cut at {cut}; the older version at {kept.Address} comes back"));
-                }
-                if (before is null && !pools.Any(p => p.PoolSerial == pool.Serial))
-                    pools.Add(new PoolLoss(pool.Serial, pool.Members.Select(m => new PoolMember(m.ClientId, m.PoolId)).ToArray(), $"pool serial {pool.Serial} (in the index checkpoint) was created at or after the cut at {cut}: the pool and its pages are gone"));
-            }
-        }
-        foreach (var (address, serial, objectId, index) in UnappliedPuts)
-        {
-            if (!seen.Add((serial, new LogModel.PageKey(objectId, index)))) continue;
-            var kept = atCut.Pools.GetValueOrDefault(serial)?.Pages.GetValueOrDefault(new LogModel.PageKey(objectId, index));
-            pages.Add(new PageLoss(kept is null ? LossKind.Lost : LossKind.Reverted, serial, MembersOf(serial), objectId.ToString(), index, address, kept?.Address,
-                $"its put at log address {address} follows the damage at {cut} and could not be applied (its pool's own record is damaged or lost)"));
-        }
-        foreach (var (address, serial, objectId, index, type) in DamagedRecords)
-        {
-            if (type is LogRecordType.Put or LogRecordType.FlushPage && seen.Add((serial, new LogModel.PageKey(objectId, index))))
-            {
-                var kept = atCut.Pools.GetValueOrDefault(serial)?.Pages.GetValueOrDefault(new LogModel.PageKey(objectId, index));
-                pages.Add(new PageLoss(LossKind.Damaged, serial, MembersOf(serial), objectId.ToString(), index, address, kept?.Address,
-                    $"the record at log address {address} is damaged; its header, which cannot be verified, says it is a {type} of this page"));
-            }
-        }
-        return (pages, pools);
-    }
+    public LossList Losses() => _afterCut?.Losses() ?? LossList.None;
 }

@@ -22,13 +22,15 @@ internal sealed class LogModel
     public sealed class PoolState(uint serial, int pageSize, bool exclusiveGets, Guid? sharedUuid)
     {
         public uint Serial { get; } = serial;
+        /// <summary>Known only from records that name it (its creation is in an unreadable part of the log): settings and members unknown.</summary>
+        public bool Placeholder { get; init; }
         public int PageSize { get; } = pageSize;
         public bool ExclusiveGets { get; } = exclusiveGets;
         public Guid? SharedUuid { get; } = sharedUuid;
         public List<(int ClientId, int PoolId)> Members { get; init; } = new();
         public Dictionary<PageKey, PageState> Pages { get; init; } = new();
 
-        public PoolState Clone() => new(Serial, PageSize, ExclusiveGets, SharedUuid) { Members = new(Members), Pages = new(Pages) };
+        public PoolState Clone() => new(Serial, PageSize, ExclusiveGets, SharedUuid) { Members = new(Members), Pages = new(Pages), Placeholder = Placeholder };
     }
 
     private readonly bool _keepPayloads;
@@ -47,6 +49,95 @@ internal sealed class LogModel
         var copy = new LogModel(_keepPayloads) { ClientPools = new(ClientPools), SerialHighWater = SerialHighWater };
         foreach (var (serial, pool) in Pools) copy.Pools.Add(serial, pool.Clone());
         return copy;
+    }
+
+    /// <summary>The state an index checkpoint records (as of its covered-until address).</summary>
+    public static LogModel FromCheckpoint(IndexCheckpoint checkpoint)
+    {
+        var model = new LogModel(keepPayloads: false) { SerialHighWater = (uint)Math.Max(0, checkpoint.PoolSerialHighWater) };
+        foreach (var entry in checkpoint.Pools)
+        {
+            var pool = new PoolState(entry.Serial, entry.PageSize, entry.ExclusiveGets, entry.SharedUuid) { Members = new(entry.Members) };
+            foreach (var page in entry.Pages)
+                pool.Pages[new PageKey(page.ObjectId, page.Index)] = new PageState(page.Address, page.SameFilled ? 8 : page.Length, page.SameFilled, page.Pattern, null);
+            model.Pools[entry.Serial] = pool;
+            foreach (var member in entry.Members) model.ClientPools[member] = entry.Serial;
+        }
+        return model;
+    }
+
+    /// <summary>
+    /// Applies a valid record to a state that may lack what it names (records before it are
+    /// unreadable): a pool it names that is not live is taken as created there, with unknown
+    /// settings and members; a member leaving that is not there is ignored. Returns why the record
+    /// did not fit the state (null when it applied as <see cref="Apply"/> would).
+    /// </summary>
+    public string? ApplyLeniently(long address, LogRecord record)
+    {
+        if (Apply(address, record) is not { } misfit) return null;
+        PoolState PoolOf(uint serial)
+        {
+            if (!Pools.TryGetValue(serial, out var pool))
+            {
+                pool = new PoolState(serial, 0, false, null) { Placeholder = true };
+                Pools.Add(serial, pool);
+                SerialHighWater = Math.Max(SerialHighWater, serial);
+            }
+            return pool;
+        }
+        void AddMember(uint serial, PoolRecord member)
+        {
+            var pool = PoolOf(serial);
+            if (ClientPools.TryGetValue((member.ClientId, member.PoolId), out uint other) && other != serial && Pools.TryGetValue(other, out var old))
+                old.Members.Remove((member.ClientId, member.PoolId));
+            if (!pool.Members.Contains((member.ClientId, member.PoolId))) pool.Members.Add((member.ClientId, member.PoolId));
+            ClientPools[(member.ClientId, member.PoolId)] = serial;
+        }
+        try
+        {
+            switch (record.Type)
+            {
+                case LogRecordType.PoolCreate when Pools.TryGetValue(record.PoolSerial, out var placeholder) && placeholder.Placeholder:
+                    // Its creation after all: the settings are known now.
+                    var created = PoolRecord.Read(record.Payload);
+                    Pools[record.PoolSerial] = new PoolState(record.PoolSerial, created.PageSize, created.ExclusiveGets, created.SharedUuid) { Members = placeholder.Members, Pages = placeholder.Pages };
+                    AddMember(record.PoolSerial, created);
+                    break;
+                case LogRecordType.PoolCreate or LogRecordType.PoolJoin:
+                    AddMember(record.PoolSerial, PoolRecord.Read(record.Payload));
+                    break;
+                case LogRecordType.CompactionBase:
+                    foreach (var (serial, _, member) in CompactionBaseRecord.Read(record.Payload).Members) AddMember(serial, member);
+                    break;
+                case LogRecordType.PoolLeave:
+                    var leaving = PoolRecord.Read(record.Payload);
+                    if (Pools.TryGetValue(record.PoolSerial, out var left) && left.Members.Remove((leaving.ClientId, leaving.PoolId)))
+                    {
+                        ClientPools.Remove((leaving.ClientId, leaving.PoolId));
+                        if (left.Members.Count == 0 && !left.Placeholder) Pools.Remove(record.PoolSerial);
+                    }
+                    break;
+                case LogRecordType.Put:
+                    var pool = PoolOf(record.PoolSerial);
+                    bool sameFilled = (record.Flags & LogRecordFlags.SameFilled) != 0;
+                    pool.Pages[new PageKey(record.ObjectId, record.Index)] =
+                        new PageState(address, record.Payload.Length, sameFilled, sameFilled && record.Payload.Length == 8 ? BitConverter.ToUInt64(record.Payload) : 0, null);
+                    break;
+                case LogRecordType.FlushPage:
+                    PoolOf(record.PoolSerial).Pages.Remove(new PageKey(record.ObjectId, record.Index));
+                    break;
+                case LogRecordType.FlushObject:
+                    var flushed = PoolOf(record.PoolSerial);
+                    var id = record.ObjectId;
+                    foreach (var key in flushed.Pages.Keys.Where(k => k.ObjectId == id).ToList()) flushed.Pages.Remove(key);
+                    break;
+            }
+        }
+        catch (InvalidDataException)
+        {
+            // A pool record that does not parse passed its checksum: nothing it says can be applied.
+        }
+        return misfit;
     }
 
     public long LiveEntryBytes => Pools.Values.Sum(p => p.Pages.Values.Sum(page => (long)page.EntryBytes));

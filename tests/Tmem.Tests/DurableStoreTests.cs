@@ -320,6 +320,79 @@ public sealed class DurableStoreTests : IDisposable
         Assert.False(File.Exists(Segment0)); // the device did not create an empty one in its place
     }
 
+    /// <summary>About 20 MiB of pages in 16 MiB segments (segments 0 and 1), closed with a checkpoint covering the whole log.</summary>
+    private void WriteTwoSegments(LogDeviceKind device)
+    {
+        var options = new TmemOptions { DataDirectory = _dir, LogDevice = device, LogSegmentSizeBytes = 16L << 20, Durability = DurabilityMode.Relaxed };
+        using var store = DurableStore.Open(options);
+        var c = store.GetClient(1);
+        int p = c.CreatePool(PoolOptions.Persistent);
+        for (int i = 0; i < 9000; i++) c.Put(p, Oid(i / 64), (uint)(i % 64), WithRandomPrefix(4096, 0.55, i));
+    }
+
+    /// <summary>The open fails naming <paramref name="file"/>, and changes no file.</summary>
+    private void AssertOpenRefusedNaming(string file)
+    {
+        var files = Directory.GetFiles(_dir, "*", SearchOption.AllDirectories).Where(f => Path.GetFileName(f) != DataDirectoryLock.FileName).ToDictionary(f => f, File.ReadAllBytes);
+        var e = Assert.Throws<TmemCorruptionException>(() => DurableStore.Open(new TmemOptions { DataDirectory = _dir }));
+        Assert.Contains(file, e.Message);
+        Assert.Contains("Nothing was changed", e.Message);
+        Assert.Equal(files.Keys.Order(), Directory.GetFiles(_dir, "*", SearchOption.AllDirectories).Where(f => Path.GetFileName(f) != DataDirectoryLock.FileName).Order());
+        foreach (var (path, bytes) in files) Assert.Equal(bytes, File.ReadAllBytes(path));
+    }
+
+    [Theory]
+    [InlineData(LogDeviceKind.File)]
+    [InlineData(LogDeviceKind.Mapped)]
+    public void Open_LastSegmentShorterThanTheCommitPoint_WithACheckpoint_FailsNamingIt(LogDeviceKind device)
+    {
+        WriteTwoSegments(device);
+        string last = Path.Combine(_dir, "log", "segment.1");
+        using (var file = new FileStream(last, FileMode.Open)) file.SetLength(DataLength(last) / 2);
+        AssertOpenRefusedNaming(last);
+    }
+
+    [Theory]
+    [InlineData(LogDeviceKind.File)]
+    [InlineData(LogDeviceKind.Mapped)]
+    public void Open_EarlierSegmentShorterThanASegment_WithACheckpoint_FailsNamingIt(LogDeviceKind device)
+    {
+        // The checkpoint covers the whole log, so the open replays nothing from segment 0: it
+        // opened, and gets of pages in the lost part failed later.
+        WriteTwoSegments(device);
+        string first = Path.Combine(_dir, "log", "segment.0");
+        Assert.Equal(16L << 20, new FileInfo(first).Length); // a whole segment, whichever device wrote it
+        using (var file = new FileStream(first, FileMode.Open)) file.SetLength((16L << 20) - 3 * 4096);
+        AssertOpenRefusedNaming(first);
+        var verify = Tmem.Recovery.Offline.DataDirectoryVerifier.Verify(_dir);
+        Assert.Contains(verify.Problems, p => p.Kind == Tmem.Recovery.Offline.ProblemKind.TruncatedSegment && p.File == first);
+    }
+
+    [Fact]
+    public void Open_CheckpointAheadOfTheCommitMetadata_FailsNamingBoth()
+    {
+        // A commit file older than the checkpoint (later commits lost: a restored file, a disk
+        // that acknowledged writes it never made) used to open from the older commit with a full
+        // replay, dropping acknowledged operations.
+        byte[] oldCommits;
+        string commitFile = Path.Combine(_dir, "commits", "log.commit");
+        using (var store = Open())
+        {
+            var c = store.GetClient(1);
+            int p = c.CreatePool(PoolOptions.Persistent);
+            for (uint i = 0; i < 10; i++) c.Put(p, Oid(1), i, Compressible(4096, (int)i));
+            using (var f = new FileStream(commitFile, FileMode.Open, FileAccess.Read, FileShare.ReadWrite))
+            {
+                oldCommits = new byte[f.Length];
+                f.ReadExactly(oldCommits);
+            }
+            Assert.Equal(10, c.FlushObject(p, Oid(1)));
+        }
+        File.WriteAllBytes(commitFile, oldCommits);
+        AssertOpenRefusedNaming(CheckpointFile);
+        Assert.Contains("log.commit", Assert.Throws<TmemCorruptionException>(() => Open()).Message);
+    }
+
     [Fact]
     public void Open_CommitMetadataDeleted_FailsInsteadOfOpeningEmpty()
     {

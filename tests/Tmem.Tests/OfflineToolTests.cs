@@ -576,7 +576,7 @@ public sealed class OfflineToolTests : IDisposable
         Assert.True(task.Wait(TimeSpan.FromSeconds(60)) && task.Result, $"the process printed no {prefix}: {(process.HasExited ? process.StandardError.ReadToEnd() : "still running")}");
     }
 
-    private static (int Code, string Stdout, string Stderr) RunTool(params string[] args)
+    internal static (int Code, string Stdout, string Stderr) RunTool(params string[] args)
     {
         using var process = StartProcess(Beside("tmem-admin.dll"), args);
         var stdout = process.StandardOutput.ReadToEndAsync();

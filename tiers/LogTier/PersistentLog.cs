@@ -447,10 +447,11 @@ internal sealed class PersistentLog : IDisposable
     }
 
     /// <summary>
-    /// Every segment file under the commit point exists (the whole committed log, even when a scan
-    /// starts later, after a checkpoint: the pages it indexes live below that point), and the
-    /// commit point is not past the end of the segment files (FASTER adopts damaged commit
-    /// metadata as it reads it).
+    /// Every segment file under the commit point exists and is long enough to hold its part of
+    /// the committed log (the whole committed log, even when a scan starts later, after a
+    /// checkpoint: the pages it indexes live below that point; both devices write a segment the
+    /// commit point has passed out to its full size), and the commit point is not past the end
+    /// of the segment files (FASTER adopts damaged commit metadata as it reads it).
     /// </summary>
     private void CheckSegmentsPresent(long committed)
     {
@@ -460,16 +461,15 @@ internal sealed class PersistentLog : IDisposable
         // end): a later file (the space reserve, a preallocated segment) must not stand in for it.
         for (long segment = logBegin >> _segmentSizeBits; segment <= (committed - 1) >> _segmentSizeBits; segment++)
         {
-            long start = segment << _segmentSizeBits;
             string file = Path.Combine(_logDirectory, $"{SegmentBaseName}.{segment}");
+            long start = segment << _segmentSizeBits;
             if (!File.Exists(file))
                 throw new TmemCorruptionException(start,
                     $"Segment file {file} (log addresses from {start}) is missing, but the log is committed until address {committed}. Nothing was changed; restore the file or repair the directory with the offline recovery tool.");
-            long needed = Math.Min(SegmentSize, committed - start);
-            long length = new FileInfo(file).Length;
+            long needed = Math.Min(start + SegmentSize, committed) - start, length = new FileInfo(file).Length;
             if (length < needed)
                 throw new TmemCorruptionException(start + length,
-                    $"Segment file {file} is {length} bytes, but the log's commit point (from its commit metadata) is address {committed}, which needs {needed}: the segment is truncated or the metadata is damaged. Nothing was changed; repair the directory with the offline recovery tool.");
+                    $"Segment file {file} is {length} bytes, but the log is committed until address {committed}, which needs {needed} bytes of it (log addresses {start + length} to {start + needed} are missing): the file is truncated or the commit metadata is damaged. Nothing was changed; restore the file or repair the directory with the offline recovery tool.");
         }
     }
 

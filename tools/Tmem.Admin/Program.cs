@@ -40,9 +40,17 @@ public static class Program
 
         var recoverDir = Directory();
         var truncate = new Option<bool>("--truncate-at-first-corruption") { Description = "Cut the log before its first corrupt record (losing what follows, listed in the report)." };
-        var rebuildCommit = new Option<bool>("--rebuild-commit-metadata") { Description = "When FASTER's commit metadata is missing or damaged, write a new commit for the whole, valid records." };
-        var recover = new Command("recover", "Make a damaged directory openable again, losing as little as possible (backs up what it changes).") { recoverDir, truncate, rebuildCommit, json };
-        recover.SetAction(r => Run(r.GetValue(json), o => Recover(o, r.GetValue(recoverDir)!, new RepairOptions { TruncateAtFirstCorruption = r.GetValue(truncate), RebuildCommitMetadata = r.GetValue(rebuildCommit) })));
+        var rebuildCommit = new Option<bool>("--rebuild-commit-metadata") { Description = "When FASTER's commit metadata is missing or damaged, write a new commit for the whole, valid records (keeps every one)." };
+        var rollback = new Option<bool>("--rollback-to-older-commit") { Description = "When the commit metadata is damaged but an older commit can be read, go back to it (undoing the changes listed)." };
+        var recover = new Command("recover", "Make a damaged directory openable again, losing as little as possible (backs up what it changes).") { recoverDir, truncate, rebuildCommit, rollback, json };
+        recover.Validators.Add(r =>
+        {
+            if (r.GetValue(rebuildCommit) && r.GetValue(rollback)) r.AddError("--rebuild-commit-metadata and --rollback-to-older-commit exclude each other: give one.");
+        });
+        recover.SetAction(r => Run(r.GetValue(json), o => Recover(o, r.GetValue(recoverDir)!, new RepairOptions
+        {
+            TruncateAtFirstCorruption = r.GetValue(truncate), RebuildCommitMetadata = r.GetValue(rebuildCommit), RollbackToOlderCommit = r.GetValue(rollback),
+        })));
 
         var compactDir = Directory();
         var compact = new Command("compact", "Compact the log offline and report segment bytes before and after.") { compactDir, json };
@@ -148,12 +156,19 @@ public static class Program
         o.Problems(report.ProblemsFound);
         foreach (var action in report.Actions) o.Line($"  did: {action}");
         if (report.Actions.Count == 0) o.Line("  changed nothing");
-        if (report.LostPages.Count > 0 || report.LostPools.Count > 0)
+        if (report.CutAddress is not null)
         {
             o.Line(report.Truncated
-                ? $"lost by cutting the log at {report.CutAddress} ({report.LostPages.Count} page(s), {report.LostPools.Count} pool change(s), {Output.Bytes(report.DroppedLogBytes)} of log):"
-                : $"WOULD be lost by cutting the log at {report.CutAddress} (not done; nothing was dropped):");
+                ? $"{(report.RolledBackToCommit is { } commit ? $"undone by rolling back to commit {commit}, cutting" : "lost by cutting")} the log at {report.CutAddress} ({report.LostPages.Count} page(s), {report.LostPools.Count} pool change(s), {Output.Bytes(report.DroppedLogBytes)} of log){(report.LossListComplete ? ", the complete list" : "")}:"
+                : report.OlderCommit is { } older
+                    ? $"WOULD be undone by --rollback-to-older-commit, going back to commit {older} by cutting the log at {report.CutAddress} (not done; nothing was changed){(report.LossListComplete ? ", the complete list" : "")}:"
+                    : $"WOULD be lost by cutting the log at {report.CutAddress} (not done; nothing was dropped){(report.LossListComplete ? ", the complete list" : "")}:");
             o.Losses(report.LostPages, report.LostPools);
+            if (!report.LossListComplete)
+            {
+                o.Line("INCOMPLETE: the records at these log addresses are unreadable or gone; the pages and pools they changed are not listed (beyond what later records or the checkpoint show):");
+                foreach (var range in report.UnknownRanges) o.Line($"  {range.From} to {range.Until}: {range.Reason}");
+            }
         }
         if (report.PagesAfter is { } pages) o.Line($"the store opens: {report.PoolsAfter} pool(s), {pages} page(s)");
         if (report.Advice is { } advice) o.Line(advice);
