@@ -22,8 +22,7 @@ namespace Tmem.Service.Network;
 /// <b>Back-pressure.</b> The reader stops reading (the kernel's buffers then stop the client)
 /// while the client's MaxInFlight requests are started and unanswered, while this connection's
 /// queued responses are over <see cref="OutputHighWaterBytes"/>, or while the service-wide
-/// <see cref="ResponseBudget"/> is over its limit and this connection holds at least the mean
-/// share. A response write making no progress for SendTimeoutSeconds closes the connection.
+/// <see cref="ResponseBudget"/> is over its limit and this connection holds queued responses. A response write making no progress for SendTimeoutSeconds closes the connection.
 /// </para>
 /// <para>
 /// <b>Who sends.</b> Responses completed while the reader works through one receive are sent by
@@ -47,7 +46,13 @@ namespace Tmem.Service.Network;
 internal sealed partial class FrameConnection : IRequestContext, IEvictable, IThreadPoolWorkItem
 {
     /// <summary>This connection's queued response bytes at which its reader stops reading.</summary>
-    internal const int OutputHighWaterBytes = 256 * 1024;
+    internal const int OutputHighWaterBytes = 192 * 1024;
+
+    /// <summary>
+    /// The output buffer a batch grows into: the high-water mark plus the largest response (a
+    /// 64 KiB page) fit, so a connection holds at most one of these and one being sent.
+    /// </summary>
+    private const int OutputLargeBufferBytes = 256 * 1024;
 
     private const int ReceiveBytes = 64 * 1024;
     private const int OutputBufferBytes = 64 * 1024;
@@ -210,7 +215,10 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
     private bool MustPause()
     {
         long queued = Volatile.Read(ref _queuedBytes);
-        return Volatile.Read(ref _inFlight) >= _maxInFlight || queued > OutputHighWaterBytes || _budget.ShouldPause(queued);
+        if (Volatile.Read(ref _inFlight) >= _maxInFlight || queued > OutputHighWaterBytes) return true;
+        if (!_budget.ShouldPause(queued)) return false;
+        _budget.CountPause();
+        return true;
     }
 
     /// <summary>
@@ -377,7 +385,8 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
                 }
                 else if (_outLength + length > _out.Length)
                 {
-                    var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(_out.Length * 2, _outLength + length));
+                    // Straight to the large size (not doubling): fewer copies, fewer sizes held in the pool.
+                    var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(OutputLargeBufferBytes, _outLength + length));
                     _out.AsSpan(0, _outLength).CopyTo(bigger);
                     ArrayPool<byte>.Shared.Return(_out);
                     _out = bigger;
@@ -387,9 +396,8 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
                 payload.CopyTo(frame[Wire.HeaderSize..]);
                 more.CopyTo(frame[(Wire.HeaderSize + payload.Length)..]);
                 _outLength += length;
-                bool first = _queuedBytes == 0;
                 Volatile.Write(ref _queuedBytes, _queuedBytes + length);
-                _budget.Add(length, first);
+                _budget.Add(length);
             }
             wake = !_readerFlushes && !_sending;
         }
@@ -508,9 +516,8 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
     /// <summary>Under the lock: <paramref name="length"/> bytes left the queue (sent or dropped).</summary>
     private void SentLocked(int length)
     {
-        long left = _queuedBytes - length;
-        Volatile.Write(ref _queuedBytes, left);
-        _budget.Remove(length, left == 0);
+        Volatile.Write(ref _queuedBytes, _queuedBytes - length);
+        _budget.Remove(length);
     }
 
     /// <summary>Drops the responses queued and not being sent (the connection is broken or done).</summary>
