@@ -67,7 +67,7 @@ public sealed class ServiceOptions
     /// <summary>
     /// Response bytes queued for clients, all connections together (clients that read slowly or
     /// not at all). Beyond it the connections holding the most stop being read until it drains;
-    /// each connection also stops being read at 256 KiB of its own. Default 67108864 (64 MiB).
+    /// each connection also stops being read at 192 KiB of its own. Default 67108864 (64 MiB).
     /// </summary>
     public long MaxQueuedResponseBytes { get; set; } = 64L << 20;
 

@@ -45,8 +45,13 @@ public sealed class ServiceProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// The service to run: this repository's build, or <c>TMEM_TEST_SERVICE_DLL</c> (to run these
+    /// tests against another build, such as the one before a fix, and see them fail).
+    /// </summary>
     public static string ServiceDll()
     {
+        if (Environment.GetEnvironmentVariable("TMEM_TEST_SERVICE_DLL") is { Length: > 0 } other) return other;
         string here = AppContext.BaseDirectory;
         string config = typeof(ServiceProcess).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()?.Configuration ?? "Debug";
         string tfm = new DirectoryInfo(here).Name;

@@ -324,7 +324,9 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
             LogHandshakeTimeout(Peer, _options.HandshakeTimeoutSeconds);
             return false;
         }
-        if (_options.IdleTimeoutSeconds > 0 && Volatile.Read(ref _inFlight) == 0 && Volatile.Read(ref _queuedBytes) == 0)
+        // Idle only if nothing is in flight, nothing waits to be sent and nothing has arrived
+        // (input can arrive just as the deadline fires: then it is read, not dropped).
+        if (_options.IdleTimeoutSeconds > 0 && Volatile.Read(ref _inFlight) == 0 && Volatile.Read(ref _queuedBytes) == 0 && _socket.Available == 0)
         {
             _metrics.IdleTimedOut();
             LogIdleTimeout(_session.Name, Peer, _options.IdleTimeoutSeconds);
