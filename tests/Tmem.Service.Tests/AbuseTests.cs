@@ -274,6 +274,34 @@ public sealed class AbuseTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Sigterm_WithAClientThatReadsNothing_StopsWithinSeconds_AndServesOthersUntilThen()
+    {
+        await using var service = new ServiceProcess("--Tmem:Service:SendTimeoutSeconds=60", "--Tmem:DataDirectory=");
+        await service.StartAsync();
+        using var raw = Authenticated(service);
+        int pool = PoolWithAPage(raw);
+        var oneGet = RawSocket.Frame((byte)Opcode.Get, 3, Handle(pool, 0));
+        var burst = new byte[oneGet.Length * 20_000];
+        for (int i = 0; i < 20_000; i++) oneGet.CopyTo(burst, i * oneGet.Length);
+        raw.Socket.Blocking = false;
+        try
+        {
+            int sent = 0;
+            while (sent < burst.Length) sent += raw.Socket.Send(burst, sent, burst.Length - sent, SocketFlags.None);
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.WouldBlock)
+        {
+        }
+        await Task.Delay(500);
+        await using (var bob = await service.ConnectAsync("bob"))
+            Assert.NotEmpty(await bob.GetStatsAsync());
+        var clock = Stopwatch.StartNew();
+        Assert.Equal(0, await service.StopAsync());
+        output.WriteLine($"stopped in {clock.Elapsed.TotalSeconds:0.0} s with a client that reads nothing");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(15), $"the stop took {clock.Elapsed} (a send nobody reads held it)");
+    }
+
+    [Fact]
     public async Task Sigterm_AnswersEveryPipelinedFrameItReceived()
     {
         await using var service = new ServiceProcess("--Tmem:Service:SendTimeoutSeconds=60", "--Tmem:DataDirectory=");

@@ -57,6 +57,7 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
     private const int ReceiveBytes = 64 * 1024;
     private const int OutputBufferBytes = 64 * 1024;
     private const long ShutdownDrainMilliseconds = 1000;
+    private const int ShutdownSendSeconds = 3;
 
     private readonly Socket _socket;
     private readonly SessionManager _sessions;
@@ -109,6 +110,9 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
     /// <summary>Serves the connection until the client closes it, an error or a timeout closes it, or the service stops.</summary>
     public async Task RunAsync()
     {
+        // Stopping: a send that a client does not read must not hold the shutdown for the whole
+        // SendTimeoutSeconds (which is as long as the host waits): it gets ShutdownSendSeconds.
+        using var onStopping = _stopping.UnsafeRegister(static state => ((FrameConnection)state!).ShortenSendTimeout(), this);
         try
         {
             _receiveCancel.CancelAfter(TimeSpan.FromSeconds(_options.HandshakeTimeoutSeconds));
@@ -461,7 +465,7 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
         {
             while (true)
             {
-                _sendTimeout.CancelAfter(TimeSpan.FromSeconds(_options.SendTimeoutSeconds));
+                _sendTimeout.CancelAfter(SendTimeout);
                 var data = buffer.AsMemory(0, length);
                 while (!data.IsEmpty)
                     data = data[await _socket.SendAsync(data, SocketFlags.None, _sendTimeout.Token).ConfigureAwait(false)..];
@@ -483,7 +487,7 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
         catch (Exception e)
         {
             if (e is OperationCanceledException && _sendTimeout.IsCancellationRequested)
-                LogSendTimeout(_session?.Name ?? "(before handshake)", Peer, _options.SendTimeoutSeconds);
+                LogSendTimeout(_session?.Name ?? "(before handshake)", Peer, (int)SendTimeout.TotalSeconds);
             // The client is gone or not reading: drop what is queued, and close.
             _broken = true;
             if (buffer.Length > 0) ArrayPool<byte>.Shared.Return(buffer);
@@ -502,6 +506,25 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
             {
                 // already closed
             }
+        }
+    }
+
+    private TimeSpan SendTimeout => TimeSpan.FromSeconds(_stopping.IsCancellationRequested
+        ? Math.Min(_options.SendTimeoutSeconds, ShutdownSendSeconds)
+        : _options.SendTimeoutSeconds);
+
+    private void ShortenSendTimeout()
+    {
+        try
+        {
+            lock (_outLock)
+            {
+                if (_sending) _sendTimeout.CancelAfter(SendTimeout);
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            // closed meanwhile
         }
     }
 
