@@ -332,42 +332,22 @@ public sealed class TmemConnection : IAsyncDisposable, IDisposable
 
     private async Task ReadLoopAsync()
     {
-        var buffer = new byte[InitialBufferBytes + MaxFrameBytes];
-        int start = 0, end = 0;
+        using var reader = new FrameReader(InitialBufferBytes + MaxFrameBytes);
         try
         {
             while (true)
             {
-                while (end - start >= 4)
+                while (true)
                 {
-                    int length = Wire.ReadLength(buffer.AsSpan(start));
-                    if (length < Wire.HeaderSize || length > MaxResponseBytes)
-                        throw new InvalidDataException($"The server sent a frame of length {length}.");
-                    if (end - start < length)
-                    {
-                        if (length > buffer.Length)
-                        {
-                            var bigger = new byte[length];
-                            buffer.AsSpan(start, end - start).CopyTo(bigger);
-                            (buffer, end, start) = (bigger, end - start, 0);
-                        }
-                        break;
-                    }
-                    Complete(buffer.AsSpan(start, length));
-                    start += length;
+                    var result = reader.TryRead(MaxResponseBytes, out var frame, out int length);
+                    if (result == FrameResult.Incomplete) break;
+                    if (result != FrameResult.Complete) throw new InvalidDataException($"The server sent a frame of length {length}.");
+                    Complete(frame);
                 }
-                if (start == end)
-                {
-                    start = end = 0;
-                }
-                else if (start > 0)
-                {
-                    buffer.AsSpan(start, end - start).CopyTo(buffer);
-                    (end, start) = (end - start, 0);
-                }
-                int read = await _socket.ReceiveAsync(buffer.AsMemory(end), SocketFlags.None).ConfigureAwait(false);
-                if (read == 0) throw new IOException("The server closed the connection.");
-                end += read;
+                int read = await _socket.ReceiveAsync(reader.GetReceiveMemory(), SocketFlags.None).ConfigureAwait(false);
+                if (read == 0)
+                    throw new IOException("The server closed the connection; requests still pending were not carried out (the server answers every request it reads before it closes).");
+                reader.Advance(read);
             }
         }
         catch (Exception e)

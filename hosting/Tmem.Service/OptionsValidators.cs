@@ -34,6 +34,10 @@ internal sealed class ServiceOptionsValidator : IValidateOptions<ServiceOptions>
         Range(nameof(o.ReclaimIntervalMs), o.ReclaimIntervalMs, 0, 3_600_000, "from 0 (off) to 3600000");
         Range(nameof(o.MaxConnections), o.MaxConnections, 1, 1_000_000, "from 1 to 1000000");
         Range(nameof(o.SendTimeoutSeconds), o.SendTimeoutSeconds, 1, 3600, "from 1 to 3600");
+        Range(nameof(o.MaxUnauthenticatedConnections), o.MaxUnauthenticatedConnections, 1, 100_000, "from 1 to 100000");
+        Range(nameof(o.HandshakeTimeoutSeconds), o.HandshakeTimeoutSeconds, 1, 3600, "from 1 to 3600");
+        Range(nameof(o.IdleTimeoutSeconds), o.IdleTimeoutSeconds, 0, 86400, "from 0 (never) to 86400");
+        Range(nameof(o.MaxQueuedResponseBytes), o.MaxQueuedResponseBytes, 1L << 20, 1L << 40, $"from {1L << 20} (1 MiB) to {1L << 40} (1 TiB)");
         Range(nameof(o.MinThreadPoolThreads), o.MinThreadPoolThreads, 0, 4096, "from 0 (the runtime's default) to 4096");
         Range(nameof(o.TcpPort), o.TcpPort, 0, 65535, "0 (no TCP listener) or a port from 1 to 65535");
         if (!(o.ReclaimLowWater > 0 && o.ReclaimLowWater < o.ReclaimHighWater && o.ReclaimHighWater <= 1))

@@ -5,7 +5,10 @@ using Microsoft.Extensions.Options;
 using OpenTelemetry.Metrics;
 using Tmem;
 using Tmem.Service;
+using Tmem.Service.Handlers;
 using Tmem.Service.Network;
+using Tmem.Service.Sessions;
+using Tmem.Service.Startup;
 
 var builder = Host.CreateApplicationBuilder(args);
 // Configuration layers, later wins: the appsettings.json shipped beside the binary (the
@@ -37,6 +40,20 @@ builder.Services.AddSingleton<IValidateOptions<ServiceOptions>, ServiceOptionsVa
 builder.Services.AddSingleton<StoreHost>();
 builder.Services.AddSingleton<ServiceMetrics>();
 builder.Services.AddSingleton<ClientDirectory>();
+builder.Services.AddSingleton<ConnectionGovernor>();
+builder.Services.AddSingleton<ResponseBudget>();
+builder.Services.AddSingleton<SessionManager>();
+// The tmem protocol: one handler per opcode, behind the dispatcher the transport calls.
+builder.Services.AddSingleton<RequestHandler, HelloHandler>();
+builder.Services.AddSingleton<RequestHandler, CreatePoolHandler>();
+builder.Services.AddSingleton<RequestHandler, DestroyPoolHandler>();
+builder.Services.AddSingleton<RequestHandler, PutHandler>();
+builder.Services.AddSingleton<RequestHandler, GetHandler>();
+builder.Services.AddSingleton<RequestHandler, FlushPageHandler>();
+builder.Services.AddSingleton<RequestHandler, FlushObjectHandler>();
+builder.Services.AddSingleton<RequestHandler, StatsHandler>();
+builder.Services.AddSingleton<RequestHandler, ListPoolsHandler>();
+builder.Services.AddSingleton<RequestDispatcher>();
 builder.Services.AddSingleton<ListenerService>();
 // Hosted services start in this order and stop in the reverse one: the listeners stop first
 // (finishing the requests in flight), the store last (commit and checkpoint).
@@ -56,21 +73,51 @@ if (builder.Configuration[$"{ServiceOptions.SectionName}:{nameof(ServiceOptions.
         .AddOtlpExporter(exporter => exporter.Endpoint = otlpUri));
 }
 
+// Start-up, step by step, so that each failure is one message with its exit code (docs/service.md,
+// "Exit codes") and leaves nothing behind: the configuration (unknown keys, values, ranges), then
+// the listeners are bound (before the data directory is touched), then the store is opened
+// (recovery); only then does the host start its services and accept connections.
+var configurationErrors = ConfigurationChecker.Check(builder.Configuration);
+if (configurationErrors.Count > 0) return Fail(ExitCodes.BadConfiguration, "invalid configuration:", configurationErrors);
+using var host = builder.Build();
+ListenerService? listeners = null;
 try
 {
-    using var host = builder.Build();
-    await host.RunAsync();
-    return 0;
+    _ = host.Services.GetRequiredService<IOptions<TmemOptions>>().Value;
+    _ = host.Services.GetRequiredService<IOptions<ServiceOptions>>().Value;
+    listeners = host.Services.GetRequiredService<ListenerService>();
+    listeners.Bind();
+    host.Services.GetRequiredService<StoreHost>().Open();
 }
 catch (OptionsValidationException e)
 {
-    // A bad setting stops the start with a non-zero exit and a message naming the key.
-    Console.Error.WriteLine($"tmem: invalid configuration: {string.Join("; ", e.Failures)}");
-    return 2;
+    listeners?.Unbind();
+    return Fail(ExitCodes.BadConfiguration, "invalid configuration:", e.Failures);
 }
 catch (InvalidOperationException e) when (e.InnerException is FormatException or ArgumentException or InvalidCastException)
 {
-    // The binder could not convert a value (a number that isn't one, an unknown enum name).
-    Console.Error.WriteLine($"tmem: invalid configuration: {e.Message} {e.InnerException.Message}");
-    return 2;
+    // The binder could not convert a value (ConfigurationChecker should have said so first).
+    listeners?.Unbind();
+    return Fail(ExitCodes.BadConfiguration, "invalid configuration:", [$"{e.Message} {e.InnerException.Message}"]);
+}
+catch (StartupFailure e)
+{
+    listeners?.Unbind();
+    return Fail(e.ExitCode, e.Message, []);
+}
+await host.RunAsync();
+return ExitCodes.Ok;
+
+static int Fail(int exitCode, string message, IEnumerable<string> details)
+{
+    // Plain lines on stderr, no stack trace: what is wrong and what to do.
+    var lines = details.ToList();
+    Console.Error.WriteLine(lines.Count switch
+    {
+        0 => $"tmem: {message}",
+        1 => $"tmem: {message} {lines[0]}",
+        _ => $"tmem: {message}" + string.Concat(lines.Select(l => Environment.NewLine + "  " + l)),
+    });
+    Console.Error.WriteLine($"tmem: not started (exit code {exitCode}; docs/service.md lists the exit codes).");
+    return exitCode;
 }

@@ -1,39 +1,70 @@
 using System.Diagnostics.Metrics;
+using Tmem.Service.Sessions;
 
 namespace Tmem.Service;
 
 /// <summary>
 /// The service's own instruments, on a meter also named <c>Tmem</c> (beside the store's
-/// counters), so <c>dotnet-counters monitor -n Tmem.Service --counters Tmem</c> shows both.
+/// counters), so <c>dotnet-counters monitor -n Tmem.Service --counters Tmem</c> shows both. The
+/// same names and values follow the store's counters in a Stats response.
 /// </summary>
 internal sealed class ServiceMetrics : IDisposable
 {
     private readonly Meter _meter = new("Tmem", "1.0");
-    private long _connections;
+    private readonly StoreHost _host;
+    private readonly ConnectionGovernor _governor;
+    private readonly ResponseBudget _budget;
     private long _requests;
     private long _refused;
+    private long _handshakeTimeouts;
+    private long _idleTimeouts;
     private long _commitCheckMilliseconds;
 
-    public ServiceMetrics(StoreHost host)
+    public ServiceMetrics(StoreHost host, ConnectionGovernor governor, ResponseBudget budget)
     {
-        _meter.CreateObservableUpDownCounter("connections", () => Volatile.Read(ref _connections), "{connection}", "open client connections");
+        _host = host;
+        _governor = governor;
+        _budget = budget;
+        _meter.CreateObservableUpDownCounter("connections", () => (long)governor.Authenticated, "{connection}", "authenticated client connections open");
+        _meter.CreateObservableUpDownCounter("connections_unauthenticated", () => (long)governor.Unauthenticated, "{connection}", "connections open that have not completed their handshake");
+        _meter.CreateObservableCounter("connections_refused", () => governor.Refused, "{connection}", "handshakes refused because MaxConnections were authenticated");
+        _meter.CreateObservableCounter("connections_evicted", () => governor.Evicted, "{connection}", "unauthenticated connections closed to make room for newer ones (MaxUnauthenticatedConnections)");
+        _meter.CreateObservableCounter("handshake_timeouts", () => Volatile.Read(ref _handshakeTimeouts), "{connection}", "connections closed for not completing their handshake in HandshakeTimeoutSeconds");
+        _meter.CreateObservableCounter("idle_timeouts", () => Volatile.Read(ref _idleTimeouts), "{connection}", "connections closed after IdleTimeoutSeconds without a request");
         _meter.CreateObservableCounter("requests", () => Volatile.Read(ref _requests), "{request}", "requests received");
         _meter.CreateObservableCounter("requests_refused", () => Volatile.Read(ref _refused), "{request}", "requests answered with an error status");
+        _meter.CreateObservableUpDownCounter("queued_response_bytes", () => budget.Queued, "By", "response bytes queued for clients, all connections (bounded by MaxQueuedResponseBytes)");
+        _meter.CreateObservableCounter("reads_paused", () => budget.Pauses, "{pause}", "times a connection stopped reading because queued_response_bytes was over MaxQueuedResponseBytes");
         _meter.CreateObservableUpDownCounter("log_uncommitted_bytes", () => host.IsOpen ? host.Store.UncommittedLogBytes : 0, "By", "log bytes appended and not yet committed");
         _meter.CreateObservableGauge("commit_check_ms", () => Volatile.Read(ref _commitCheckMilliseconds), "ms", "how long the last commit check waited for the log to commit what was appended");
     }
-
-    public void ConnectionOpened() => Interlocked.Increment(ref _connections);
-
-    public void ConnectionClosed() => Interlocked.Decrement(ref _connections);
 
     public void RequestStarted() => Interlocked.Increment(ref _requests);
 
     public void RequestRefused() => Interlocked.Increment(ref _refused);
 
+    public void HandshakeTimedOut() => Interlocked.Increment(ref _handshakeTimeouts);
+
+    public void IdleTimedOut() => Interlocked.Increment(ref _idleTimeouts);
+
     public void CommitChecked(long milliseconds) => Volatile.Write(ref _commitCheckMilliseconds, milliseconds);
 
-    public long Connections => Volatile.Read(ref _connections);
+    /// <summary>The service's counters (as on the meter), after the store's in a Stats response.</summary>
+    public void AppendCounters(List<KeyValuePair<string, long>> list)
+    {
+        list.Add(new("connections", _governor.Authenticated));
+        list.Add(new("connections_unauthenticated", _governor.Unauthenticated));
+        list.Add(new("connections_refused", _governor.Refused));
+        list.Add(new("connections_evicted", _governor.Evicted));
+        list.Add(new("handshake_timeouts", Volatile.Read(ref _handshakeTimeouts)));
+        list.Add(new("idle_timeouts", Volatile.Read(ref _idleTimeouts)));
+        list.Add(new("requests", Volatile.Read(ref _requests)));
+        list.Add(new("requests_refused", Volatile.Read(ref _refused)));
+        list.Add(new("queued_response_bytes", _budget.Queued));
+        list.Add(new("reads_paused", _budget.Pauses));
+        list.Add(new("log_uncommitted_bytes", _host.IsOpen ? _host.Store.UncommittedLogBytes : 0));
+        list.Add(new("commit_check_ms", Volatile.Read(ref _commitCheckMilliseconds)));
+    }
 
     public void Dispose() => _meter.Dispose();
 }

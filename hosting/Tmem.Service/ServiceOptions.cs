@@ -41,8 +41,35 @@ public sealed class ServiceOptions
     /// </summary>
     public string TcpAddress { get; set; } = "127.0.0.1";
 
-    /// <summary>Connections open at once; further ones are closed at accept. Default 1024.</summary>
+    /// <summary>
+    /// Authenticated connections open at once; a handshake beyond them is answered
+    /// TooManyConnections and closed. Connections still in their handshake are not counted here
+    /// (see <see cref="MaxUnauthenticatedConnections"/>). Default 1024.
+    /// </summary>
     public int MaxConnections { get; set; } = 1024;
+
+    /// <summary>
+    /// Connections open at once that have not completed their handshake. When one more is
+    /// accepted, the oldest of them is closed, so they can never lock clients out. Default 64.
+    /// </summary>
+    public int MaxUnauthenticatedConnections { get; set; } = 64;
+
+    /// <summary>Seconds from accept within which a connection must complete its Hello; then it is closed. Default 10.</summary>
+    public int HandshakeTimeoutSeconds { get; set; } = 10;
+
+    /// <summary>
+    /// Seconds an authenticated connection may stay without a request and with nothing in flight
+    /// before it is closed; 0 (the default) never closes an idle connection (clients such as
+    /// TmemConnection do not reconnect on their own).
+    /// </summary>
+    public int IdleTimeoutSeconds { get; set; }
+
+    /// <summary>
+    /// Response bytes queued for clients, all connections together (clients that read slowly or
+    /// not at all). Beyond it the connections holding the most stop being read until it drains;
+    /// each connection also stops being read at 192 KiB of its own. Default 67108864 (64 MiB).
+    /// </summary>
+    public long MaxQueuedResponseBytes { get; set; } = 64L << 20;
 
     /// <summary>
     /// Seconds a response write may make no progress (a client that stops reading) before the

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Options;
 using Tmem.Recovery;
+using Tmem.Service.Startup;
 
 namespace Tmem.Service;
 
@@ -17,8 +18,14 @@ internal sealed partial class StoreHost(IOptions<TmemOptions> options, IOptions<
 
     public bool IsOpen => _store is not null && !_closed;
 
-    public Task StartAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Opens (recovers) the store; Program.cs calls it after the listeners are bound and before the
+    /// host starts, so that a failure is told in one line with its exit code.
+    /// </summary>
+    /// <exception cref="StartupFailure">The data directory is in use (3), damaged (4) or unusable (6).</exception>
+    public void Open()
     {
+        if (_store is not null) return;
         // FASTER completes log writes on pool threads: with every pool thread busy serving
         // requests, commits stall until the pool grows (see tests/Tmem.CrashHost).
         int minThreads = serviceOptions.Value.MinThreadPoolThreads;
@@ -29,12 +36,60 @@ internal sealed partial class StoreHost(IOptions<TmemOptions> options, IOptions<
         {
             _store = TmemStore.Open(o);
             LogOpenedInMemory(o.RamBudgetBytes);
+            return;
         }
-        else
+        string directory = Path.GetFullPath(o.DataDirectory);
+        string key = $"{TmemOptions.SectionName}:{nameof(TmemOptions.DataDirectory)}";
+        if (IsLockHeld(directory))
+            throw new StartupFailure(ExitCodes.DataDirectoryInUse, $"{key} {directory} is in use: another service or tool holds its lock file {Path.Combine(directory, DataDirectoryLock.FileName)} (it names the process id); stop that process, or give this service a data directory of its own.");
+        try
         {
             _store = DurableStore.Open(o, out var report);
             LogRecovered(report.DataDirectory, o.Durability, report.PoolsRecovered, report.PagesRecovered, report.RecordsReplayed, report.Elapsed.TotalSeconds, o.RamBudgetBytes);
         }
+        catch (TmemCorruptionException e)
+        {
+            throw new StartupFailure(ExitCodes.DataDirectoryDamaged,
+                $"{key} {directory} holds damaged data, so the store was not opened (nothing was changed): {e.Message}" + Environment.NewLine +
+                $"Inspect it with `tmem-admin verify {directory}`, then repair it with `tmem-admin recover {directory}` (it backs up what it changes).", e);
+        }
+        catch (IOException e) when (IsLockHeld(directory))
+        {
+            throw new StartupFailure(ExitCodes.DataDirectoryInUse, $"{key} {directory} is in use: another service or tool holds its lock file; stop it first.", e);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new StartupFailure(ExitCodes.DataDirectoryUnusable, $"{key} {directory} cannot be opened: {e.Message}; check that the service's user may create and write files there and that its disk has room.", e);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new StartupFailure(ExitCodes.DataDirectoryDamaged, $"{key} {directory} cannot be recovered: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Whether another process holds the directory's lock file (looked at without creating anything).</summary>
+    private static bool IsLockHeld(string directory)
+    {
+        string path = Path.Combine(directory, DataDirectoryLock.FileName);
+        if (!File.Exists(path)) return false;
+        try
+        {
+            using var probe = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
+            return false;
+        }
+        catch (IOException)
+        {
+            return true;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        Open();
         return Task.CompletedTask;
     }
 

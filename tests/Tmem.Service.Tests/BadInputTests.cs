@@ -11,6 +11,7 @@ namespace Tmem.Service.Tests;
 /// client keeps working and keeps its data.
 /// </summary>
 [Collection("Service")]
+[Trait("Kind", "Integration")]
 public sealed class BadInputTests(ServiceFixture fixture) : IAsyncLifetime
 {
     private static readonly ObjectId Oid = new(77);
@@ -191,6 +192,89 @@ public sealed class BadInputTests(ServiceFixture fixture) : IAsyncLifetime
         // SendTimeoutSeconds=2: the stalled connection is closed (reading earlier would unstall it).
         await Task.Delay(3000);
         Assert.True(raw.IsClosedByServer(), "the connection of a client that stopped reading is still open:\n" + Service.Output);
+        await AssertBystanderUnharmed();
+    }
+
+    [Fact]
+    public async Task ListPoolsEntries_CarryTheFlagsCreatePoolWasGiven_AndFeedBackIntoCreatePool()
+    {
+        using var raw = Authenticated();
+        var cases = new (byte Kind, byte Flags)[] { (0, 0), (1, 0), (1, Wire.FlagExclusiveGets) };
+        var created = new List<int>();
+        uint id = 40;
+        foreach (var (kind, flags) in cases)
+        {
+            var payload = new byte[Wire.CreatePoolSize];
+            payload[0] = kind;
+            payload[1] = flags;
+            BinaryPrimitives.WriteInt32LittleEndian(payload.AsSpan(4), 4096);
+            raw.Send(RawSocket.Frame((byte)Opcode.CreatePool, id++, payload));
+            var answer = raw.Receive();
+            Assert.Equal(ProtocolStatus.Ok, answer.Status);
+            created.Add(BinaryPrimitives.ReadInt32LittleEndian(answer.Payload));
+        }
+        raw.Send(RawSocket.Frame((byte)Opcode.ListPools, id++, []));
+        var list = raw.Receive().Payload;
+        int count = BinaryPrimitives.ReadUInt16LittleEndian(list);
+        for (int c = 0; c < cases.Length; c++)
+        {
+            int at = Enumerable.Range(0, count).Single(i => BinaryPrimitives.ReadInt32LittleEndian(list.AsSpan(2 + i * Wire.PoolEntrySize)) == created[c]);
+            var entry = list.AsSpan(2 + at * Wire.PoolEntrySize, Wire.PoolEntrySize);
+            Assert.Equal(cases[c].Kind, entry[4]);
+            Assert.True(cases[c].Flags == entry[5], $"pool created with kind {cases[c].Kind} flags 0x{cases[c].Flags:x2} is listed with flags 0x{entry[5]:x2}");
+            // The entry's kind, flags, page size and UUID make a CreatePool payload the server takes.
+            var again = new byte[Wire.CreatePoolSize];
+            entry[4..6].CopyTo(again);
+            entry[8..28].CopyTo(again.AsSpan(4));
+            raw.Send(RawSocket.Frame((byte)Opcode.CreatePool, id++, again));
+            var answer = raw.Receive();
+            Assert.True(answer.Status == ProtocolStatus.Ok, $"an entry fed back into CreatePool was refused: {answer.Status} {System.Text.Encoding.UTF8.GetString(answer.Payload)}");
+            created.Add(BinaryPrimitives.ReadInt32LittleEndian(answer.Payload));
+        }
+        foreach (int pool in created)
+        {
+            raw.Send(RawSocket.Frame((byte)Opcode.DestroyPool, id++, BitConverter.GetBytes(pool)));
+            Assert.Equal(ProtocolStatus.Ok, raw.Receive().Status);
+        }
+        await AssertBystanderUnharmed();
+    }
+
+    [Fact]
+    public async Task CreatePool_UnknownFlagBits_ReservedBytes_ZeroSharedUuid_NonZeroPrivateUuid_AreInvalidArguments()
+    {
+        using var raw = Authenticated();
+        byte[] Payload(byte flags, byte reserved, bool uuid)
+        {
+            var p = new byte[Wire.CreatePoolSize];
+            p[1] = flags;
+            p[2] = reserved;
+            BinaryPrimitives.WriteInt32LittleEndian(p.AsSpan(4), 4096);
+            if (uuid) ServiceProcess.SharedUuid.TryWriteBytes(p.AsSpan(8), bigEndian: true, out _);
+            return p;
+        }
+        raw.Send(RawSocket.Frame((byte)Opcode.CreatePool, 50, Payload(0x04, 0, false)));
+        Assert.Contains("0x04", raw.ReceiveError(ProtocolStatus.InvalidArgument));
+        raw.Send(RawSocket.Frame((byte)Opcode.CreatePool, 51, Payload(0, 1, false)));
+        Assert.Contains("reserved", raw.ReceiveError(ProtocolStatus.InvalidArgument));
+        raw.Send(RawSocket.Frame((byte)Opcode.CreatePool, 52, Payload(Wire.FlagShared, 0, false)));
+        Assert.Contains("non-zero UUID", raw.ReceiveError(ProtocolStatus.InvalidArgument));
+        raw.Send(RawSocket.Frame((byte)Opcode.CreatePool, 53, Payload(0, 0, true)));
+        Assert.Contains("all zero for a private pool", raw.ReceiveError(ProtocolStatus.InvalidArgument));
+        // A request opcode with the response bit set: UnknownOpcode, the byte comes back as it was.
+        raw.Send(RawSocket.Frame(0x85, 54, []));
+        var (opcode, status, rid, _) = raw.Receive();
+        Assert.Equal((0x85, ProtocolStatus.UnknownOpcode, 54u), (opcode, status, rid));
+        await AssertBystanderUnharmed();
+    }
+
+    [Fact]
+    public async Task HalfClose_AfterPipelinedRequests_EveryOneIsAnsweredThenTheServerCloses()
+    {
+        using var raw = Authenticated();
+        for (uint i = 0; i < 50; i++) raw.Send(RawSocket.Frame((byte)Opcode.ListPools, 100 + i, []));
+        raw.Socket.Shutdown(System.Net.Sockets.SocketShutdown.Send);
+        for (uint i = 0; i < 50; i++) Assert.Equal(100 + i, raw.Receive().RequestId);
+        Assert.True(raw.IsClosedByServer());
         await AssertBystanderUnharmed();
     }
 

@@ -8,6 +8,7 @@ namespace Tmem.Service.Tests;
 /// some calls are cancelled, and every answer still reaches its own request.
 /// </summary>
 [Collection("Service")]
+[Trait("Kind", "Integration")]
 public sealed class PipeliningTests(ServiceFixture fixture)
 {
     private const int Workers = 64;

@@ -7,6 +7,7 @@ namespace Tmem.Service.Tests;
 
 /// <summary>Stopping and restarting the real service: SIGTERM (graceful) and SIGKILL (recovery).</summary>
 [Collection("Service")]
+[Trait("Kind", "Integration")]
 public sealed partial class RestartTests
 {
     private static readonly ObjectId Oid = new(5150);

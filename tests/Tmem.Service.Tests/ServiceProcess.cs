@@ -45,8 +45,13 @@ public sealed class ServiceProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// The service to run: this repository's build, or <c>TMEM_TEST_SERVICE_DLL</c> (to run these
+    /// tests against another build, such as the one before a fix, and see them fail).
+    /// </summary>
     public static string ServiceDll()
     {
+        if (Environment.GetEnvironmentVariable("TMEM_TEST_SERVICE_DLL") is { Length: > 0 } other) return other;
         string here = AppContext.BaseDirectory;
         string config = typeof(ServiceProcess).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()?.Configuration ?? "Debug";
         string tfm = new DirectoryInfo(here).Name;
@@ -108,6 +113,46 @@ public sealed class ServiceProcess : IAsyncDisposable
             await Task.Delay(20);
         }
         return clock.Elapsed;
+    }
+
+    /// <summary>Runs the service expecting it to fail to start: its exit code and everything it wrote.</summary>
+    public async Task<(int ExitCode, string Output)> RunUntilExitAsync()
+    {
+        lock (_output) _output.Clear();
+        var info = new ProcessStartInfo("dotnet")
+        {
+            WorkingDirectory = Root,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        info.ArgumentList.Add(ServiceDll());
+        foreach (var a in Arguments()) info.ArgumentList.Add(a);
+        info.Environment["DOTNET_ENVIRONMENT"] = "Production";
+        using var process = new Process { StartInfo = info };
+        process.OutputDataReceived += (_, e) => Append(e.Data);
+        process.ErrorDataReceived += (_, e) => Append(e.Data);
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill();
+            throw new TimeoutException($"The service did not exit within 60 s:\n{Output}");
+        }
+        return (process.ExitCode, Output);
+    }
+
+    /// <summary>The service's counters, as a Stats request by <paramref name="name"/> sees them.</summary>
+    public async Task<Dictionary<string, long>> StatsAsync(string name = "bob")
+    {
+        await using var connection = await ConnectAsync(name);
+        return (await connection.GetStatsAsync()).ToDictionary(kv => kv.Key, kv => kv.Value);
     }
 
     private void Append(string? line)

@@ -4,6 +4,7 @@ using static Tmem.Tests.TestPages;
 namespace Tmem.Tests;
 
 /// <summary>Misuse is refused with the documented exception and leaves the store unchanged.</summary>
+[Trait("Kind", "Unit")]
 public class BadInputTests
 {
     /// <summary>A store with one page in a private ephemeral pool (0), a persistent pool (1) and a shared ephemeral pool (2).</summary>

@@ -4,6 +4,7 @@ using static Tmem.Tests.TestPages;
 namespace Tmem.Tests;
 
 /// <summary>DESIGN.md section 3 (the contract), rule by rule, as this library implements it.</summary>
+[Trait("Kind", "Unit")]
 public class ContractTests
 {
     public enum Kind { PrivateEphemeral, SharedEphemeral, Persistent, PersistentExclusive }
@@ -1018,4 +1019,431 @@ public class ContractTests
     }
 
     internal static void AssertPoolNotFound<T>(Func<T> action) => AssertPoolNotFound(() => { action(); });
+}
+
+/// <summary>What the shared contract suite sees of an error, whichever client raised it.</summary>
+public enum ContractError
+{
+    InvalidArgument,
+    PoolNotFound,
+    PoolOfAnotherClient,
+    PoolLimitReached,
+    SharedPoolMismatch,
+    SharedPoolAlreadyJoined,
+    Other,
+}
+
+/// <summary>An error of a client under <see cref="ContractSuite"/>, as the suite names it.</summary>
+public sealed class ContractException(ContractError error, string message) : Exception(message)
+{
+    public ContractError Error { get; } = error;
+}
+
+/// <summary>
+/// A client as <see cref="ContractSuite"/> drives it: the in-process <c>TmemClient</c> or the
+/// wire client <c>TmemConnection</c> against a real service, behind one async API. Errors are
+/// <see cref="ContractException"/>s, mapped one to one from each client's own.
+/// </summary>
+public interface IContractClient : IAsyncDisposable
+{
+    int ClientId { get; }
+
+    Task<int> CreatePoolAsync(PoolOptions options);
+
+    Task DestroyPoolAsync(int poolId);
+
+    ValueTask<PutStatus> PutAsync(int poolId, ObjectId objectId, uint index, byte[] page);
+
+    ValueTask<GetStatus> GetAsync(int poolId, ObjectId objectId, uint index, byte[] page);
+
+    ValueTask<bool> FlushPageAsync(int poolId, ObjectId objectId, uint index);
+
+    ValueTask<int> FlushObjectAsync(int poolId, ObjectId objectId);
+
+    Task<IReadOnlyList<PoolInfo>> GetPoolsAsync();
+
+    Task<IReadOnlyDictionary<string, long>> GetStatsAsync();
+}
+
+/// <summary>
+/// The store's contract (docs/PROTOCOL.md, "What the operations mean"), rule by rule, written
+/// once and run against every client (dotnet/runtime's ChannelTestBase style): a derived class
+/// supplies <see cref="ConnectAsync"/>. <c>InProcessContractTests</c> (below) runs it on a
+/// durable Strict store in this process; <c>ContractOverWireTests</c> (tests/Tmem.Service.Tests)
+/// over the socket of a real service process. Clients <c>alice</c> (id 1) and <c>bob</c> (id 2)
+/// may use <see cref="SharedUuid"/>. Each test uses pools of its own.
+/// </summary>
+public abstract class ContractSuite
+{
+    public static readonly Guid SharedUuid = Guid.Parse("6f1c2a4e-8b3d-4c5e-9a7f-0123456789ab");
+
+    private static readonly ObjectId Oid = new(42, 7, 1);
+
+    /// <summary>A client acting as the configured client <paramref name="name"/> (alice: id 1, bob: id 2).</summary>
+    protected abstract Task<IContractClient> ConnectAsync(string name = "alice");
+
+    /// <summary>A 4 KiB page of text naming (tag, version), compressing well; distinct per (tag, version).</summary>
+    public static byte[] Page(string tag, int version, int size = 4096)
+    {
+        var page = new byte[size];
+        byte[] bytes = System.Text.Encoding.ASCII.GetBytes($"page {tag} version {version}; ");
+        for (int written = 0; written < size; written += bytes.Length)
+            bytes.AsSpan(0, Math.Min(bytes.Length, size - written)).CopyTo(page.AsSpan(written));
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(page, version);
+        return page;
+    }
+
+    /// <summary>Random bytes: LZ4 cannot compress them under 7/8 of the page, so a put is refused.</summary>
+    public static byte[] Incompressible(int seed, int size = 4096)
+    {
+        var page = new byte[size];
+        new Random(seed).NextBytes(page);
+        return page;
+    }
+
+    private static async Task<ContractException> Refused(Func<Task> call) => await Assert.ThrowsAsync<ContractException>(call);
+
+    [Fact]
+    public async Task Rule1_PutMayFail_RefusalIsVisibleAsItsStatus()
+    {
+        await using var alice = await ConnectAsync();
+        int pool = await alice.CreatePoolAsync(PoolOptions.Persistent);
+        try
+        {
+            Assert.Equal(PutStatus.RejectedPoorCompression, await alice.PutAsync(pool, Oid, 0, Incompressible(1)));
+            Assert.Equal(PutStatus.Stored, await alice.PutAsync(pool, Oid, 1, Page("r1", 1)));
+            var page = new byte[4096];
+            Assert.Equal(GetStatus.Miss, await alice.GetAsync(pool, Oid, 0, page));
+            Assert.Equal(GetStatus.Hit, await alice.GetAsync(pool, Oid, 1, page));
+            Assert.Equal(Page("r1", 1), page);
+            // Bad arguments are refused with a status, and the client carries on.
+            var wrongSize = await Refused(() => alice.PutAsync(pool, Oid, 2, new byte[1000]).AsTask());
+            Assert.Equal(ContractError.InvalidArgument, wrongSize.Error);
+            var invalidOid = await Refused(() => alice.PutAsync(pool, ObjectId.Invalid, 2, Page("r1", 2)).AsTask());
+            Assert.Equal(ContractError.InvalidArgument, invalidOid.Error);
+            Assert.Equal(GetStatus.Hit, await alice.GetAsync(pool, Oid, 1, page));
+        }
+        finally
+        {
+            await alice.DestroyPoolAsync(pool);
+        }
+    }
+
+    [Fact]
+    public async Task Rule1_EveryPoolKindRefusesPoorCompression()
+    {
+        await using var alice = await ConnectAsync();
+        foreach (var options in new[] { PoolOptions.Ephemeral, PoolOptions.Ephemeral with { SharedUuid = SharedUuid }, PoolOptions.Persistent, PoolOptions.Persistent with { ExclusiveGets = true } })
+        {
+            int pool = await alice.CreatePoolAsync(options);
+            try
+            {
+                Assert.Equal(PutStatus.RejectedPoorCompression, await alice.PutAsync(pool, Oid, 0, Incompressible(7)));
+                Assert.Equal(GetStatus.Miss, await alice.GetAsync(pool, Oid, 0, new byte[4096]));
+            }
+            finally
+            {
+                await alice.DestroyPoolAsync(pool);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Rule2_PutPutCoherency_LaterPutWins_FailedPutFlushesTheOldPage()
+    {
+        await using var alice = await ConnectAsync();
+        int pool = await alice.CreatePoolAsync(PoolOptions.Persistent);
+        try
+        {
+            var page = new byte[4096];
+            Assert.Equal(PutStatus.Stored, await alice.PutAsync(pool, Oid, 5, Page("r2", 1)));
+            Assert.Equal(PutStatus.Stored, await alice.PutAsync(pool, Oid, 5, Page("r2", 2)));
+            Assert.Equal(GetStatus.Hit, await alice.GetAsync(pool, Oid, 5, page));
+            Assert.Equal(Page("r2", 2), page);
+            Assert.Equal(PutStatus.RejectedPoorCompression, await alice.PutAsync(pool, Oid, 5, Incompressible(2)));
+            Assert.Equal(GetStatus.Miss, await alice.GetAsync(pool, Oid, 5, page));
+        }
+        finally
+        {
+            await alice.DestroyPoolAsync(pool);
+        }
+    }
+
+    [Fact]
+    public async Task Rule3_GetGetCoherency_AMissStaysAMissUntilAPut()
+    {
+        await using var alice = await ConnectAsync();
+        int pool = await alice.CreatePoolAsync(PoolOptions.Persistent);
+        try
+        {
+            var page = new byte[4096];
+            await alice.PutAsync(pool, Oid, 0, Page("r3", 1));
+            Assert.True(await alice.FlushPageAsync(pool, Oid, 0));
+            for (int i = 0; i < 3; i++) Assert.Equal(GetStatus.Miss, await alice.GetAsync(pool, Oid, 0, page));
+            Assert.False(await alice.FlushPageAsync(pool, Oid, 0));
+            await alice.PutAsync(pool, Oid, 0, Page("r3", 2));
+            Assert.Equal(GetStatus.Hit, await alice.GetAsync(pool, Oid, 0, page));
+            Assert.Equal(Page("r3", 2), page);
+        }
+        finally
+        {
+            await alice.DestroyPoolAsync(pool);
+        }
+    }
+
+    [Fact]
+    public async Task Rule4_PrivateEphemeralGetIsExclusive_SharedEphemeralKeepsThePage()
+    {
+        await using var alice = await ConnectAsync();
+        await using var bob = await ConnectAsync("bob");
+        int priv = await alice.CreatePoolAsync(PoolOptions.Ephemeral);
+        int sharedA = await alice.CreatePoolAsync(PoolOptions.Ephemeral with { SharedUuid = SharedUuid });
+        int sharedB = await bob.CreatePoolAsync(PoolOptions.Ephemeral with { SharedUuid = SharedUuid });
+        try
+        {
+            var page = new byte[4096];
+            Assert.Equal(PutStatus.Stored, await alice.PutAsync(priv, Oid, 0, Page("r4", 1)));
+            Assert.Equal(GetStatus.Hit, await alice.GetAsync(priv, Oid, 0, page));
+            Assert.Equal(GetStatus.Miss, await alice.GetAsync(priv, Oid, 0, page));
+
+            // A page alice puts in the shared pool is read by bob, twice: it stays.
+            Assert.Equal(PutStatus.Stored, await alice.PutAsync(sharedA, Oid, 0, Page("r4", 2)));
+            Assert.Equal(GetStatus.Hit, await bob.GetAsync(sharedB, Oid, 0, page));
+            Assert.Equal(Page("r4", 2), page);
+            Assert.Equal(GetStatus.Hit, await bob.GetAsync(sharedB, Oid, 0, page));
+            Assert.Equal(GetStatus.Hit, await alice.GetAsync(sharedA, Oid, 0, page));
+        }
+        finally
+        {
+            await alice.DestroyPoolAsync(priv);
+            await alice.DestroyPoolAsync(sharedA);
+            await bob.DestroyPoolAsync(sharedB);
+        }
+    }
+
+    [Fact]
+    public async Task Rule5_PersistentGetKeepsThePage_UnlessExclusiveGets()
+    {
+        await using var alice = await ConnectAsync();
+        int keep = await alice.CreatePoolAsync(PoolOptions.Persistent);
+        int swap = await alice.CreatePoolAsync(PoolOptions.Persistent with { ExclusiveGets = true });
+        try
+        {
+            var page = new byte[4096];
+            await alice.PutAsync(keep, Oid, 0, Page("r5", 1));
+            await alice.PutAsync(swap, Oid, 0, Page("r5", 2));
+            for (int i = 0; i < 2; i++) Assert.Equal(GetStatus.Hit, await alice.GetAsync(keep, Oid, 0, page));
+            Assert.Equal(GetStatus.Hit, await alice.GetAsync(swap, Oid, 0, page));
+            Assert.Equal(Page("r5", 2), page);
+            Assert.Equal(GetStatus.Miss, await alice.GetAsync(swap, Oid, 0, page));
+            var pools = await alice.GetPoolsAsync();
+            Assert.Contains(pools, p => p.PoolId == swap && p.ExclusiveGets && p.Kind == PoolKind.Persistent);
+        }
+        finally
+        {
+            await alice.DestroyPoolAsync(keep);
+            await alice.DestroyPoolAsync(swap);
+        }
+    }
+
+    [Fact]
+    public async Task Rule6_FlushObjectRemovesEveryPage_DestroyedPoolIsUnusable()
+    {
+        await using var alice = await ConnectAsync();
+        int pool = await alice.CreatePoolAsync(PoolOptions.Persistent);
+        var other = new ObjectId(43);
+        for (uint i = 0; i < 10; i++) await alice.PutAsync(pool, Oid, i, Page("r6", (int)i));
+        await alice.PutAsync(pool, other, 0, Page("r6o", 0));
+        Assert.Equal(10, await alice.FlushObjectAsync(pool, Oid));
+        Assert.Equal(0, await alice.FlushObjectAsync(pool, Oid));
+        var page = new byte[4096];
+        for (uint i = 0; i < 10; i++) Assert.Equal(GetStatus.Miss, await alice.GetAsync(pool, Oid, i, page));
+        Assert.Equal(GetStatus.Hit, await alice.GetAsync(pool, other, 0, page));
+        await alice.DestroyPoolAsync(pool);
+        var gone = await Refused(() => alice.GetAsync(pool, other, 0, page).AsTask());
+        Assert.Contains(gone.Error, new[] { ContractError.PoolNotFound, ContractError.PoolOfAnotherClient });
+        Assert.Equal(ContractError.PoolNotFound, (await Refused(() => alice.DestroyPoolAsync(1000))).Error);
+    }
+
+    [Fact]
+    public async Task PoolIds_AreTheClientsOwn_FirstFreeSlot_ReusedAtOnce()
+    {
+        await using var alice = await ConnectAsync();
+        var ids = new List<int>();
+        for (int i = 0; i < 3; i++) ids.Add(await alice.CreatePoolAsync(PoolOptions.Ephemeral));
+        try
+        {
+            int middle = ids[1];
+            await alice.DestroyPoolAsync(middle);
+            ids.RemoveAt(1);
+            int again = await alice.CreatePoolAsync(PoolOptions.Persistent);
+            ids.Add(again);
+            Assert.Equal(middle, again); // the first free slot, reused at once
+            Assert.Equal(GetStatus.Miss, await alice.GetAsync(again, Oid, 0, new byte[4096])); // a new, empty pool
+        }
+        finally
+        {
+            foreach (int id in ids) await alice.DestroyPoolAsync(id);
+        }
+    }
+
+    [Fact]
+    public async Task ListPools_EachEntryFedBackIntoCreatePool_MakesAPoolOfTheSameKind()
+    {
+        await using var alice = await ConnectAsync();
+        await using var bob = await ConnectAsync("bob");
+        var kinds = new[]
+        {
+            PoolOptions.Ephemeral, PoolOptions.Ephemeral with { SharedUuid = SharedUuid, PageSize = 8192 },
+            PoolOptions.Persistent, PoolOptions.Persistent with { ExclusiveGets = true, PageSize = 512 },
+        };
+        var mine = new List<int>();
+        var bobs = new List<int>();
+        try
+        {
+            foreach (var options in kinds) mine.Add(await alice.CreatePoolAsync(options));
+            var listed = (await alice.GetPoolsAsync()).Where(p => mine.Contains(p.PoolId)).OrderBy(p => mine.IndexOf(p.PoolId)).ToList();
+            Assert.Equal(kinds.Length, listed.Count);
+            for (int i = 0; i < kinds.Length; i++)
+            {
+                var info = listed[i];
+                Assert.Equal((kinds[i].Kind, kinds[i].PageSize, kinds[i].SharedUuid), (info.Kind, info.PageSize, info.SharedUuid));
+                // ExclusiveGets says what a hit does: a private ephemeral pool's hit removes the page.
+                bool exclusive = kinds[i].Kind == PoolKind.Ephemeral ? kinds[i].SharedUuid is null : kinds[i].ExclusiveGets;
+                Assert.Equal(exclusive, info.ExclusiveGets);
+                // Fed back (by bob for the shared pool, which alice has joined already): the same kind of pool.
+                var again = Tmem.Protocol.Wire.ToCreateOptions(info);
+                Assert.Equal(kinds[i], again);
+                var creator = info.SharedUuid is null ? alice : bob;
+                int id = await creator.CreatePoolAsync(again);
+                (info.SharedUuid is null ? mine : bobs).Add(id);
+                var twin = (await creator.GetPoolsAsync()).Single(p => p.PoolId == id);
+                Assert.Equal(info with { PoolId = id, Pages = 0 }, twin with { Pages = 0 });
+            }
+        }
+        finally
+        {
+            foreach (int id in mine) await alice.DestroyPoolAsync(id);
+            foreach (int id in bobs) await bob.DestroyPoolAsync(id);
+        }
+    }
+
+    [Fact]
+    public async Task Rule8_ConcurrentClients_PipelinedRequests_EachSeesItsOwnPages()
+    {
+        await using var bob = await ConnectAsync("bob");
+        int shared = await bob.CreatePoolAsync(PoolOptions.Persistent with { SharedUuid = SharedUuid });
+        var clients = new List<IContractClient>();
+        try
+        {
+            for (int c = 0; c < 4; c++) clients.Add(await ConnectAsync(c % 2 == 0 ? "alice" : "bob"));
+            // Each client pipelines puts and gets of its own objects in the one shared pool,
+            // which every alice and bob client maps (bob's id here; alice joins under hers).
+            await using var aliceJoin = await ConnectAsync();
+            int aliceShared = await aliceJoin.CreatePoolAsync(PoolOptions.Persistent with { SharedUuid = SharedUuid });
+            try
+            {
+                var work = clients.Select((conn, c) => Task.Run(async () =>
+                {
+                    int pool = c % 2 == 0 ? aliceShared : shared;
+                    var puts = new List<Task<PutStatus>>();
+                    for (int i = 0; i < 300; i++)
+                        puts.Add(conn.PutAsync(pool, new ObjectId((ulong)(1000 + c)), (uint)i, Page($"c{c}", i)).AsTask());
+                    Assert.All(await Task.WhenAll(puts), s => Assert.Equal(PutStatus.Stored, s));
+                    var pages = Enumerable.Range(0, 300).Select(_ => new byte[4096]).ToArray();
+                    var gets = Enumerable.Range(0, 300).Select(i => conn.GetAsync(pool, new ObjectId((ulong)(1000 + c)), (uint)i, pages[i]).AsTask()).ToArray();
+                    Assert.All(await Task.WhenAll(gets), s => Assert.Equal(GetStatus.Hit, s));
+                    for (int i = 0; i < 300; i++) Assert.Equal(Page($"c{c}", i), pages[i]);
+                })).ToArray();
+                await Task.WhenAll(work);
+                var stats = await bob.GetStatsAsync();
+                Assert.True(stats["pers_pages"] >= 1200, $"pers_pages {stats["pers_pages"]}");
+            }
+            finally
+            {
+                await aliceJoin.DestroyPoolAsync(aliceShared);
+            }
+        }
+        finally
+        {
+            foreach (var c in clients) await c.DisposeAsync();
+            await bob.DestroyPoolAsync(shared);
+        }
+    }
+}
+
+/// <summary><see cref="ContractSuite"/> on the in-process client, over a durable Strict store (as the service runs).</summary>
+[Trait("Kind", "Unit")]
+public sealed class InProcessContractTests : ContractSuite, IDisposable
+{
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "tmem-contract-" + Guid.NewGuid().ToString("N")[..10]);
+    private readonly TmemStore _store;
+
+    public InProcessContractTests()
+    {
+        _store = Tmem.Recovery.DurableStore.Open(new TmemOptions { DataDirectory = _directory, RamBudgetBytes = 64L << 20 });
+    }
+
+    protected override Task<IContractClient> ConnectAsync(string name = "alice") =>
+        Task.FromResult<IContractClient>(new InProcessClient(_store, _store.GetClient(name switch { "alice" => 1, "bob" => 2, _ => 3 })));
+
+    public void Dispose()
+    {
+        _store.Dispose();
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    private sealed class InProcessClient(TmemStore store, TmemClient client) : IContractClient
+    {
+        public int ClientId => client.Id;
+
+        private static ContractException Map(Exception e) => e switch
+        {
+            TmemException t => new ContractException(t.Error switch
+            {
+                TmemError.PoolNotFound => ContractError.PoolNotFound,
+                TmemError.PoolLimitReached => ContractError.PoolLimitReached,
+                TmemError.SharedPoolMismatch => ContractError.SharedPoolMismatch,
+                TmemError.SharedPoolAlreadyJoined => ContractError.SharedPoolAlreadyJoined,
+                _ => ContractError.Other,
+            }, t.Message),
+            ArgumentException a => new ContractException(ContractError.InvalidArgument, a.Message),
+            _ => new ContractException(ContractError.Other, $"{e.GetType().Name}: {e.Message}"),
+        };
+
+        private static async ValueTask<T> Call<T>(Func<ValueTask<T>> call)
+        {
+            try
+            {
+                return await call();
+            }
+            catch (Exception e) when (e is TmemException or ArgumentException)
+            {
+                throw Map(e);
+            }
+        }
+
+        public Task<int> CreatePoolAsync(PoolOptions options) => Call(() => ValueTask.FromResult(client.CreatePool(options))).AsTask();
+
+        public Task DestroyPoolAsync(int poolId) => Call(() =>
+        {
+            client.DestroyPool(poolId);
+            return ValueTask.FromResult(true);
+        }).AsTask();
+
+        public ValueTask<PutStatus> PutAsync(int poolId, ObjectId objectId, uint index, byte[] page) => Call(() => client.PutAsync(poolId, objectId, index, page));
+
+        public ValueTask<GetStatus> GetAsync(int poolId, ObjectId objectId, uint index, byte[] page) => Call(() => client.GetAsync(poolId, objectId, index, page));
+
+        public ValueTask<bool> FlushPageAsync(int poolId, ObjectId objectId, uint index) => Call(() => client.FlushPageAsync(poolId, objectId, index));
+
+        public ValueTask<int> FlushObjectAsync(int poolId, ObjectId objectId) => Call(() => client.FlushObjectAsync(poolId, objectId));
+
+        public Task<IReadOnlyList<PoolInfo>> GetPoolsAsync() => Task.FromResult(client.GetPools());
+
+        public Task<IReadOnlyDictionary<string, long>> GetStatsAsync() =>
+            Task.FromResult<IReadOnlyDictionary<string, long>>(store.GetStats().ToList().ToDictionary(kv => kv.Key, kv => kv.Value));
+
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    }
 }

@@ -48,6 +48,7 @@ public sealed class CrashCollection
 /// TMEM_CRASH_HOST names the host's dll. A failing cycle keeps its directory and names it.
 /// </summary>
 [Collection("Crash")]
+[Trait("Kind", "Crash")]
 public class CrashTests(ITestOutputHelper output)
 {
     /// <summary>Relaxed mode commits every 10 ms (the default); this much later an ack must have survived.</summary>

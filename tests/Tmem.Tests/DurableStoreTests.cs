@@ -8,6 +8,7 @@ namespace Tmem.Tests;
 /// A durable store (data directory, FASTER log) closed and reopened in-process: what comes back,
 /// what does not, and how damage is refused. Killing a real process is in CrashTests.
 /// </summary>
+[Trait("Kind", "Unit")]
 public sealed class DurableStoreTests : IDisposable
 {
     private readonly string _dir = Path.Combine(Path.GetTempPath(), "tmem-durable-" + Guid.NewGuid().ToString("N"));

@@ -3,6 +3,7 @@ using Tmem.LogTier;
 namespace Tmem.Tests;
 
 /// <summary>The two-slot commit file under FasterLog: which commit survives, and how damage is refused.</summary>
+[Trait("Kind", "Unit")]
 public sealed class LogCommitFileTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("tmem-commitfile-").FullName;

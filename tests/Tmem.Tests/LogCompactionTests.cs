@@ -9,6 +9,7 @@ namespace Tmem.Tests;
 /// a checkpointed reopen and after a full replay), dead records and whole segment files go, and
 /// concurrent puts, gets and flushes never see a wrong or missing page.
 /// </summary>
+[Trait("Kind", "Unit")]
 public sealed class LogCompactionTests : IDisposable
 {
     private const long Segment = 16L << 20;

@@ -3,6 +3,7 @@ using Tmem.LogTier;
 
 namespace Tmem.Tests;
 
+[Trait("Kind", "Unit")]
 public class LogRecordTests
 {
     [Fact]

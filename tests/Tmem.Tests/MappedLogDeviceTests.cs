@@ -9,6 +9,7 @@ namespace Tmem.Tests;
 /// file-format compatibility with FASTER's <see cref="ManagedLocalStorageDevice"/> in both
 /// directions, truncation, and direct reads racing segment removal.
 /// </summary>
+[Trait("Kind", "Unit")]
 public sealed class MappedLogDeviceTests : IDisposable
 {
     // PersistentLog's settings, but 16 MiB segments so that a few tens of MiB span several.

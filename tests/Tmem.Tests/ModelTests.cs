@@ -11,6 +11,7 @@ namespace Tmem.Tests;
 /// ephemeral pools may lose pages, but a hit must be exactly the model's page and a miss is then
 /// final (get-get coherency).
 /// </summary>
+[Trait("Kind", "Unit")]
 public class ModelTests
 {
     private const int Clients = 3;

@@ -14,6 +14,7 @@ namespace Tmem.Tests;
 /// the report lists exactly the pages that are not; export/import; refusal of a directory a
 /// live process holds.
 /// </summary>
+[Trait("Kind", "Integration")]
 public sealed class OfflineToolTests : IDisposable
 {
     private readonly string _root = Path.Combine(Path.GetTempPath(), "tmem-offline-" + Guid.NewGuid().ToString("N"));

@@ -1,6 +1,7 @@
 namespace Tmem.Tests;
 
 /// <summary><see cref="TmemStore.Reclaim"/>: eviction ahead of demand, for the service's reclaim loop.</summary>
+[Trait("Kind", "Unit")]
 public class ReclaimTests
 {
     [Fact]

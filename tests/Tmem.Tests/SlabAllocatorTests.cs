@@ -3,6 +3,7 @@ using Tmem.RamTier;
 namespace Tmem.Tests;
 
 /// <summary>The RAM tier's slab allocator: slots by 16-byte size class, reuse, release of empty slabs.</summary>
+[Trait("Kind", "Unit")]
 public unsafe class SlabAllocatorTests
 {
     private static void Write(SlabAllocator slabs, ulong location, int length, byte value) =>

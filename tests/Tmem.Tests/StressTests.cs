@@ -18,6 +18,7 @@ public sealed class StressCollection
 /// thread itself completed) is not stale.
 /// </summary>
 [Collection("Stress")]
+[Trait("Kind", "Integration")]
 public class StressTests(ITestOutputHelper output)
 {
     private const int PageSize = 4096;

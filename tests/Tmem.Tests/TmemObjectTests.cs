@@ -4,6 +4,7 @@ using Tmem.Translation;
 namespace Tmem.Tests;
 
 /// <summary>The per-object page table (open addressing, backward-shift deletion) against a Dictionary.</summary>
+[Trait("Kind", "Unit")]
 public class TmemObjectTests
 {
     private static readonly Bucket Bucket = NewBucket();

@@ -75,9 +75,17 @@ await using (connection)
             _ => Fail($"unknown command or arguments: {string.Join(' ', args)}"),
         };
     }
+    catch (TmemRemoteException e) when (e.IsNotDurable)
+    {
+        return Fail($"the service could not make this durable, its storage is failing ({e.ServerMessage}); what was written may or may not survive a restart: retry later, then read it back");
+    }
     catch (TmemRemoteException e)
     {
         return Fail(e.Message);
+    }
+    catch (IOException e)
+    {
+        return Fail($"the connection to the service broke: {e.Message}");
     }
     catch (FormatException e)
     {

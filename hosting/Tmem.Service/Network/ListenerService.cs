@@ -3,54 +3,77 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Options;
+using Tmem.Service.Handlers;
+using Tmem.Service.Sessions;
+using Tmem.Service.Startup;
 
 namespace Tmem.Service.Network;
 
 /// <summary>
 /// Listens on the Unix domain socket (and the TCP port, when configured) and serves each
-/// connection (<see cref="Connection"/>). Binds in <see cref="StartAsync"/>, so a socket that
-/// cannot be bound stops the start. <see cref="StopAsync"/> is the first step of a graceful
-/// shutdown: stop accepting, let every connection finish the requests it has started (new
-/// frames get ShuttingDown), close them; the store (stopped after this service) then commits
-/// and writes its checkpoint.
+/// connection (<see cref="FrameConnection"/>). <see cref="Bind"/> runs before the store opens
+/// (Program.cs), so a socket that cannot be bound stops the start before anything is created on
+/// disk; until <see cref="StartAsync"/> calls listen, connecting is refused (nobody gets in during
+/// recovery). <see cref="StopAsync"/> is the first step of a graceful shutdown: stop accepting, let
+/// every connection answer what it received (ShuttingDown for what it had not started) and close;
+/// the store (stopped after this service) then commits and writes its checkpoint.
 /// </summary>
-internal sealed partial class ListenerService(StoreHost host, ClientDirectory clients, ServiceMetrics metrics, IOptions<ServiceOptions> options,
+internal sealed partial class ListenerService(SessionManager sessions, RequestDispatcher dispatcher, IOptions<ServiceOptions> options,
     ILoggerFactory loggerFactory, ILogger<ListenerService> logger) : IHostedService, IDisposable
 {
+    private const string S = ServiceOptions.SectionName;
     private readonly CancellationTokenSource _stopping = new();
     private readonly List<Socket> _listeners = [];
     private readonly List<Task> _acceptLoops = [];
-    private readonly ConcurrentDictionary<Connection, Task> _connections = new();
+    private readonly ConcurrentDictionary<FrameConnection, Task> _connections = new();
     private string? _socketPath;
+    private bool _bound;
+
+    /// <summary>Binds every configured listener (no listen yet).</summary>
+    /// <exception cref="StartupFailure">A listener cannot be bound (exit code 5), with what to do.</exception>
+    public void Bind()
+    {
+        if (_bound) return;
+        var o = options.Value;
+        try
+        {
+            if (o.SocketPath.Length > 0)
+            {
+                string path = Path.GetFullPath(o.SocketPath);
+                _listeners.Add(BindUnix(path, (UnixFileMode)Convert.ToInt32(o.SocketFileMode, 8)));
+                _socketPath = path;
+            }
+            if (o.TcpPort != 0) _listeners.Add(BindTcp(IPAddress.Parse(o.TcpAddress), o.TcpPort));
+        }
+        catch
+        {
+            Unbind();
+            throw;
+        }
+        _bound = true;
+    }
+
+    /// <summary>Start failed after <see cref="Bind"/>: closes the listeners and removes the socket file.</summary>
+    public void Unbind()
+    {
+        foreach (var listener in _listeners) listener.Dispose();
+        _listeners.Clear();
+        if (_socketPath is not null) File.Delete(_socketPath);
+        _socketPath = null;
+        _bound = false;
+    }
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
+        Bind();
         var o = options.Value;
-        if (clients.Count == 0) LogNoClients();
-        if (o.SocketPath.Length > 0)
+        if (sessions.Clients.Count == 0) LogNoClients();
+        foreach (var listener in _listeners)
         {
-            _socketPath = Path.GetFullPath(o.SocketPath);
-            var mode = (UnixFileMode)Convert.ToInt32(o.SocketFileMode, 8);
-            _listeners.Add(BindUnix(_socketPath, mode));
-            LogListeningUnix(_socketPath, o.SocketFileMode);
-        }
-        if (o.TcpPort != 0)
-        {
-            var address = IPAddress.Parse(o.TcpAddress);
-            var tcp = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-            try
-            {
-                tcp.Bind(new IPEndPoint(address, o.TcpPort));
-                tcp.Listen(512);
-            }
-            catch
-            {
-                tcp.Dispose();
-                throw;
-            }
-            _listeners.Add(tcp);
-            if (IPAddress.IsLoopback(address)) LogListeningTcp(tcp.LocalEndPoint!.ToString()!);
-            else LogListeningTcpRemote(tcp.LocalEndPoint!.ToString()!);
+            listener.Listen(512);
+            if (listener.AddressFamily == AddressFamily.Unix) LogListeningUnix(_socketPath!, o.SocketFileMode);
+            else if (IPAddress.IsLoopback(((IPEndPoint)listener.LocalEndPoint!).Address)) LogListeningTcp(listener.LocalEndPoint!.ToString()!);
+            else LogListeningTcpRemote(listener.LocalEndPoint!.ToString()!);
         }
         foreach (var listener in _listeners) _acceptLoops.Add(Task.Run(() => AcceptLoopAsync(listener)));
         return Task.CompletedTask;
@@ -58,36 +81,71 @@ internal sealed partial class ListenerService(StoreHost host, ClientDirectory cl
 
     private static Socket BindUnix(string path, UnixFileMode mode)
     {
-        if (File.Exists(path) || Directory.Exists(path))
+        string key = $"{S}:SocketPath";
+        string? directory = Path.GetDirectoryName(path);
+        if (directory is not null && !Directory.Exists(directory))
+            throw new StartupFailure(ExitCodes.CannotListen, $"{key} is {path}, but the directory {directory} does not exist; create it or choose another path.");
+        if (Directory.Exists(path))
+            throw new StartupFailure(ExitCodes.CannotListen, $"{key} is {path}, which is a directory; give the path of a socket file to create, such as {Path.Combine(path, "tmem.sock")}.");
+        if (File.Exists(path))
         {
-            if ((File.GetAttributes(path) & FileAttributes.Directory) != 0)
-                throw new IOException($"Tmem:Service:SocketPath {path} is a directory.");
             // A socket file left by a service that did not stop cleanly: remove it, unless a live
             // service still answers on it.
             using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             try
             {
                 probe.Connect(new UnixDomainSocketEndPoint(path));
-                throw new IOException($"Another process is listening on {path} (Tmem:Service:SocketPath); stop it or choose another path.");
+                throw new StartupFailure(ExitCodes.CannotListen, $"{key} is {path}, which another process is listening on (a Tmem service already running?); stop it or choose another path.");
             }
             catch (SocketException)
             {
-                File.Delete(path);
+                try
+                {
+                    File.Delete(path);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw new StartupFailure(ExitCodes.CannotListen, $"{key} is {path}, a stale socket file that cannot be removed ({e.Message}); remove it or choose another path.", e);
+                }
             }
         }
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
             socket.Bind(new UnixDomainSocketEndPoint(path));
-            // Before Listen: until then a connect is refused, so nobody gets in under the umask's mode.
+            // Before listen: until then a connect is refused, so nobody gets in under the umask's mode.
             if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, mode);
-            socket.Listen(512);
             return socket;
         }
-        catch
+        catch (Exception e) when (e is SocketException or IOException or UnauthorizedAccessException)
         {
             socket.Dispose();
-            throw;
+            string why = e is SocketException { SocketErrorCode: SocketError.AccessDenied } or UnauthorizedAccessException
+                ? "permission denied: the service's user may not create files in that directory"
+                : e.Message;
+            throw new StartupFailure(ExitCodes.CannotListen, $"{key} is {path}, which cannot be bound: {why}; choose another path.", e);
+        }
+    }
+
+    private static Socket BindTcp(IPAddress address, int port)
+    {
+        var tcp = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            tcp.Bind(new IPEndPoint(address, port));
+            return tcp;
+        }
+        catch (SocketException e)
+        {
+            tcp.Dispose();
+            string why = e.SocketErrorCode switch
+            {
+                SocketError.AddressAlreadyInUse => "another process listens there (a Tmem service already running?); stop it or choose another port",
+                SocketError.AddressNotAvailable => $"{address} is not an address of this machine ({S}:TcpAddress); choose one it has, such as 127.0.0.1",
+                SocketError.AccessDenied => "permission denied (ports under 1024 need privileges); choose a port from 1024 up",
+                _ => e.Message,
+            };
+            throw new StartupFailure(ExitCodes.CannotListen, $"{S}:TcpPort {port} on {S}:TcpAddress {address} cannot be bound: {why}.", e);
         }
     }
 
@@ -107,19 +165,16 @@ internal sealed partial class ListenerService(StoreHost host, ClientDirectory cl
             }
             catch (SocketException e)
             {
+                // Out of file descriptors, for example: do not spin on it.
                 LogAcceptFailed(e);
-                continue;
-            }
-            if (metrics.Connections >= o.MaxConnections)
-            {
-                LogTooManyConnections(o.MaxConnections);
-                socket.Dispose();
+                await Task.Delay(100).ConfigureAwait(false);
                 continue;
             }
             if (socket.AddressFamily != AddressFamily.Unix) socket.NoDelay = true;
             string peer = socket.AddressFamily == AddressFamily.Unix ? $"unix#{socket.Handle.ToInt64().ToString(CultureInfo.InvariantCulture)}" : socket.RemoteEndPoint?.ToString() ?? "tcp";
-            var connection = new Connection(socket, host.Store, clients, o, metrics, loggerFactory.CreateLogger<Connection>(), peer, _stopping.Token);
-            metrics.ConnectionOpened();
+            // Admission (ConnectionGovernor) happens in the constructor: it counts the connection
+            // as unauthenticated, closing the oldest such one if they are at their limit.
+            var connection = new FrameConnection(socket, sessions, dispatcher, o, loggerFactory.CreateLogger<FrameConnection>(), peer, _stopping.Token);
             _connections[connection] = Task.Run(async () =>
             {
                 try
@@ -128,7 +183,6 @@ internal sealed partial class ListenerService(StoreHost host, ClientDirectory cl
                 }
                 finally
                 {
-                    metrics.ConnectionClosed();
                     _connections.TryRemove(connection, out _);
                 }
             });
@@ -138,7 +192,7 @@ internal sealed partial class ListenerService(StoreHost host, ClientDirectory cl
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         int open = _connections.Count;
-        // Stop accepting, then stop reading: each connection answers what it started and closes.
+        // Stop accepting, then stop reading: each connection answers what it received and closes.
         foreach (var listener in _listeners) listener.Dispose();
         _stopping.Cancel();
         await Task.WhenAll(_acceptLoops).ConfigureAwait(false);
@@ -170,9 +224,6 @@ internal sealed partial class ListenerService(StoreHost host, ClientDirectory cl
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Accept failed")]
     private partial void LogAcceptFailed(Exception exception);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Refused a connection: {Max} are open (Tmem:Service:MaxConnections)")]
-    private partial void LogTooManyConnections(int max);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Shutdown timeout: {Count} connections still had requests in flight")]
     private partial void LogConnectionsAbandoned(int count);

@@ -58,4 +58,20 @@ public enum ProtocolStatus : byte
 
     /// <summary>A second Hello on a connection that has already authenticated. The connection stays open.</summary>
     AlreadyAuthenticated = 16,
+
+    /// <summary>
+    /// A persistent put, flush or get whose outcome could not be made durable, or shown to be,
+    /// because the data directory's storage is failing (writes or syncs fail, or no room even for
+    /// the log's reserve). Its effect is in the store's memory and log and becomes durable by
+    /// itself once the storage recovers; a crash or stop before that loses it (the handle then
+    /// holds what it held before). The outcome is not known yet: a later get tells. Retry later.
+    /// The connection stays open.
+    /// </summary>
+    NotDurable = 17,
+
+    /// <summary>
+    /// The Hello was valid but the service already serves as many authenticated connections as it
+    /// may (<c>Tmem:Service:MaxConnections</c>). Closes; try again later.
+    /// </summary>
+    TooManyConnections = 18,
 }

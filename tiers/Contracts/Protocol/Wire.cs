@@ -93,6 +93,14 @@ public static class Wire
         BinaryPrimitives.WriteUInt32LittleEndian(destination[28..], index);
     }
 
+    /// <summary>Reads a handle written by <see cref="WriteHandle"/> (at least <see cref="HandleSize"/> bytes).</summary>
+    public static void ReadHandle(ReadOnlySpan<byte> source, out int poolId, out ObjectId objectId, out uint index)
+    {
+        poolId = BinaryPrimitives.ReadInt32LittleEndian(source);
+        objectId = ReadObjectId(source[4..]);
+        index = BinaryPrimitives.ReadUInt32LittleEndian(source[28..]);
+    }
+
     /// <summary>Writes a CreatePool payload (<see cref="CreatePoolSize"/> bytes).</summary>
     public static void WriteCreatePool(Span<byte> destination, PoolOptions options)
     {
@@ -124,6 +132,11 @@ public static class Wire
             error = "the UUID field must be all zero for a private pool (flag 0x01 not set)";
             return null;
         }
+        if (shared && uuid == Guid.Empty)
+        {
+            error = "a shared pool (flag 0x01) needs a non-zero UUID; the all-zero UUID names no shared pool";
+            return null;
+        }
         return new PoolOptions
         {
             Kind = (PoolKind)kind,
@@ -133,12 +146,17 @@ public static class Wire
         };
     }
 
-    /// <summary>Writes one ListPools entry (<see cref="PoolEntrySize"/> bytes).</summary>
+    /// <summary>
+    /// Writes one ListPools entry (<see cref="PoolEntrySize"/> bytes). Its kind, flags, page size
+    /// and UUID are those a CreatePool that makes (or joins) this pool carries: flag 0x02 only for
+    /// a persistent pool with exclusive gets (a private ephemeral pool's gets are exclusive by its
+    /// kind, not by a flag, and CreatePool refuses the flag on ephemeral pools).
+    /// </summary>
     public static void WritePoolEntry(Span<byte> destination, PoolInfo pool)
     {
         BinaryPrimitives.WriteInt32LittleEndian(destination, pool.PoolId);
         destination[4] = (byte)pool.Kind;
-        destination[5] = (byte)((pool.SharedUuid is null ? 0 : FlagShared) | (pool.ExclusiveGets ? FlagExclusiveGets : 0));
+        destination[5] = (byte)((pool.SharedUuid is null ? 0 : FlagShared) | (pool.Kind == PoolKind.Persistent && pool.ExclusiveGets ? FlagExclusiveGets : 0));
         destination[6] = 0;
         destination[7] = 0;
         BinaryPrimitives.WriteInt32LittleEndian(destination[8..], pool.PageSize);
@@ -147,18 +165,32 @@ public static class Wire
         BinaryPrimitives.WriteInt64LittleEndian(destination[28..], pool.Pages);
     }
 
-    /// <summary>Reads one ListPools entry.</summary>
+    /// <summary>
+    /// Reads one ListPools entry. <see cref="PoolInfo.ExclusiveGets"/> says whether a hit removes
+    /// the page, as the in-process client's does: true for flag 0x02 and for a private ephemeral pool.
+    /// </summary>
     public static PoolInfo ReadPoolEntry(ReadOnlySpan<byte> source)
     {
         byte flags = source[5];
+        var kind = (PoolKind)source[4];
+        bool shared = (flags & FlagShared) != 0;
         return new PoolInfo(
             BinaryPrimitives.ReadInt32LittleEndian(source),
-            (PoolKind)source[4],
+            kind,
             BinaryPrimitives.ReadInt32LittleEndian(source[8..]),
-            (flags & FlagShared) != 0 ? new Guid(source.Slice(12, 16), bigEndian: true) : null,
-            (flags & FlagExclusiveGets) != 0,
+            shared ? new Guid(source.Slice(12, 16), bigEndian: true) : null,
+            (flags & FlagExclusiveGets) != 0 || (kind == PoolKind.Ephemeral && !shared),
             BinaryPrimitives.ReadInt64LittleEndian(source[28..]));
     }
+
+    /// <summary>The CreatePool options that make (or join) the pool a ListPools entry describes.</summary>
+    public static PoolOptions ToCreateOptions(PoolInfo pool) => new()
+    {
+        Kind = pool.Kind,
+        PageSize = pool.PageSize,
+        SharedUuid = pool.SharedUuid,
+        ExclusiveGets = pool.Kind == PoolKind.Persistent && pool.ExclusiveGets,
+    };
 
     /// <summary>The size of a Stats response payload for these counters.</summary>
     public static int StatsSize(IReadOnlyList<KeyValuePair<string, long>> counters)

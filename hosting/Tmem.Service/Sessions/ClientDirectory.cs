@@ -2,7 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Options;
 
-namespace Tmem.Service.Network;
+namespace Tmem.Service.Sessions;
 
 /// <summary>The configured clients, by name, with what the handshake and pool creation check.</summary>
 internal sealed class ClientDirectory
@@ -16,6 +16,9 @@ internal sealed class ClientDirectory
     }
 
     public int Count => _byName.Count;
+
+    /// <summary>The client with this name, or null.</summary>
+    public ConfiguredClient? Find(string name) => _byName.GetValueOrDefault(name);
 
     /// <summary>The client with this name and secret; null for an unknown name or a wrong secret alike.</summary>
     public ConfiguredClient? Authenticate(string name, ReadOnlySpan<byte> secret)
