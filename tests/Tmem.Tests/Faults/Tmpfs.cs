@@ -2,13 +2,13 @@ using System.Diagnostics;
 
 namespace Tmem.Tests.Faults;
 
-// Shared with tests/Tmem.Service.Tests (linked there), which mounts one under a service's data directory.
+// Also used by tests/Tmem.Service.Tests (which references this project), to put a service's data directory on one.
 
 /// <summary>
 /// A real, small tmpfs mounted for one test (a full disk without filling the machine's). Needs
 /// root and mount(8); tests that use it are skipped, with the reason, where that is not allowed.
 /// </summary>
-internal sealed class Tmpfs : IDisposable
+public sealed class Tmpfs : IDisposable
 {
     private static readonly Lazy<string?> Unavailable = new(Probe);
 
