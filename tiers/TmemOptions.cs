@@ -14,7 +14,7 @@ public sealed class TmemOptions
     /// Bytes of compressed-page slots the RAM tier may hold (slot bytes: compressed size rounded
     /// up to its 16-byte size class). Over it, ephemeral pages are evicted. Default 256 MiB.
     /// Slab bytes (what the process really holds) exceed this only by fragmentation, which
-    /// compaction keeps near <see cref="CompactionThreshold"/>.
+    /// compaction keeps near <see cref="SlabCompactionThreshold"/>.
     /// </summary>
     public long RamBudgetBytes { get; set; } = 256L << 20;
 
@@ -48,7 +48,7 @@ public sealed class TmemOptions
     /// compaction starts when slab bytes exceed slot bytes in use by this fraction (and by at
     /// least a few slabs). Default 0.05.
     /// </summary>
-    public double CompactionThreshold { get; set; } = 0.05;
+    public double SlabCompactionThreshold { get; set; } = 0.05;
 
     /// <summary>
     /// Size of each log segment file, a power of two from 16 MiB to 1 GiB; compaction frees space
@@ -166,7 +166,7 @@ public sealed class TmemOptions
             yield return $"{SectionName}:{nameof(LogCompactionLiveFraction)} is {LogCompactionLiveFraction}; it must be 0 (compaction off) or from 0.05 to 0.95.";
         if (LogDevice is not (LogDeviceKind.File or LogDeviceKind.Mapped))
             yield return $"{SectionName}:{nameof(LogDevice)} is {(int)LogDevice}; it must be File or Mapped.";
-        if (!(CompactionThreshold >= 0.01 && CompactionThreshold <= 10))
-            yield return $"{SectionName}:{nameof(CompactionThreshold)} is {CompactionThreshold}; it must be from 0.01 to 10.";
+        if (!(SlabCompactionThreshold >= 0.01 && SlabCompactionThreshold <= 10))
+            yield return $"{SectionName}:{nameof(SlabCompactionThreshold)} is {SlabCompactionThreshold}; it must be from 0.01 to 10.";
     }
 }

@@ -103,7 +103,7 @@ public sealed partial class TmemStore : IDisposable
         RamBudgetBytes = _ram.BudgetBytes,
         RamSlotBytes = _ram.SlotBytes,
         RamSlabBytes = _ram.SlabBytes,
-        CompactedPages = Volatile.Read(ref _counters.CompactedPages),
+        SlabCompactedPages = Volatile.Read(ref _counters.SlabCompactedPages),
         Pools = Volatile.Read(ref _livePools),
         LogBytes = Log is null ? 0 : Log.TailAddress - Log.BeginAddress,
         LogDiskBytes = Log?.DiskBytes() ?? 0,
@@ -128,16 +128,16 @@ public sealed partial class TmemStore : IDisposable
     /// <summary>
     /// Runs slab compaction passes (at most <paramref name="maxPasses"/>) until one moves nothing:
     /// sparse slabs are emptied into other slabs of their size class and released. Puts start a
-    /// pass on their own when fragmentation passes <see cref="TmemOptions.CompactionThreshold"/>;
+    /// pass on their own when fragmentation passes <see cref="TmemOptions.SlabCompactionThreshold"/>;
     /// this is for a background reclaim loop and for tests. Returns pages moved.
     /// </summary>
-    public int Compact(int maxPasses = 4)
+    public int CompactSlabs(int maxPasses = 4)
     {
         ThrowIfDisposed();
         int moved = 0;
         for (int i = 0; i < maxPasses; i++)
         {
-            int step = _ram.Compact();
+            int step = _ram.CompactSlabs();
             if (step == 0) break;
             moved += step;
         }

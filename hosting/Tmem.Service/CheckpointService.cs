@@ -7,27 +7,25 @@ namespace Tmem.Service;
 /// Writes an index checkpoint every <see cref="ServiceOptions.CheckpointIntervalSeconds"/> (durable
 /// stores only), so that a restart after a crash replays only the log written since.
 /// </summary>
-internal sealed partial class CheckpointService(StoreHost host, IOptions<TmemOptions> storeOptions, IOptions<ServiceOptions> options, ILogger<CheckpointService> logger) : BackgroundService
+internal sealed partial class CheckpointService(StoreHost host, IOptions<ServiceOptions> options, ILogger<CheckpointService> logger) : PeriodicService(host, logger)
 {
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override TimeSpan? Interval => options.Value.CheckpointIntervalSeconds is > 0 and var s ? TimeSpan.FromSeconds(s) : null;
+
+    protected override bool NeedsDurableStore => true;
+
+    protected override async ValueTask TickAsync(TmemStore store, CancellationToken stoppingToken)
     {
-        int seconds = options.Value.CheckpointIntervalSeconds;
-        if (seconds == 0 || string.IsNullOrEmpty(storeOptions.Value.DataDirectory)) return;
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(seconds));
-        while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+        var clock = Stopwatch.StartNew();
+        try
         {
-            var clock = Stopwatch.StartNew();
-            try
-            {
-                // Off the timer's thread: a checkpoint blocks while it copies the index and waits for a commit.
-                long pages = await Task.Run(host.Store.Checkpoint, stoppingToken).ConfigureAwait(false);
-                LogCheckpoint(pages, clock.Elapsed.TotalSeconds);
-            }
-            catch (IOException e)
-            {
-                // The log stays authoritative; the next checkpoint (or shutdown) tries again.
-                LogCheckpointFailed(e);
-            }
+            // Off the timer's thread: a checkpoint blocks while it copies the index and waits for a commit.
+            long pages = await Task.Run(store.Checkpoint, stoppingToken).ConfigureAwait(false);
+            LogCheckpoint(pages, clock.Elapsed.TotalSeconds);
+        }
+        catch (IOException e)
+        {
+            // The log stays authoritative; the next checkpoint (or shutdown) tries again.
+            LogCheckpointFailed(e);
         }
     }
 

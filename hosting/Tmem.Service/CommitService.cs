@@ -15,39 +15,33 @@ namespace Tmem.Service;
 /// in Relaxed mode that is the window a crash would lose.
 /// </summary>
 internal sealed partial class CommitService(StoreHost host, ServiceMetrics metrics, IOptions<TmemOptions> storeOptions, IOptions<ServiceOptions> options,
-    ILogger<CommitService> logger) : BackgroundService
+    ILogger<CommitService> logger) : PeriodicService(host, logger)
 {
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    private StorageState _storage = StorageState.Healthy;
+
+    protected override TimeSpan? Interval => options.Value.CommitCheckIntervalMs is > 0 and var ms ? TimeSpan.FromMilliseconds(ms) : null;
+
+    protected override bool NeedsDurableStore => true;
+
+    protected override async ValueTask TickAsync(TmemStore store, CancellationToken stoppingToken)
     {
-        int interval = options.Value.CommitCheckIntervalMs;
-        if (interval == 0 || storeOptions.Value.DataDirectory is null) return;
         // Far beyond what the loop promises, and well above a disk's fsync time.
         long warnMilliseconds = Math.Max(1000, 20L * storeOptions.Value.CommitIntervalMs);
-        var storage = StorageState.Healthy;
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(interval));
-        while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+        _storage = WatchStorage(store, _storage);
+        long uncommitted = store.UncommittedLogBytes;
+        var clock = Stopwatch.StartNew();
+        try
         {
-            var store = host.Store;
-            storage = WatchStorage(store, storage);
-            long uncommitted = store.UncommittedLogBytes;
-            var clock = Stopwatch.StartNew();
-            try
-            {
-                await store.WaitForCommitAsync().AsTask().WaitAsync(stoppingToken).ConfigureAwait(false);
-            }
-            catch (ObjectDisposedException)
-            {
-                return;
-            }
-            catch (TmemNotDurableException)
-            {
-                continue; // the storage is failing: said once by WatchStorage, not every tick
-            }
-            long elapsed = clock.ElapsedMilliseconds;
-            metrics.CommitChecked(elapsed);
-            if (elapsed > warnMilliseconds && storage == StorageState.Healthy)
-                LogSlowCommit(elapsed, uncommitted, storeOptions.Value.Durability, storeOptions.Value.CommitIntervalMs);
+            await store.WaitForCommitAsync().AsTask().WaitAsync(stoppingToken).ConfigureAwait(false);
         }
+        catch (TmemNotDurableException)
+        {
+            return; // the storage is failing: said once by WatchStorage, not every tick
+        }
+        long elapsed = clock.ElapsedMilliseconds;
+        metrics.CommitChecked(elapsed);
+        if (elapsed > warnMilliseconds && _storage == StorageState.Healthy)
+            LogSlowCommit(elapsed, uncommitted, storeOptions.Value.Durability, storeOptions.Value.CommitIntervalMs);
     }
 
     /// <summary>Logs each change of the store's storage state: a warning when it degrades, information when it recovers.</summary>

@@ -7,39 +7,35 @@ namespace Tmem.Service;
 /// compaction that is due and was not already started by the store itself after a commit, and
 /// logs what compaction did since the last check, and any failure (which truncates nothing).
 /// </summary>
-internal sealed partial class CompactionService(StoreHost host, IOptions<TmemOptions> storeOptions, IOptions<ServiceOptions> options, ILogger<CompactionService> logger) : BackgroundService
+internal sealed partial class CompactionService(StoreHost host, IOptions<ServiceOptions> options, ILogger<CompactionService> logger) : PeriodicService(host, logger)
 {
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    private TmemStats? _last;
+    private Exception? _lastError;
+
+    protected override TimeSpan? Interval => options.Value.CompactionIntervalSeconds is > 0 and var s ? TimeSpan.FromSeconds(s) : null;
+
+    protected override bool NeedsDurableStore => true;
+
+    protected override void Starting(TmemStore store) => _last = store.GetStats();
+
+    protected override async ValueTask TickAsync(TmemStore store, CancellationToken stoppingToken)
     {
-        int seconds = options.Value.CompactionIntervalSeconds;
-        if (seconds == 0 || string.IsNullOrEmpty(storeOptions.Value.DataDirectory)) return;
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(seconds));
-        var last = host.Store.GetStats();
-        Exception? lastError = null;
-        while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+        try
         {
-            var store = host.Store;
-            try
-            {
-                // Off the timer's thread: a compaction scans the log and waits for commits.
-                if (await Task.Run(() => store.CompactLog(cancellationToken: stoppingToken), stoppingToken).ConfigureAwait(false) is { } result)
-                    LogCompaction(result.TruncatedBytes, result.CopiedBytes, result.LogBytesAfter, result.Elapsed.TotalSeconds);
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                break;
-            }
-            catch (Exception e) when (e is IOException or TmemCorruptionException or InvalidOperationException)
-            {
-                LogCompactionFailed(e);
-            }
-            var now = store.GetStats();
-            if (now.LogCompactions > last.LogCompactions)
-                LogSince(now.LogCompactions - last.LogCompactions, now.LogTruncatedBytes - last.LogTruncatedBytes, now.LogBytes, now.LogDiskBytes, now.LogLiveBytes);
-            if (store.LastLogCompactionError is { } error && !ReferenceEquals(error, lastError)) LogCompactionFailed(error);
-            lastError = store.LastLogCompactionError;
-            last = now;
+            // Off the timer's thread: a compaction scans the log and waits for commits.
+            if (await Task.Run(() => store.CompactLog(cancellationToken: stoppingToken), stoppingToken).ConfigureAwait(false) is { } result)
+                LogCompaction(result.TruncatedBytes, result.CopiedBytes, result.LogBytesAfter, result.Elapsed.TotalSeconds);
         }
+        catch (Exception e) when (e is IOException or TmemCorruptionException or InvalidOperationException)
+        {
+            LogCompactionFailed(e);
+        }
+        var now = store.GetStats();
+        if (_last is { } last && now.LogCompactions > last.LogCompactions)
+            LogSince(now.LogCompactions - last.LogCompactions, now.LogTruncatedBytes - last.LogTruncatedBytes, now.LogBytes, now.LogDiskBytes, now.LogLiveBytes);
+        if (store.LastLogCompactionError is { } error && !ReferenceEquals(error, _lastError)) LogCompactionFailed(error);
+        _lastError = store.LastLogCompactionError;
+        _last = now;
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Log compacted: {Truncated} bytes released, {Copied} bytes of live records copied, log now {LogBytes} bytes, in {Seconds:0.000}s")]

@@ -7,29 +7,20 @@ namespace Tmem.Service;
 /// when slot bytes pass <see cref="ServiceOptions.ReclaimHighWater"/> of <c>Tmem:RamBudgetBytes</c>,
 /// evicts down to <see cref="ServiceOptions.ReclaimLowWater"/> (<see cref="TmemStore.Reclaim"/>),
 /// so puts find room without evicting on their own path; and when slabs hold more than
-/// <c>Tmem:CompactionThreshold</c> beyond the slot bytes in use, runs slab compaction
+/// <c>Tmem:SlabCompactionThreshold</c> beyond the slot bytes in use, runs slab compaction
 /// (<see cref="TmemStore.Compact"/>). (Log compaction is a separate matter.)
 /// </summary>
-internal sealed partial class ReclaimService(StoreHost host, IOptions<TmemOptions> storeOptions, IOptions<ServiceOptions> options, ILogger<ReclaimService> logger) : BackgroundService
+internal sealed partial class ReclaimService(StoreHost host, IOptions<TmemOptions> storeOptions, IOptions<ServiceOptions> options, ILogger<ReclaimService> logger)
+    : PeriodicService(host, logger)
 {
     private const long MinCompactionWasteBytes = 256 * 1024;
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override TimeSpan? Interval => options.Value.ReclaimIntervalMs is > 0 and var ms ? TimeSpan.FromMilliseconds(ms) : null;
+
+    protected override ValueTask TickAsync(TmemStore store, CancellationToken stoppingToken)
     {
-        var o = options.Value;
-        if (o.ReclaimIntervalMs == 0) return;
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(o.ReclaimIntervalMs));
-        while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
-        {
-            try
-            {
-                RunOnce(host.Store, o, storeOptions.Value.CompactionThreshold);
-            }
-            catch (ObjectDisposedException)
-            {
-                return;
-            }
-        }
+        RunOnce(store, options.Value, storeOptions.Value.SlabCompactionThreshold);
+        return ValueTask.CompletedTask;
     }
 
     private void RunOnce(TmemStore store, ServiceOptions o, double compactionThreshold)
@@ -44,7 +35,7 @@ internal sealed partial class ReclaimService(StoreHost host, IOptions<TmemOption
         long waste = stats.RamSlabBytes - stats.RamSlotBytes;
         if (waste > MinCompactionWasteBytes && waste > compactionThreshold * stats.RamSlotBytes)
         {
-            int moved = store.Compact();
+            int moved = store.CompactSlabs();
             if (moved > 0) LogCompacted(moved, waste);
         }
     }

@@ -4,15 +4,14 @@ using Microsoft.Extensions.Options;
 namespace Tmem.Service;
 
 /// <summary>Logs one line of the store's counters every <see cref="ServiceOptions.StatsLogIntervalSeconds"/>.</summary>
-internal sealed partial class StatsLogService(StoreHost host, IOptions<ServiceOptions> options, ILogger<StatsLogService> logger) : BackgroundService
+internal sealed partial class StatsLogService(StoreHost host, IOptions<ServiceOptions> options, ILogger<StatsLogService> logger) : PeriodicService(host, logger)
 {
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override TimeSpan? Interval => options.Value.StatsLogIntervalSeconds is > 0 and var s ? TimeSpan.FromSeconds(s) : null;
+
+    protected override ValueTask TickAsync(TmemStore store, CancellationToken stoppingToken)
     {
-        int seconds = options.Value.StatsLogIntervalSeconds;
-        if (seconds == 0) return;
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(seconds));
-        while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
-            LogStats(Format(host.Store.GetStats()));
+        LogStats(Format(store.GetStats()));
+        return ValueTask.CompletedTask;
     }
 
     internal static string Format(TmemStats stats)

@@ -273,8 +273,8 @@ public class BadInputTests
         { "MaxZsize", o => o.MaxZsize = double.NaN },
         { "MaxMeanZsize", o => o.MaxMeanZsize = 0.9 }, // over MaxZsize (7/8)
         { "MaxMeanZsize", o => o.MaxMeanZsize = -0.1 },
-        { "CompactionThreshold", o => o.CompactionThreshold = 0 },
-        { "CompactionThreshold", o => o.CompactionThreshold = 11 },
+        { "SlabCompactionThreshold", o => o.SlabCompactionThreshold = 0 },
+        { "SlabCompactionThreshold", o => o.SlabCompactionThreshold = 11 },
         { "MaxPersistentPages", o => o.MaxPersistentPages = -1 },
         { "MaxPersistentBytes", o => o.MaxPersistentBytes = -5 },
         { "CommitIntervalMs", o => o.CommitIntervalMs = 0 },
@@ -317,7 +317,7 @@ public class BadInputTests
     {
         using var store = TmemStore.Open(new TmemOptions
         {
-            RamBudgetBytes = 65536, MaxPages = 1, MaxPoolsPerClient = 1, BucketsPerPool = 1, MaxZsize = 1, MaxMeanZsize = 1, CompactionThreshold = 0.01,
+            RamBudgetBytes = 65536, MaxPages = 1, MaxPoolsPerClient = 1, BucketsPerPool = 1, MaxZsize = 1, MaxMeanZsize = 1, SlabCompactionThreshold = 0.01,
         });
         var client = store.GetClient(0);
         int pool = client.CreatePool(Stores.Persistent);
@@ -363,7 +363,7 @@ public class BadInputTests
         var buffer = new byte[4096];
         Assert.Throws<ObjectDisposedException>(() => store.GetClient(1));
         Assert.Throws<ObjectDisposedException>(() => store.GetClient(7));
-        Assert.Throws<ObjectDisposedException>(() => store.Compact());
+        Assert.Throws<ObjectDisposedException>(() => store.CompactSlabs());
         Assert.Throws<ObjectDisposedException>(() => client.CreatePool(Stores.PrivateEphemeral));
         for (int pool = 0; pool < 3; pool++)
         {

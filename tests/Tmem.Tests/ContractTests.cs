@@ -995,10 +995,10 @@ public class ContractTests
         var before = store.GetStats();
         Assert.True(before.RamSlabBytes > 2 * before.RamSlotBytes, $"expected sparse slabs: {before.RamSlabBytes} slab bytes for {before.RamSlotBytes} slot bytes");
 
-        int moved = store.Compact();
+        int moved = store.CompactSlabs();
         var after = store.GetStats();
         Assert.True(moved > 0);
-        Assert.Equal(before.CompactedPages + moved, after.CompactedPages);
+        Assert.Equal(before.SlabCompactedPages + moved, after.SlabCompactedPages);
         Assert.Equal(before.RamSlotBytes, after.RamSlotBytes);
         Assert.True(after.RamSlabBytes < before.RamSlabBytes * 0.6, $"slab bytes {before.RamSlabBytes} -> {after.RamSlabBytes}");
         Assert.Equal(kept.Count, after.EphPages);

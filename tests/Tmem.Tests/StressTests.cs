@@ -193,7 +193,7 @@ public class StressTests(ITestOutputHelper output)
             }
             if (t == 1 && lastCompact.ElapsedMilliseconds > 50)
             {
-                store.Compact(); // moves pages while the others read them
+                store.CompactSlabs(); // moves pages while the others read them
                 lastCompact.Restart();
             }
 

@@ -18,7 +18,7 @@ internal sealed class StoreCounters
     public long MeanCompressPoor;
     public long PersLimitRefused;
     public long EvictedEphPages;
-    public long CompactedPages;
+    public long SlabCompactedPages;
 
     // Gauges of what is stored now.
     public long ZeroFilledPages;

@@ -29,7 +29,7 @@ public sealed record TmemStats
         ("ram_budget_bytes", s => s.RamBudgetBytes),
         ("ram_slot_bytes", s => s.RamSlotBytes),
         ("ram_slab_bytes", s => s.RamSlabBytes),
-        ("compacted_pages", s => s.CompactedPages),
+        ("slab_compacted_pages", s => s.SlabCompactedPages),
         ("pools", s => s.Pools),
         ("log_bytes", s => s.LogBytes),
         ("log_disk_bytes", s => s.LogDiskBytes),
@@ -101,8 +101,8 @@ public sealed record TmemStats
     /// <summary><c>ram_slab_bytes</c>: native bytes held in slabs (used slots, free slots and slack).</summary>
     public long RamSlabBytes { get; init; }
 
-    /// <summary><c>compacted_pages</c>: pages moved out of sparse slabs by compaction.</summary>
-    public long CompactedPages { get; init; }
+    /// <summary><c>slab_compacted_pages</c>: pages moved out of sparse slabs by compaction.</summary>
+    public long SlabCompactedPages { get; init; }
 
     /// <summary><c>pools</c>: live pools (a shared pool counts once).</summary>
     public long Pools { get; init; }
@@ -163,7 +163,7 @@ public sealed record TmemStats
     internal static IReadOnlySet<string> MonotonicNames { get; } = new HashSet<string>
     {
         "flush_total", "flush_found", "flobj_total", "flobj_found", "failed_eph_puts", "failed_pers_puts",
-        "compress_poor", "mean_compress_poor", "pers_limit_refused", "evicted_eph_pages", "compacted_pages",
+        "compress_poor", "mean_compress_poor", "pers_limit_refused", "evicted_eph_pages", "slab_compacted_pages",
         "log_compactions", "log_compaction_copied_bytes", "log_truncated_bytes", "log_compaction_failures",
         "storage_full_refused", "storage_failures", "not_durable",
     };

@@ -32,7 +32,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     private readonly ITierBelow? _ephemeralBelow;  // none yet: evicted ephemeral pages are dropped
     private readonly long _budgetBytes;
     private readonly long _maxPages;
-    private readonly double _compactionThreshold;
+    private readonly double _slabCompactionThreshold;
 
     private long _slotBytes;      // reserved + installed slot bytes
     private long _pages;          // reserved + installed descriptors
@@ -48,7 +48,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         _ephemeralBelow = ephemeralBelow;
         _budgetBytes = options.RamBudgetBytes;
         _maxPages = options.EffectiveMaxPages;
-        _compactionThreshold = options.CompactionThreshold;
+        _slabCompactionThreshold = options.SlabCompactionThreshold;
     }
 
     public long BudgetBytes => _budgetBytes;
@@ -375,18 +375,18 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     /// Called after a put, holding no lock: when slabs hold more than the threshold beyond the slot
     /// bytes in use, runs one compaction pass.
     /// </summary>
-    public void MaybeCompact()
+    public void MaybeCompactSlabs()
     {
         long used = Volatile.Read(ref _slotBytes);
         long waste = _slabs.SlabBytes - used;
-        if (waste <= MinCompactionWasteBytes || waste <= used * _compactionThreshold) return;
+        if (waste <= MinCompactionWasteBytes || waste <= used * _slabCompactionThreshold) return;
         if (waste <= Volatile.Read(ref _compactRetryWaste) && Environment.TickCount64 < Volatile.Read(ref _compactRetryTicks)) return;
         if (Interlocked.CompareExchange(ref _compacting, 1, 0) != 0) return;
         try
         {
             // A pass that can move nothing (the waste sits in slabs no other slab can absorb) is
             // not retried until the waste grows by MinCompactionWasteBytes or 100 ms pass.
-            bool fruitless = Compact() == 0;
+            bool fruitless = CompactSlabs() == 0;
             Volatile.Write(ref _compactRetryWaste, fruitless ? waste + MinCompactionWasteBytes : 0);
             Volatile.Write(ref _compactRetryTicks, fruitless ? Environment.TickCount64 + 100 : 0);
         }
@@ -402,7 +402,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     /// its class (under the page's bucket lock, re-checked there). Emptied slabs are released.
     /// Returns pages moved.
     /// </summary>
-    public int Compact()
+    public int CompactSlabs()
     {
         var victims = _slabs.BeginDrain();
         if (victims.Count == 0) return 0;
@@ -442,7 +442,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         {
             foreach (var victim in victims) _slabs.EndDrain(victim);
         }
-        Interlocked.Add(ref _counters.CompactedPages, moved);
+        Interlocked.Add(ref _counters.SlabCompactedPages, moved);
         return moved;
     }
 

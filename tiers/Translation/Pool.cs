@@ -176,7 +176,7 @@ internal sealed class Pool
             uint old = obj.Set(index, descriptor);
             if (old != 0) _ram.Release(old);
         }
-        _ram.MaybeCompact();
+        _ram.MaybeCompactSlabs();
         return PutStatus.Stored;
     }
 

@@ -302,7 +302,7 @@ internal sealed class EngineSuite
             $"slab bytes {stats.RamSlabBytes:N0} / compressed {zbytes:N0} after {putBytes / (double)budget:0.0}x budget of churn");
         _report.Add("ram_slot_bytes_per_compressed_byte", (double)stats.RamSlotBytes / zbytes, "size-class rounding alone");
         _report.Add("churn_evicted_pages", stats.EvictedEphPages);
-        _report.Add("churn_compacted_pages", stats.CompactedPages);
+        _report.Add("churn_slab_compacted_pages", stats.SlabCompactedPages);
     }
 
     private void Metadata()
