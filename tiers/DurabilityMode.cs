@@ -1,6 +1,6 @@
 namespace Tmem;
 
-/// <summary>When a persistent put or flush is acknowledged (DESIGN.md section 6).</summary>
+/// <summary>When a persistent put or flush is acknowledged, and so what a crash can lose.</summary>
 public enum DurabilityMode
 {
     /// <summary>

@@ -5,7 +5,7 @@ namespace Tmem;
 
 /// <summary>
 /// A tenant of the store. Pool ids are this client's own small integers (first free slot);
-/// another client's ids name nothing here (isolation, DESIGN.md 3.7). Thread-safe.
+/// another client's ids name nothing here (isolation). Thread-safe.
 /// </summary>
 public sealed partial class TmemClient
 {

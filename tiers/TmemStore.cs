@@ -7,11 +7,13 @@ using Tmem.Translation;
 namespace Tmem;
 
 /// <summary>
-/// A tmem store: clients, their pools, and the compressed RAM tier (DESIGN.md). Thread-safe.
+/// A tmem store: clients, their pools (translation), the compressed RAM tier and, with a data
+/// directory, the persistent log under it. Thread-safe.
 /// <para>
-/// Persistent pools in this version live in the RAM tier and are never evicted (a put fails when
-/// the budget is full of persistent pages); the FASTER log tier and recovery plug in behind
-/// <see cref="Pool"/>'s persistent put and get paths.
+/// Ephemeral pages live in the RAM tier and are evicted when it is full. Persistent pages of a
+/// memory-only store live there too and are never evicted (a put fails when the budget is full
+/// of them); in a durable store they are written through to the log, whose copy lets eviction
+/// drop their RAM copy, and they come back after a restart. docs/architecture.md shows the parts.
 /// </para>
 /// </summary>
 public sealed partial class TmemStore : IDisposable

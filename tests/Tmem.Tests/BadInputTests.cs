@@ -328,7 +328,7 @@ public class BadInputTests
     [Fact]
     public void Open_OptionsChangedAfterOpen_StoreKeepsTheValidatedSettings()
     {
-        // Settings are "validated at start" (DESIGN.md 8) and Options are "the settings the store was
+        // Settings are validated when the store opens, and Options are "the settings the store was
         // opened with": values set on the caller's object afterwards must not slip in unvalidated.
         var options = new TmemOptions();
         using var store = TmemStore.Open(options);

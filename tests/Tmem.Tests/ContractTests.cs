@@ -3,7 +3,7 @@ using static Tmem.Tests.TestPages;
 
 namespace Tmem.Tests;
 
-/// <summary>DESIGN.md section 3 (the contract), rule by rule, as this library implements it.</summary>
+/// <summary>The contract (docs/engine.md, "The contract"), rule by rule, as this library implements it.</summary>
 [Trait("Kind", "Unit")]
 public class ContractTests
 {

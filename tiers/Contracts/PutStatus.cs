@@ -1,7 +1,7 @@
 namespace Tmem;
 
 /// <summary>
-/// The outcome of a put. Every put may fail (DESIGN.md section 3.1); when a put over an
+/// The outcome of a put. Every put may fail; when a put over an
 /// existing page fails, the old page has been flushed too (put-put coherency).
 /// </summary>
 public enum PutStatus

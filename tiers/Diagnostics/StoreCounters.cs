@@ -1,7 +1,7 @@
 namespace Tmem.Diagnostics;
 
 /// <summary>
-/// The store's live counters (zcache's names, DESIGN.md section 9). Monotonic counters and
+/// The store's live counters (zcache's names where they fit). Monotonic counters and
 /// gauges are plain fields updated with <see cref="Interlocked"/>; the hot read path (a
 /// non-exclusive get) touches none of them, so readers on different buckets never share a
 /// written cache line.

@@ -153,7 +153,7 @@ internal sealed class ServiceSuite
         }
     }
 
-    // Pages LZ4 cannot shrink under 7/8 are refused by design (DESIGN.md 3.1); Redis keeps them.
+    // Pages LZ4 cannot shrink under 7/8 are refused by design (every put may fail); Redis keeps them.
     private static bool IsPoorlyCompressed(PutStatus status) => status == PutStatus.RejectedPoorCompression;
 
     private async Task RunRedis(Dictionary<string, double> run)
