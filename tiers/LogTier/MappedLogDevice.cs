@@ -69,13 +69,6 @@ internal delegate TResult MappedReader<TState, TResult>(ReadOnlySpan<byte> bytes
 /// </summary>
 internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
 {
-    /// <summary>
-    /// FasterLog's per-entry header before the payload, with <see cref="LogChecksumType.None"/> (the
-    /// store's setting): the payload's length as an <c>int</c>. <see cref="FasterLog.Enqueue(ReadOnlySpan{byte})"/>
-    /// returns the header's address; the payload starts this many bytes later.
-    /// </summary>
-    public const int EntryHeaderSize = PersistentLog.EntryHeaderSize;
-
     /// <summary>The sector size FASTER aligns to: what <see cref="ManagedLocalStorageDevice"/> reports on Linux, so FasterLog issues identical I/O.</summary>
     public const uint DeviceSectorSize = 512;
 
@@ -277,7 +270,7 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
         where TState : allows ref struct
     {
         ArgumentNullException.ThrowIfNull(reader);
-        if (!TryAcquire(entryAddress, EntryHeaderSize, out var read))
+        if (!TryAcquire(entryAddress, LogFraming.EntryHeaderSize, out var read))
         {
             result = default!;
             return false;
@@ -285,7 +278,7 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
         using (read)
         {
             int length = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(read.Bytes);
-            long offset = (entryAddress & (_segmentSize - 1)) + EntryHeaderSize;
+            long offset = (entryAddress & (_segmentSize - 1)) + LogFraming.EntryHeaderSize;
             if (length < 0 || length > _segmentSize - offset)
                 throw new InvalidDataException($"The FasterLog entry header at log address {entryAddress} holds length {length}: not a committed entry.");
             result = reader(new ReadOnlySpan<byte>(read.Segment!.Pointer + offset, length), state);

@@ -21,14 +21,10 @@ internal sealed class PersistentLog : IDisposable
     public const string CommitFolder = "commits";
     public const string SegmentBaseName = "segment";
 
-    internal const int PageSizeBits = 22;    // 4 MiB pages: a record (48 B + up to 64 KiB) never spans one
-    internal const long PageSize = 1L << PageSizeBits;
     private const int MemorySizeBits = 24;  // 16 MiB of in-memory log buffer
 
     /// <summary>Unflushed log bytes over which appenders wait (outside any lock) for the device to catch up.</summary>
     private const long AppendBacklogLimit = (1L << MemorySizeBits) / 2;
-    /// <summary>The largest entry the store writes: FasterLog header + record header + 64 KiB payload, padded.</summary>
-    internal const int MaxEntrySize = 4 + LogRecord.HeaderSize + ushort.MaxValue + 4;
 
     /// <summary>
     /// Written (and fsync'd) once the log first commits data: without it, segment data with no
@@ -85,14 +81,11 @@ internal sealed class PersistentLog : IDisposable
     /// <summary>The state of the log's storage (full, failing), shared with its devices and reserve.</summary>
     public StorageHealth Health => _health;
 
-    /// <summary>FasterLog's per-entry header: a 4-byte length (no per-entry checksum; records carry their own CRC).</summary>
-    public const int EntryHeaderSize = 4;
+    /// <summary><see cref="LogFraming.EntrySize"/>.</summary>
+    public static int EntrySize(int payloadLength) => LogFraming.EntrySize(payloadLength);
 
-    /// <summary>Bytes a record with <paramref name="payloadLength"/> payload bytes takes in the log: header, record, padding to 4.</summary>
-    public static int EntrySize(int payloadLength) => EntrySizeOfRecord(LogRecord.SizeOf(payloadLength));
-
-    /// <summary>Bytes a record of <paramref name="recordLength"/> bytes takes in the log: header, record, padding to 4.</summary>
-    public static int EntrySizeOfRecord(int recordLength) => EntryHeaderSize + ((recordLength + 3) & ~3);
+    /// <summary><see cref="LogFraming.EntrySizeOfRecord"/>.</summary>
+    public static int EntrySizeOfRecord(int recordLength) => LogFraming.EntrySizeOfRecord(recordLength);
 
     public long BeginAddress => _log.BeginAddress;
 
@@ -132,7 +125,7 @@ internal sealed class PersistentLog : IDisposable
             log = new FasterLog(new FasterLogSettings
             {
                 LogDevice = device,
-                PageSizeBits = PageSizeBits,
+                PageSizeBits = LogFraming.LogPageSizeBits,
                 MemorySizeBits = MemorySizeBits,
                 SegmentSizeBits = format.SegmentSizeBits,
                 LogCommitManager = commits,
@@ -288,7 +281,7 @@ internal sealed class PersistentLog : IDisposable
             // Straight from the mapping: committed bytes are there (FASTER flushed them before the
             // commit), past FasterLog's 4-byte entry header. False: the segment was truncated away.
             var read = new DirectRead<TState>(destination, state, decode);
-            if (mapped.TryRead(address + EntryHeaderSize, length, read, DirectRead<TState>.Decode, out error))
+            if (mapped.TryRead(address + LogFraming.EntryHeaderSize, length, read, DirectRead<TState>.Decode, out error))
             {
                 DirectReadCount++; // tests: the mapped path was taken (racy, approximate)
                 return address >= _log.BeginAddress || error is null;
@@ -475,37 +468,27 @@ internal sealed class PersistentLog : IDisposable
 
     /// <summary>
     /// The entry at <paramref name="address"/> must start where the previous one ended
-    /// (<paramref name="expected"/>), or at the next page when the rest of the previous one was
-    /// too small for some entry (FasterLog pads a page end with zeros, and its scan skips a zero
-    /// length to the next page, so zeroed records inside a page would otherwise vanish
-    /// silently). The padding is bounded by the largest entry, not by the next one's size:
-    /// with concurrent appenders the entry that did not fit need not be the page's first.
-    /// Returns where this entry ends.
+    /// (<paramref name="expected"/>), or at the next page (<see cref="LogFraming.FollowsOn"/>:
+    /// zeroed records inside a page would otherwise vanish silently). Returns where this entry ends.
     /// </summary>
     private long CheckContiguous(long expected, long address, int length)
     {
-        if (!FollowsOn(expected, address))
+        if (!LogFraming.FollowsOn(expected, address))
             throw new TmemCorruptionException(expected,
                 $"The log's records jump from address {expected} to {address}: the bytes between them in {_logDirectory} are zeroed or damaged, below the commit point. Nothing was changed; repair the directory with the offline recovery tool.");
-        return address + EntrySizeOfRecord(length);
+        return address + LogFraming.EntrySizeOfRecord(length);
     }
-
-    /// <summary>Whether an entry at <paramref name="address"/> may follow one that ended at <paramref name="expected"/> (see <see cref="CheckContiguous"/>).</summary>
-    internal static bool FollowsOn(long expected, long address) =>
-        address == expected || (address % PageSize == 0 && address > expected && address - expected < MaxEntrySize);
 
     private static TmemCorruptionException ReadFailed(long next, long committed, FasterException e) =>
         new(next, $"Reading the log at address {next} failed ({e.Message}): the log below its commit point {committed} is damaged. Nothing was changed; repair the directory with the offline recovery tool.");
 
     /// <summary>
-    /// A scan that ends below the commit point met a truncated or zeroed segment, except that a
-    /// record never spans a FasterLog page: when the next one did not fit, the page ends in
-    /// padding and the commit point can be the next page's start. Only that gap is normal.
+    /// A scan that ends below the commit point met a truncated or zeroed segment, except for the
+    /// padding at a FasterLog page's end (see <see cref="LogFraming.Reaches"/>).
     /// </summary>
     private void CheckScanReached(long next, long committed)
     {
-        bool pagePadding = committed % PageSize == 0 && committed - next < MaxEntrySize;
-        if (next < committed && !pagePadding)
+        if (!LogFraming.Reaches(next, committed))
             throw new TmemCorruptionException(next,
                 $"The log's records end at address {next}, below its commit point {committed}: a segment file in {_logDirectory} is truncated or zeroed. Nothing was changed; repair the directory with the offline recovery tool.");
     }
