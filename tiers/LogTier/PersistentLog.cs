@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Threading.Channels;
 using FASTER.core;
+using Tmem.Diagnostics;
 
 namespace Tmem.LogTier;
 
@@ -67,6 +68,7 @@ internal sealed class PersistentLog : IDisposable
         _mode = options.Durability;
         _commitIntervalMs = options.CommitIntervalMs;
         _durabilityTimeoutTicks = options.DurabilityTimeoutMs * Stopwatch.Frequency / 1000;
+        Diagnostics = options.Diagnostics;
         _committer = Task.Run(_mode == DurabilityMode.Strict ? GroupCommitLoopAsync : IntervalCommitLoopAsync);
         _watchdog = Task.Run(WatchdogLoopAsync);
     }
@@ -80,6 +82,9 @@ internal sealed class PersistentLog : IDisposable
 
     /// <summary>The state of the log's storage (full, failing), shared with its devices and reserve.</summary>
     public StorageHealth Health => _health;
+
+    /// <summary>The store's test and benchmark hooks (<see cref="TmemOptions.Diagnostics"/>); null in production.</summary>
+    internal StoreDiagnostics? Diagnostics { get; }
 
     /// <summary><see cref="LogFraming.EntrySize"/>.</summary>
     public static int EntrySize(int payloadLength) => LogFraming.EntrySize(payloadLength);
@@ -113,7 +118,7 @@ internal sealed class PersistentLog : IDisposable
         var health = new StorageHealth();
         var mapped = options.LogDevice == LogDeviceKind.Mapped ? new MappedLogDevice(baseName, format.SegmentSize) : null;
         IDevice inner = mapped ?? Devices.CreateLogDevice(baseName, preallocateFile: false, deleteOnClose: false);
-        if (options.WrapLogDevice is { } wrap) inner = wrap(inner);
+        if (options.Diagnostics?.WrapLogDevice is { } wrap) inner = wrap(inner);
         // FasterLog sees no failed write: they are retried below it (see RetryingDevice).
         IDevice device = new RetryingDevice(inner, health);
         FasterLog? log = null;
@@ -276,14 +281,14 @@ internal sealed class PersistentLog : IDisposable
     {
         error = null;
         if (_log.CommittedUntilAddress <= address) WaitCommitted(address);
-        if (_mapped is { } mapped && DirectReads)
+        if (_mapped is { } mapped && (Diagnostics is null || Diagnostics.DirectReads))
         {
             // Straight from the mapping: committed bytes are there (FASTER flushed them before the
             // commit), past FasterLog's 4-byte entry header. False: the segment was truncated away.
             var read = new DirectRead<TState>(destination, state, decode);
             if (mapped.TryRead(address + LogFraming.EntryHeaderSize, length, read, DirectRead<TState>.Decode, out error))
             {
-                DirectReadCount++; // tests: the mapped path was taken (racy, approximate)
+                if (Diagnostics is { } diagnostics) diagnostics.DirectReadCount++; // tests: the mapped path was taken (racy, approximate)
                 return address >= _log.BeginAddress || error is null;
             }
             if (address < _log.BeginAddress) return false;
@@ -308,19 +313,6 @@ internal sealed class PersistentLog : IDisposable
         error = decode(bytes.AsSpan(0, length), destination, state);
         return true;
     }
-
-    /// <summary>
-    /// With the mapped device, gets of spilled pages decode straight from the mapping (true, the
-    /// default); false sends them through <see cref="FasterLog.ReadAsync(long, int, CancellationToken)"/>
-    /// (the benchmark compares the two).
-    /// </summary>
-    internal bool DirectReads { get; set; } = true;
-
-    /// <summary>Commits the loops made (for the benchmark's group-commit figures).</summary>
-    internal long CommitCount;
-
-    /// <summary>Reads served from the mapping (approximate; for tests).</summary>
-    internal long DirectReadCount;
 
     /// <summary>The decoder and its arguments, carried through the mapped device's reader.</summary>
     private readonly ref struct DirectRead<TState>(Span<byte> destination, TState state, RecordDecoder<TState> decode)
@@ -545,7 +537,7 @@ internal sealed class PersistentLog : IDisposable
                     FailWaiters(e);
                     continue;
                 }
-                CommitCount++;
+                if (Diagnostics is { } diagnostics) diagnostics.CommitCount++;
                 AfterCommit();
                 CompleteWaiters(_log.CommittedUntilAddress);
             }
