@@ -27,23 +27,20 @@ internal sealed class PersistentLog : IDisposable
     /// <summary>Unflushed log bytes over which appenders wait (outside any lock) for the device to catch up.</summary>
     private const long AppendBacklogLimit = (1L << MemorySizeBits) / 2;
 
-    /// <summary>
-    /// Written (and fsync'd) once the log first commits data: without it, segment data with no
-    /// commit is a crash before the first commit (nothing was acknowledged); with it, lost
-    /// commit metadata.
-    /// </summary>
-    public const string CommittedMarker = "committed.marker";
+    /// <summary>The committed marker's file name in <see cref="LogFolder"/> (see <see cref="CommittedMarkerFile"/>).</summary>
+    public const string CommittedMarker = CommittedMarkerFile.FileName;
 
     private readonly FasterLog _log;
     private readonly IDevice _device;
-    private readonly MappedLogDevice? _mapped; // direct reads; null with the File device
     private readonly LogCommitFile _commits;
     private readonly StorageHealth _health;
     private readonly SegmentReserve _reserve;
     private readonly long _durabilityTimeoutTicks;
     private readonly string _logDirectory;
     private readonly int _segmentSizeBits;
-    private volatile bool _markerWritten;
+    private readonly CommittedMarkerFile _marker;
+    private readonly LogRecordReader _reader;
+    private readonly LogScanner _scanner;
     private readonly DurabilityMode _mode;
     private readonly int _commitIntervalMs;
     private readonly Lock _waitLock = new();
@@ -55,11 +52,10 @@ internal sealed class PersistentLog : IDisposable
     private bool _disposed;
 
     private PersistentLog(FasterLog log, IDevice device, MappedLogDevice? mapped, LogCommitFile commits, StorageHealth health, SegmentReserve reserve,
-        string logDirectory, int segmentSizeBits, TmemOptions options)
+        string logDirectory, int segmentSizeBits, bool everCommitted, TmemOptions options)
     {
         _log = log;
         _device = device;
-        _mapped = mapped;
         _commits = commits;
         _health = health;
         _reserve = reserve;
@@ -69,6 +65,9 @@ internal sealed class PersistentLog : IDisposable
         _commitIntervalMs = options.CommitIntervalMs;
         _durabilityTimeoutTicks = options.DurabilityTimeoutMs * Stopwatch.Frequency / 1000;
         Diagnostics = options.Diagnostics;
+        _marker = new CommittedMarkerFile(logDirectory, everCommitted);
+        _reader = new LogRecordReader(log, mapped, Diagnostics);
+        _scanner = new LogScanner(log, logDirectory, segmentSizeBits);
         _committer = Task.Run(_mode == DurabilityMode.Strict ? GroupCommitLoopAsync : IntervalCommitLoopAsync);
         _watchdog = Task.Run(WatchdogLoopAsync);
     }
@@ -140,14 +139,14 @@ internal sealed class PersistentLog : IDisposable
             // Segment data with nothing committed: either the process died before the log's first
             // commit (nothing was acknowledged, and FASTER writes over it), or the commit metadata
             // was lost; the marker written after the first commit tells them apart.
-            bool everCommitted = File.Exists(Path.Combine(logDir, CommittedMarker));
+            bool everCommitted = CommittedMarkerFile.ExistsIn(logDir);
             if (hadSegments && everCommitted && log.CommittedUntilAddress <= log.BeginAddress)
                 throw new TmemCorruptionException(0,
                     $"The log in {dataDirectory} has segment data but FASTER recovered no committed data: its commit metadata in {commitDir} is missing or unreadable. " +
                     "Nothing was changed; inspect the directory with the offline recovery tool before opening it.");
             // The space reserve (started once recovery has checked the files; see StartReserve).
             reserve = new SegmentReserve(baseName, format.SegmentSizeBits, health);
-            return new PersistentLog(log, device, mapped, commits, health, reserve, logDir, format.SegmentSizeBits, options) { _markerWritten = everCommitted };
+            return new PersistentLog(log, device, mapped, commits, health, reserve, logDir, format.SegmentSizeBits, everCommitted, options);
         }
         catch
         {
@@ -266,62 +265,18 @@ internal sealed class PersistentLog : IDisposable
     /// <summary>Whether the store acknowledges only committed operations.</summary>
     public bool IsStrict => _mode == DurabilityMode.Strict;
 
-    /// <summary>Decodes a record read back from the log into <paramref name="destination"/>; returns an error message or null.</summary>
-    public delegate string? RecordDecoder<TState>(ReadOnlySpan<byte> record, Span<byte> destination, TState state);
-
     /// <summary>
     /// Reads the record at <paramref name="address"/> (of <paramref name="length"/> bytes) back from
     /// the log, waiting first for its commit if needed (FasterLog reads committed data only), and
     /// hands it to <paramref name="decode"/>, whose result comes back in <paramref name="error"/>.
     /// Returns false when the address is below the log's begin address (compaction truncated it
     /// after moving the record: the caller looks the page up again). Blocks; used for gets of
-    /// spilled pages.
+    /// spilled pages (see <see cref="LogRecordReader"/>).
     /// </summary>
     public bool TryReadRecord<TState>(long address, int length, Span<byte> destination, TState state, RecordDecoder<TState> decode, out string? error)
     {
-        error = null;
         if (_log.CommittedUntilAddress <= address) WaitCommitted(address);
-        if (_mapped is { } mapped && (Diagnostics is null || Diagnostics.DirectReads))
-        {
-            // Straight from the mapping: committed bytes are there (FASTER flushed them before the
-            // commit), past FasterLog's 4-byte entry header. False: the segment was truncated away.
-            var read = new DirectRead<TState>(destination, state, decode);
-            if (mapped.TryRead(address + LogFraming.EntryHeaderSize, length, read, DirectRead<TState>.Decode, out error))
-            {
-                if (Diagnostics is { } diagnostics) diagnostics.DirectReadCount++; // tests: the mapped path was taken (racy, approximate)
-                return address >= _log.BeginAddress || error is null;
-            }
-            if (address < _log.BeginAddress) return false;
-            // Not mapped, though in the log: a segment written by the File device that no write
-            // has mapped yet. FasterLog's read below serves it.
-            error = null;
-        }
-        byte[]? bytes;
-        int readLength;
-        try
-        {
-            var read = _log.ReadAsync(address, length);
-            (bytes, readLength) = read.IsCompletedSuccessfully ? read.Result : read.AsTask().GetAwaiter().GetResult();
-        }
-        catch (Exception) when (address < _log.BeginAddress)
-        {
-            return false; // the segment went while the read was in flight
-        }
-        if (address < _log.BeginAddress) return false;
-        if (bytes is null || readLength != length)
-            throw new TmemCorruptionException(address, $"Reading the {length}-byte record at log address {address} returned {readLength} bytes.");
-        error = decode(bytes.AsSpan(0, length), destination, state);
-        return true;
-    }
-
-    /// <summary>The decoder and its arguments, carried through the mapped device's reader.</summary>
-    private readonly ref struct DirectRead<TState>(Span<byte> destination, TState state, RecordDecoder<TState> decode)
-    {
-        private readonly Span<byte> _destination = destination;
-        private readonly TState _state = state;
-        private readonly RecordDecoder<TState> _decode = decode;
-
-        public static string? Decode(ReadOnlySpan<byte> record, DirectRead<TState> read) => read._decode(record, read._destination, read._state);
+        return _reader.TryRead(address, length, destination, state, decode, out error);
     }
 
     /// <summary>Waits until everything below <paramref name="address"/> + 1 is committed, whatever the mode.</summary>
@@ -353,137 +308,20 @@ internal sealed class PersistentLog : IDisposable
     /// Committed records from <paramref name="from"/> (at least the begin address) to
     /// <paramref name="until"/> (at most the commit point), in order: (address, bytes), each a copy.
     /// For callers that block or append while they go (compaction). Damage is thrown as for
-    /// <see cref="ForEachCommitted"/>.
+    /// <see cref="ForEachCommitted"/> (see <see cref="LogScanner"/>).
     /// </summary>
-    public IEnumerable<(long Address, byte[] Entry)> ScanCommitted(long from = 0, long until = long.MaxValue)
-    {
-        long committed = Math.Min(until, _log.CommittedUntilAddress);
-        long begin = Math.Max(from, _log.BeginAddress);
-        CheckSegmentsPresent(committed);
-        long next = begin;
-        using (var iterator = _log.Scan(begin, committed))
-        {
-            while (true)
-            {
-                byte[] entry;
-                int length;
-                long address;
-                try
-                {
-                    if (!iterator.GetNext(out entry, out length, out address, out _)) break;
-                }
-                catch (FasterException e)
-                {
-                    throw ReadFailed(next, committed, e);
-                }
-                next = CheckContiguous(next, address, length);
-                yield return (address, length == entry.Length ? entry : entry.AsSpan(0, length).ToArray());
-            }
-        }
-        CheckScanReached(next, committed);
-    }
-
-    /// <summary>Visits one committed record: its address and its bytes (valid only during the call).</summary>
-    public delegate void EntryVisitor<TState>(long address, ReadOnlySpan<byte> entry, TState state);
+    public IEnumerable<(long Address, byte[] Entry)> ScanCommitted(long from = 0, long until = long.MaxValue) =>
+        _scanner.ScanCommitted(from, until);
 
     /// <summary>
     /// Recovery's scan: visits every committed record from <paramref name="from"/> in order, straight
     /// from FasterLog's buffers (no copy per record). The visitor must not block or append to the
     /// log: it runs under FASTER's epoch protection. Throws <see cref="TmemCorruptionException"/>
     /// when segment files under the commit point are missing, or the records end before it
-    /// (FASTER reads a missing or cut segment as zeros and its scan then just stops, which would
-    /// silently drop everything after). Returns the records visited.
+    /// (see <see cref="LogScanner"/>). Returns the records visited.
     /// </summary>
-    public unsafe long ForEachCommitted<TState>(long from, EntryVisitor<TState> visit, TState state)
-    {
-        long committed = _log.CommittedUntilAddress;
-        long begin = Math.Max(from, _log.BeginAddress);
-        CheckSegmentsPresent(committed);
-        long next = begin, records = 0;
-        using (var iterator = _log.Scan(begin, committed))
-        {
-            while (true)
-            {
-                byte* entry;
-                int length;
-                long address;
-                try
-                {
-                    if (!iterator.UnsafeGetNext(out entry, out length, out address, out _)) break;
-                }
-                catch (FasterException e)
-                {
-                    throw ReadFailed(next, committed, e);
-                }
-                try
-                {
-                    next = CheckContiguous(next, address, length);
-                    visit(address, new ReadOnlySpan<byte>(entry, length), state);
-                }
-                finally
-                {
-                    iterator.UnsafeRelease();
-                }
-                records++;
-            }
-        }
-        CheckScanReached(next, committed);
-        return records;
-    }
-
-    /// <summary>
-    /// Every segment file under the commit point exists (the whole committed log, even when a scan
-    /// starts later, after a checkpoint: the pages it indexes live below that point), and the
-    /// commit point is not past the end of the segment files (FASTER adopts damaged commit
-    /// metadata as it reads it).
-    /// </summary>
-    private void CheckSegmentsPresent(long committed)
-    {
-        long logBegin = _log.BeginAddress;
-        if (committed <= logBegin) return;
-        // Each segment under the commit point must exist and reach the commit point (or its own
-        // end): a later file (the space reserve, a preallocated segment) must not stand in for it.
-        for (long segment = logBegin >> _segmentSizeBits; segment <= (committed - 1) >> _segmentSizeBits; segment++)
-        {
-            long start = segment << _segmentSizeBits;
-            string file = Path.Combine(_logDirectory, $"{SegmentBaseName}.{segment}");
-            if (!File.Exists(file))
-                throw new TmemCorruptionException(start,
-                    $"Segment file {file} (log addresses from {start}) is missing, but the log is committed until address {committed}. Nothing was changed; restore the file or repair the directory with the offline recovery tool.");
-            long needed = Math.Min(SegmentSize, committed - start);
-            long length = new FileInfo(file).Length;
-            if (length < needed)
-                throw new TmemCorruptionException(start + length,
-                    $"Segment file {file} is {length} bytes, but the log's commit point (from its commit metadata) is address {committed}, which needs {needed}: the segment is truncated or the metadata is damaged. Nothing was changed; repair the directory with the offline recovery tool.");
-        }
-    }
-
-    /// <summary>
-    /// The entry at <paramref name="address"/> must start where the previous one ended
-    /// (<paramref name="expected"/>), or at the next page (<see cref="LogFraming.FollowsOn"/>:
-    /// zeroed records inside a page would otherwise vanish silently). Returns where this entry ends.
-    /// </summary>
-    private long CheckContiguous(long expected, long address, int length)
-    {
-        if (!LogFraming.FollowsOn(expected, address))
-            throw new TmemCorruptionException(expected,
-                $"The log's records jump from address {expected} to {address}: the bytes between them in {_logDirectory} are zeroed or damaged, below the commit point. Nothing was changed; repair the directory with the offline recovery tool.");
-        return address + LogFraming.EntrySizeOfRecord(length);
-    }
-
-    private static TmemCorruptionException ReadFailed(long next, long committed, FasterException e) =>
-        new(next, $"Reading the log at address {next} failed ({e.Message}): the log below its commit point {committed} is damaged. Nothing was changed; repair the directory with the offline recovery tool.");
-
-    /// <summary>
-    /// A scan that ends below the commit point met a truncated or zeroed segment, except for the
-    /// padding at a FasterLog page's end (see <see cref="LogFraming.Reaches"/>).
-    /// </summary>
-    private void CheckScanReached(long next, long committed)
-    {
-        if (!LogFraming.Reaches(next, committed))
-            throw new TmemCorruptionException(next,
-                $"The log's records end at address {next}, below its commit point {committed}: a segment file in {_logDirectory} is truncated or zeroed. Nothing was changed; repair the directory with the offline recovery tool.");
-    }
+    public long ForEachCommitted<TState>(long from, EntryVisitor<TState> visit, TState state) =>
+        _scanner.ForEachCommitted(from, visit, state);
 
     /// <summary>Bytes of the segment files on disk.</summary>
     public long DiskBytes()
@@ -593,23 +431,13 @@ internal sealed class PersistentLog : IDisposable
     {
         try
         {
-            WriteMarkerOnce();
+            _marker.WriteOnce(_log);
         }
         catch (IOException)
         {
             // A full disk may refuse the marker's directory entry: tried again after the next commit.
         }
         Committed?.Invoke();
-    }
-
-    private void WriteMarkerOnce()
-    {
-        if (_markerWritten || _log.CommittedUntilAddress <= _log.BeginAddress) return;
-        string marker = Path.Combine(_logDirectory, CommittedMarker);
-        using (var file = new FileStream(marker, FileMode.Create, FileAccess.Write, FileShare.None))
-            file.Flush(flushToDisk: true);
-        DirectorySync.Fsync(_logDirectory);
-        _markerWritten = true;
     }
 
     private void CompleteWaiters(long committedUntil)
@@ -670,7 +498,7 @@ internal sealed class PersistentLog : IDisposable
         {
             try
             {
-                WriteMarkerOnce();
+                _marker.WriteOnce(_log);
             }
             catch (IOException)
             {
