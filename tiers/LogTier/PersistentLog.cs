@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Threading.Channels;
 using FASTER.core;
 using Tmem.Diagnostics;
 
@@ -7,14 +5,20 @@ namespace Tmem.LogTier;
 
 /// <summary>
 /// The persistent tier's log: a FASTER <see cref="FasterLog"/> in <c>DATA/log/</c> (segment files)
-/// with its commit metadata in <c>DATA/commits/</c>, plus the commit loop that makes appends
-/// durable.
-/// <para>
-/// Strict mode: an acknowledged operation waits in <see cref="WaitDurableAsync"/> until
-/// <see cref="FasterLog.CommittedUntilAddress"/> passes its record; one commit loop serves all
-/// waiters (group commit), because FasterLog's own waits never start a commit. Relaxed mode:
-/// the loop commits every <see cref="TmemOptions.CommitIntervalMs"/> and nobody waits.
-/// </para>
+/// with its commit metadata in <c>DATA/commits/</c> (<see cref="LogCommitFile"/>). This type opens
+/// and lays out the log, appends, truncates and closes it; the other jobs have types of their own:
+/// <list type="bullet">
+/// <item><see cref="LogFraming"/>: FasterLog's on-disk framing (entry sizes, page padding);</item>
+/// <item><see cref="CommitPolicy"/>: the commit loop, by <see cref="DurabilityMode"/> (Strict group
+/// commit, <see cref="GroupCommitPolicy"/>; Relaxed interval commit, <see cref="IntervalCommitPolicy"/>);</item>
+/// <item><see cref="CommitWaiters"/>: everyone waiting for a commit, and the NotDurable timeout;</item>
+/// <item><see cref="AppendBackpressure"/>: appenders wait for the device outside their locks;</item>
+/// <item><see cref="LogRecordReader"/>: single records read back (mapped or through FasterLog);</item>
+/// <item><see cref="LogScanner"/>: the committed log scanned in order, with its integrity checks;</item>
+/// <item><see cref="CommittedMarkerFile"/>: the marker of a log that ever committed data;</item>
+/// <item><see cref="SegmentReserve"/>, <see cref="RetryingDevice"/>, <see cref="StorageHealth"/>:
+/// a full or failing disk.</item>
+/// </list>
 /// </summary>
 internal sealed class PersistentLog : IDisposable
 {
@@ -22,34 +26,32 @@ internal sealed class PersistentLog : IDisposable
     public const string CommitFolder = "commits";
     public const string SegmentBaseName = "segment";
 
-    private const int MemorySizeBits = 24;  // 16 MiB of in-memory log buffer
-
-    /// <summary>Unflushed log bytes over which appenders wait (outside any lock) for the device to catch up.</summary>
-    private const long AppendBacklogLimit = (1L << MemorySizeBits) / 2;
-
     /// <summary>The committed marker's file name in <see cref="LogFolder"/> (see <see cref="CommittedMarkerFile"/>).</summary>
     public const string CommittedMarker = CommittedMarkerFile.FileName;
+
+    /// <summary>FasterLog's in-memory log buffer, in bits: 16 MiB.</summary>
+    internal const int MemorySizeBits = 24;
+
+    /// <summary>FasterLog's in-memory log buffer in bytes.</summary>
+    internal const long MemorySize = 1L << MemorySizeBits;
 
     private readonly FasterLog _log;
     private readonly IDevice _device;
     private readonly LogCommitFile _commits;
     private readonly StorageHealth _health;
     private readonly SegmentReserve _reserve;
-    private readonly long _durabilityTimeoutTicks;
     private readonly string _logDirectory;
     private readonly int _segmentSizeBits;
     private readonly CommittedMarkerFile _marker;
+    private readonly CommitWaiters _waiters;
+    private readonly CommitPolicy _policy;
+    private readonly bool _strict;
+    private readonly AppendBackpressure _backpressure;
     private readonly LogRecordReader _reader;
     private readonly LogScanner _scanner;
-    private readonly DurabilityMode _mode;
-    private readonly int _commitIntervalMs;
-    private readonly Lock _waitLock = new();
-    private readonly List<(long Address, TaskCompletionSource Done)> _waiters = new();
-    private readonly Task _watchdog;
-    private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _committer;
-    private bool _disposed;
+    private readonly Task _watchdog;
 
     private PersistentLog(FasterLog log, IDevice device, MappedLogDevice? mapped, LogCommitFile commits, StorageHealth health, SegmentReserve reserve,
         string logDirectory, int segmentSizeBits, bool everCommitted, TmemOptions options)
@@ -61,15 +63,17 @@ internal sealed class PersistentLog : IDisposable
         _reserve = reserve;
         _logDirectory = logDirectory;
         _segmentSizeBits = segmentSizeBits;
-        _mode = options.Durability;
-        _commitIntervalMs = options.CommitIntervalMs;
-        _durabilityTimeoutTicks = options.DurabilityTimeoutMs * Stopwatch.Frequency / 1000;
         Diagnostics = options.Diagnostics;
         _marker = new CommittedMarkerFile(logDirectory, everCommitted);
+        _waiters = new CommitWaiters(log, health, options.DurabilityTimeoutMs);
+        _policy = CommitPolicy.For(options.Durability, options.CommitIntervalMs, log, _waiters, AfterCommit, Diagnostics);
+        _strict = _policy.Mode == DurabilityMode.Strict;
+        _backpressure = new AppendBackpressure(log, _waiters);
         _reader = new LogRecordReader(log, mapped, Diagnostics);
         _scanner = new LogScanner(log, logDirectory, segmentSizeBits);
-        _committer = Task.Run(_mode == DurabilityMode.Strict ? GroupCommitLoopAsync : IntervalCommitLoopAsync);
-        _watchdog = Task.Run(WatchdogLoopAsync);
+        var token = _stop.Token;
+        _committer = Task.Run(() => _policy.RunAsync(token));
+        _watchdog = Task.Run(() => _waiters.RunWatchdogAsync(token));
     }
 
     /// <summary>
@@ -160,65 +164,23 @@ internal sealed class PersistentLog : IDisposable
 
     /// <summary>
     /// Called by appenders before they take a bucket lock: while more than half of the log's
-    /// memory buffer is unflushed, sleeps. FasterLog's own enqueue would otherwise spin for
-    /// room inside the bucket lock; with acknowledgement on append (Relaxed) enough such
-    /// spinners starve the thread pool that completes the very writes they wait for (seen as a
-    /// hang with 16 writers on two cores).
+    /// memory buffer is unflushed, sleeps (see <see cref="AppendBackpressure"/>).
     /// </summary>
-    public void WaitForRoom()
-    {
-        if (_log.TailAddress - _log.FlushedUntilAddress <= AppendBacklogLimit) return;
-        var spinner = new SpinWait();
-        while (_log.TailAddress - _log.FlushedUntilAddress > AppendBacklogLimit && !_disposed)
-        {
-            ThrowIfFailedTooLong();
-            if (spinner.NextSpinWillYield) Thread.Sleep(1);
-            else spinner.SpinOnce();
-        }
-    }
-
-    /// <summary>
-    /// While the storage has been failing for <see cref="TmemOptions.DurabilityTimeoutMs"/>, nothing
-    /// waits for it any more: throws <see cref="TmemNotDurableException"/>.
-    /// </summary>
-    private void ThrowIfFailedTooLong()
-    {
-        if (FailedTooLong) throw Answered(NotDurable());
-    }
-
-    private bool FailedTooLong => _health.State == StorageState.Failing && _health.FailingFor.Ticks * Stopwatch.Frequency / TimeSpan.TicksPerSecond >= _durabilityTimeoutTicks;
-
-    private TmemNotDurableException NotDurable(Exception? inner = null) => new(
-        $"The persistent log could not make this operation durable: its storage is failing ({_health.Snapshot().LastError ?? inner?.Message ?? "no detail"}). " +
-        "The operation's effect is in memory and in the log, and becomes durable once the storage recovers; a crash or stop before then loses it.", inner);
-
-    /// <summary>Counts one operation answered NotDurable (counter <c>not_durable</c>) and returns its exception.</summary>
-    private TmemNotDurableException Answered(TmemNotDurableException e)
-    {
-        Interlocked.Increment(ref _health.NotDurableAnswers);
-        return e;
-    }
+    public void WaitForRoom() => _backpressure.WaitForRoom();
 
     /// <summary>Whether an appender would have to wait for room now.</summary>
-    public bool IsBacklogged => _log.TailAddress - _log.FlushedUntilAddress > AppendBacklogLimit;
+    public bool IsBacklogged => _backpressure.IsBacklogged;
 
     /// <summary>
     /// <see cref="WaitForRoom"/> for async callers: waits without holding a thread, so the
     /// thread pool keeps the threads that complete the device writes being waited for.
     /// </summary>
-    public async ValueTask WaitForRoomAsync()
-    {
-        while (IsBacklogged && !_disposed)
-        {
-            ThrowIfFailedTooLong();
-            await Task.Delay(1).ConfigureAwait(false);
-        }
-    }
+    public ValueTask WaitForRoomAsync() => _backpressure.WaitForRoomAsync();
 
     /// <summary>Appends a record (in memory; see <see cref="WaitDurableAsync"/>). Returns its address.</summary>
     public long Append(ReadOnlySpan<byte> record)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ObjectDisposedException.ThrowIf(_waiters.IsClosed, this);
         long address = _log.Enqueue(record);
         _reserve.TailMovedTo(address + record.Length);
         return address;
@@ -230,14 +192,14 @@ internal sealed class PersistentLog : IDisposable
     /// a crash could undo); else 0.
     /// </summary>
     public long UncommittedAddress(long recordAddress) =>
-        _mode == DurabilityMode.Strict && recordAddress >= _log.CommittedUntilAddress ? recordAddress : 0;
+        _strict && recordAddress >= _log.CommittedUntilAddress ? recordAddress : 0;
 
     /// <summary>
     /// Completes when the record at <paramref name="address"/> is as durable as the mode promises:
     /// committed in Strict mode, appended (already true) in Relaxed mode.
     /// </summary>
     public ValueTask WaitDurableAsync(long address) =>
-        _mode == DurabilityMode.Relaxed ? ValueTask.CompletedTask : WaitCommittedAsync(address);
+        !_strict ? ValueTask.CompletedTask : WaitCommittedAsync(address);
 
     /// <summary><see cref="WaitDurableAsync"/>, blocking: for the synchronous API.</summary>
     public void WaitDurable(long address) => Block(WaitDurableAsync(address));
@@ -257,13 +219,13 @@ internal sealed class PersistentLog : IDisposable
     /// </summary>
     public long ObservedStateAddress()
     {
-        if (_mode == DurabilityMode.Relaxed) return 0;
+        if (!_strict) return 0;
         long tail = _log.TailAddress;
         return tail > _log.CommittedUntilAddress ? tail - 1 : 0;
     }
 
     /// <summary>Whether the store acknowledges only committed operations.</summary>
-    public bool IsStrict => _mode == DurabilityMode.Strict;
+    public bool IsStrict => _strict;
 
     /// <summary>
     /// Reads the record at <paramref name="address"/> (of <paramref name="length"/> bytes) back from
@@ -282,27 +244,15 @@ internal sealed class PersistentLog : IDisposable
     /// <summary>Waits until everything below <paramref name="address"/> + 1 is committed, whatever the mode.</summary>
     public ValueTask WaitCommittedAsync(long address)
     {
-        if (_log.CommittedUntilAddress > address) return ValueTask.CompletedTask;
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        lock (_waitLock)
-        {
-            if (_log.CommittedUntilAddress > address) return ValueTask.CompletedTask;
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            if (FailedTooLong) return ValueTask.FromException(Answered(NotDurable()));
-            _waiters.Add((address, done));
-        }
-        if (_mode == DurabilityMode.Strict) _wake.Writer.TryWrite(true);
-        return new ValueTask(done.Task);
+        if (_waiters.TryAdd(address, this, out var wait)) _policy.RequestCommit();
+        return wait;
     }
 
     /// <summary>
     /// Asks the commit loop for a commit without waiting for it: for records whose durability
     /// nobody awaits (an exclusive get's removal). Relaxed mode commits on its interval anyway.
     /// </summary>
-    public void RequestCommit()
-    {
-        if (_mode == DurabilityMode.Strict) _wake.Writer.TryWrite(true);
-    }
+    public void RequestCommit() => _policy.RequestCommit();
 
     /// <summary>
     /// Committed records from <paramref name="from"/> (at least the begin address) to
@@ -353,73 +303,6 @@ internal sealed class PersistentLog : IDisposable
         await _log.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task GroupCommitLoopAsync()
-    {
-        var token = _stop.Token;
-        try
-        {
-            while (await _wake.Reader.WaitToReadAsync(token).ConfigureAwait(false))
-            {
-                _wake.Reader.TryRead(out _);
-                // Everyone who arrived while the previous commit ran shares this one.
-                try
-                {
-                    await _log.CommitAsync(token).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException) when (token.IsCancellationRequested)
-                {
-                    break;
-                }
-                catch (Exception e)
-                {
-                    FailWaiters(e);
-                    continue;
-                }
-                if (Diagnostics is { } diagnostics) diagnostics.CommitCount++;
-                AfterCommit();
-                CompleteWaiters(_log.CommittedUntilAddress);
-            }
-        }
-        catch (OperationCanceledException) when (token.IsCancellationRequested)
-        {
-        }
-    }
-
-    private async Task IntervalCommitLoopAsync()
-    {
-        var token = _stop.Token;
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(_commitIntervalMs));
-        try
-        {
-            while (await timer.WaitForNextTickAsync(token).ConfigureAwait(false))
-            {
-                try
-                {
-                    if (_log.TailAddress > _log.CommittedUntilAddress)
-                    {
-                            await _log.CommitAsync(token).ConfigureAwait(false);
-                    }
-                    AfterCommit();
-                }
-                catch (OperationCanceledException) when (token.IsCancellationRequested)
-                {
-                    break;
-                }
-                catch (Exception e)
-                {
-                    // Keep trying on the next tick; whoever waits for a commit (a spilled read,
-                    // a checkpoint) hears about this one.
-                    FailWaiters(e);
-                    continue;
-                }
-                CompleteWaiters(_log.CommittedUntilAddress); // readers of spilled pages wait for commits too
-            }
-        }
-        catch (OperationCanceledException) when (token.IsCancellationRequested)
-        {
-        }
-    }
-
     /// <summary>Called on the commit loop after each commit; must be quick and must not wait for a commit.</summary>
     public Action? Committed { get; set; }
 
@@ -440,35 +323,6 @@ internal sealed class PersistentLog : IDisposable
         Committed?.Invoke();
     }
 
-    private void CompleteWaiters(long committedUntil)
-    {
-        bool more;
-        lock (_waitLock)
-        {
-            for (int i = _waiters.Count - 1; i >= 0; i--)
-            {
-                if (_waiters[i].Address < committedUntil)
-                {
-                    _waiters[i].Done.TrySetResult();
-                    _waiters.RemoveAt(i);
-                }
-            }
-            more = _waiters.Count > 0;
-        }
-        if (more) _wake.Writer.TryWrite(true);
-    }
-
-    private void FailWaiters(Exception e)
-    {
-        lock (_waitLock)
-        {
-            var failure = e as TmemNotDurableException ?? NotDurable(e);
-            foreach (var (_, done) in _waiters)
-                if (done.TrySetException(failure)) Interlocked.Increment(ref _health.NotDurableAnswers);
-            _waiters.Clear();
-        }
-    }
-
     /// <summary>Stops the commit loop, commits what was appended, and closes the log.</summary>
     public void Dispose() => Close(commit: true);
 
@@ -480,11 +334,7 @@ internal sealed class PersistentLog : IDisposable
 
     private void Close(bool commit)
     {
-        lock (_waitLock)
-        {
-            if (_disposed) return;
-            _disposed = true;
-        }
+        if (!_waiters.Close()) return;
         _stop.Cancel();
         try
         {
@@ -507,8 +357,8 @@ internal sealed class PersistentLog : IDisposable
         }
         // Whatever the final commit did not cover is not durable, and never will be now.
         _health.Closing = true;
-        CompleteWaiters(_log.CommittedUntilAddress);
-        FailWaiters(NotDurable());
+        _waiters.Complete(_log.CommittedUntilAddress);
+        _waiters.Fail(_waiters.NotDurable());
         _log.Dispose();
         _commits.Dispose(); // FasterLog disposes only a commit manager it made itself
         _device.Dispose();
@@ -524,7 +374,7 @@ internal sealed class PersistentLog : IDisposable
     private bool FinalCommit()
     {
         if (_log.TailAddress <= _log.CommittedUntilAddress) return true;
-        var timeout = TimeSpan.FromTicks(_durabilityTimeoutTicks * TimeSpan.TicksPerSecond / Stopwatch.Frequency);
+        var timeout = _waiters.DurabilityTimeout;
         try
         {
             var commit = _log.CommitAsync().AsTask();
@@ -538,28 +388,6 @@ internal sealed class PersistentLog : IDisposable
         catch (Exception e) when (e is AggregateException or CommitFailureException or IOException)
         {
             return false;
-        }
-    }
-
-    /// <summary>
-    /// Every 1/4 of <see cref="TmemOptions.DurabilityTimeoutMs"/>: once the storage has been failing
-    /// for that long, every waiter answers NotDurable. (A slow commit is not a failure: on a loaded
-    /// machine commits can take seconds; the service warns about those.)
-    /// </summary>
-    private async Task WatchdogLoopAsync()
-    {
-        var token = _stop.Token;
-        long timeoutMs = _durabilityTimeoutTicks * 1000 / Stopwatch.Frequency;
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(Math.Clamp(timeoutMs / 4, 10, 250)));
-        try
-        {
-            while (await timer.WaitForNextTickAsync(token).ConfigureAwait(false))
-            {
-                if (FailedTooLong) FailWaiters(NotDurable());
-            }
-        }
-        catch (OperationCanceledException) when (token.IsCancellationRequested)
-        {
         }
     }
 }
