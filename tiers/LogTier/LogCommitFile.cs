@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
 using FASTER.core;
 using Microsoft.Win32.SafeHandles;
 
@@ -173,11 +174,12 @@ internal sealed class LogCommitFile : ILogCommitManager
     }
 
     /// <summary>
-    /// Under the lock: the valid slots, newest first; sets the newest slot. Throws
+    /// Under <see cref="_lock"/>: the valid slots, newest first; sets the newest slot. Throws
     /// <see cref="TmemCorruptionException"/> for a slot that is neither empty nor valid.
     /// </summary>
     private List<(int Slot, long CommitNum, byte[] Metadata)> ReadSlots()
     {
+        Debug.Assert(_lock.IsHeldByCurrentThread);
         var slots = new List<(int, long, byte[])>(2);
         var buffer = _buffer.AsSpan();
         for (int slot = 0; slot < 2; slot++)

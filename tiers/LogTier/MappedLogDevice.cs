@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.IO.MemoryMappedFiles;
 using System.Runtime.InteropServices;
 using FASTER.core;
@@ -405,6 +406,7 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
     /// </summary>
     private Segment? Open(int segmentId, bool create, out int error)
     {
+        Debug.Assert(_lock.IsHeldByCurrentThread);
         error = 0;
         string path = SegmentPath(segmentId);
         bool exists = File.Exists(path);
@@ -470,8 +472,10 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
         }
     }
 
+    /// <summary>Under <see cref="_lock"/>: empties the segment's slot; returns what it held, for the caller to close.</summary>
     private Segment? Unpublish(int segmentId)
     {
+        Debug.Assert(_lock.IsHeldByCurrentThread);
         var segments = _segments;
         if ((uint)segmentId >= (uint)segments.Length) return null;
         var segment = segments[segmentId];
