@@ -119,10 +119,10 @@ public sealed class TmemOptions
     public int DurabilityTimeoutMs { get; set; } = 2000;
 
     /// <summary>
-    /// Tests only: wraps the log's device (both kinds) in another, such as one that fails
-    /// chosen writes. The store puts its retrying layer above what this returns.
+    /// Tests and the benchmark only: their hooks into the store (a faulty log device, direct reads
+    /// off, counters; see <see cref="Tmem.Diagnostics.StoreDiagnostics"/>). Production code never sets it.
     /// </summary>
-    internal Func<FASTER.core.IDevice, FASTER.core.IDevice>? WrapLogDevice { get; set; }
+    internal Tmem.Diagnostics.StoreDiagnostics? Diagnostics { get; set; }
 
     internal long EffectiveMaxPages => MaxPages > 0 ? MaxPages : Math.Max(1024, RamBudgetBytes / 256);
 

@@ -45,9 +45,6 @@ public sealed partial class TmemStore
     private long _compactionRetryAfterTail;
     private volatile Exception? _lastCompactionError;
 
-    /// <summary>Tests: called with "before-truncate" once the copies are committed; may throw to stop there.</summary>
-    internal Action<string>? CompactionStageHook { get; set; }
-
     /// <summary>The error that stopped the last background compaction, or null; the service logs it.</summary>
     public Exception? LastLogCompactionError => _lastCompactionError;
 
@@ -186,7 +183,7 @@ public sealed partial class TmemStore
                     if (page.Address < baseAddress)
                         throw new InvalidOperationException($"Log compaction left page {page.ObjectId}/{page.Index} of pool serial {pool.Serial} at address {page.Address}, below the base {baseAddress}; nothing was truncated.");
             log.WaitCommitted(checkpoint.CoveredUntil - 1);
-            CompactionStageHook?.Invoke("before-truncate");
+            Diagnostics?.CompactionStageHook?.Invoke("before-truncate");
             log.TruncateUntilAsync(baseAddress, CancellationToken.None).GetAwaiter().GetResult();
             try
             {

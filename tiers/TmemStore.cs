@@ -49,6 +49,9 @@ public sealed partial class TmemStore : IDisposable
     /// <summary>The persistent log of a durable store; null for a memory-only store.</summary>
     internal PersistentLog? Log { get; }
 
+    /// <summary>The test and benchmark hooks it was opened with (<see cref="TmemOptions.Diagnostics"/>); null in production.</summary>
+    internal StoreDiagnostics? Diagnostics => _options.Diagnostics;
+
     /// <summary>The settings the store was opened with (a copy; changing it has no effect).</summary>
     public TmemOptions Options => _options.Clone();
 

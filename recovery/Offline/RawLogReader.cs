@@ -30,9 +30,9 @@ internal readonly record struct RawLogItem(long Address, long Next, byte[]? Entr
 internal sealed class RawLogReader(string logDirectory, int segmentSizeBits)
 {
     // The store's framing, from the log that writes it.
-    private const long PageSize = PersistentLog.PageSize;
-    private const int MaxEntrySize = PersistentLog.MaxEntrySize;
-    private const int Header = PersistentLog.EntryHeaderSize;
+    private const long PageSize = LogFraming.LogPageSize;
+    private const int MaxEntrySize = LogFraming.MaxEntrySize;
+    private const int Header = LogFraming.EntryHeaderSize;
 
     private readonly long _segmentSize = 1L << segmentSizeBits;
 

@@ -428,7 +428,7 @@ public sealed class DurableStoreTests : IDisposable
     public async Task Spill_PersistentDataOverTheRamBudget_IsReadBackFromTheLog(LogDeviceKind device)
     {
         const long budget = 128 * 1024;
-        var options = new TmemOptions { DataDirectory = _dir, RamBudgetBytes = budget, LogDevice = device };
+        var options = new TmemOptions { DataDirectory = _dir, RamBudgetBytes = budget, LogDevice = device, Diagnostics = new() };
         var pages = Enumerable.Range(0, 400).Select(i => Compressible(4096, i)).ToArray(); // ~4x the budget compressed
         using (var store = DurableStore.Open(options))
         {
@@ -445,7 +445,7 @@ public sealed class DurableStoreTests : IDisposable
             Assert.Equal(PutStatus.Stored, c.Put(e, Oid(1), 0, pages[0]));
             for (int i = 0; i < pages.Length; i++) Assert.Equal(pages[i], Read(c, p, Oid(i / 50), (uint)i));
             // The mapped device serves spilled pages from its mapping, not through FasterLog.
-            Assert.Equal(device == LogDeviceKind.Mapped, store.Log!.DirectReadCount > 0);
+            Assert.Equal(device == LogDeviceKind.Mapped, store.Diagnostics!.DirectReadCount > 0);
         }
         using (var store = DurableStore.Open(options, out var report))
         {

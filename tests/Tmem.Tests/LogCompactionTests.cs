@@ -148,19 +148,21 @@ public sealed class LogCompactionTests : IDisposable
         // two): the original records and the copies both replay, and the copies restate the same pages.
         Dictionary<uint, byte[]?> expected;
         long begin;
-        using (var store = DurableStore.Open(Options(), out var first))
+        var options = Options();
+        options.Diagnostics = new();
+        using (var store = DurableStore.Open(options, out var first))
         {
             begin = first.BeginAddress;
             var c = store.GetClient(1);
             int p = c.CreatePool(PoolOptions.Persistent);
             expected = Churn(c, p, 2000, 3);
             // Stop compaction after its copies are committed, just before it would truncate.
-            store.CompactionStageHook = stage =>
+            store.Diagnostics!.CompactionStageHook = stage =>
             {
                 if (stage == "before-truncate") throw new IOException("simulated crash before truncation");
             };
             Assert.Throws<IOException>(() => store.CompactLog(force: true));
-            store.CompactionStageHook = null;
+            store.Diagnostics.CompactionStageHook = null;
             Assert.Equal(0, store.GetStats().LogTruncatedBytes);
             AssertPages(c, p, expected);
             // A cancelled compaction stops before truncating too (its base and pool records stay).

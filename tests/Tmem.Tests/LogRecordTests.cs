@@ -70,5 +70,5 @@ public class LogRecordTests
     [InlineData(1000, 1200, false)]                        // a gap inside a page
     [InlineData(1000, 900, false)]                         // overlap
     public void FollowsOn_AcceptsOnlyBackToBackEntriesOrPagePadding(long expected, long address, bool ok) =>
-        Assert.Equal(ok, PersistentLog.FollowsOn(expected, address));
+        Assert.Equal(ok, LogFraming.FollowsOn(expected, address));
 }

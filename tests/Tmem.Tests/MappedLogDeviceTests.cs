@@ -345,10 +345,10 @@ public sealed class MappedLogDeviceTests : IDisposable
         for (int i = 0; i < entries.Count; i++)
         {
             // The address Enqueue returned holds the entry's length (an int, LogChecksumType.None) ...
-            Assert.True(device.TryRead(addresses[i], MappedLogDevice.EntryHeaderSize, 0, static (bytes, _) => BitConverter.ToInt32(bytes), out int stored));
+            Assert.True(device.TryRead(addresses[i], LogFraming.EntryHeaderSize, 0, static (bytes, _) => BitConverter.ToInt32(bytes), out int stored));
             Assert.Equal(entries[i].Length, stored);
             // ... and the entry follows it.
-            Assert.True(device.TryRead(addresses[i] + MappedLogDevice.EntryHeaderSize, entries[i].Length, entries[i],
+            Assert.True(device.TryRead(addresses[i] + LogFraming.EntryHeaderSize, entries[i].Length, entries[i],
                 static (bytes, expected) => bytes.SequenceEqual(expected), out bool same));
             Assert.True(same, $"entry {i} at {addresses[i]} differs");
             Assert.True(device.TryReadEntry(addresses[i], 0, static (bytes, _) => bytes.ToArray(), out byte[] entry));
@@ -371,7 +371,7 @@ public sealed class MappedLogDeviceTests : IDisposable
             Assert.True(read.Bytes.SequenceEqual(entries[5]));
 
         // An address that is no entry's header is refused, not misread.
-        Assert.Throws<InvalidDataException>(() => device.TryReadEntry(addresses[^1] + MappedLogDevice.EntryHeaderSize, 0, static (bytes, _) => 0, out _));
+        Assert.Throws<InvalidDataException>(() => device.TryReadEntry(addresses[^1] + LogFraming.EntryHeaderSize, 0, static (bytes, _) => 0, out _));
         Assert.Throws<ArgumentOutOfRangeException>(() => device.TryAcquire(SegmentSize - 8, 16, out _));
     }
 

@@ -33,7 +33,7 @@ public sealed class StorageFaultTests : IDisposable
             Durability = mode,
             DurabilityTimeoutMs = TimeoutMs,
             RamBudgetBytes = 64L << 20,
-            WrapLogDevice = d => made = new FaultyDevice(d),
+            Diagnostics = new() { WrapLogDevice = d => made = new FaultyDevice(d) },
         });
         faulty = made!;
         return store;

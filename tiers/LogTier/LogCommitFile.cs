@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
 using FASTER.core;
 using Microsoft.Win32.SafeHandles;
 

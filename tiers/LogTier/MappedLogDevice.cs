@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.IO.MemoryMappedFiles;
 using System.Runtime.InteropServices;
 using FASTER.core;
@@ -69,13 +70,6 @@ internal delegate TResult MappedReader<TState, TResult>(ReadOnlySpan<byte> bytes
 /// </summary>
 internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
 {
-    /// <summary>
-    /// FasterLog's per-entry header before the payload, with <see cref="LogChecksumType.None"/> (the
-    /// store's setting): the payload's length as an <c>int</c>. <see cref="FasterLog.Enqueue(ReadOnlySpan{byte})"/>
-    /// returns the header's address; the payload starts this many bytes later.
-    /// </summary>
-    public const int EntryHeaderSize = PersistentLog.EntryHeaderSize;
-
     /// <summary>The sector size FASTER aligns to: what <see cref="ManagedLocalStorageDevice"/> reports on Linux, so FasterLog issues identical I/O.</summary>
     public const uint DeviceSectorSize = 512;
 
@@ -277,7 +271,7 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
         where TState : allows ref struct
     {
         ArgumentNullException.ThrowIfNull(reader);
-        if (!TryAcquire(entryAddress, EntryHeaderSize, out var read))
+        if (!TryAcquire(entryAddress, LogFraming.EntryHeaderSize, out var read))
         {
             result = default!;
             return false;
@@ -285,7 +279,7 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
         using (read)
         {
             int length = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(read.Bytes);
-            long offset = (entryAddress & (_segmentSize - 1)) + EntryHeaderSize;
+            long offset = (entryAddress & (_segmentSize - 1)) + LogFraming.EntryHeaderSize;
             if (length < 0 || length > _segmentSize - offset)
                 throw new InvalidDataException($"The FasterLog entry header at log address {entryAddress} holds length {length}: not a committed entry.");
             result = reader(new ReadOnlySpan<byte>(read.Segment!.Pointer + offset, length), state);
@@ -412,6 +406,7 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
     /// </summary>
     private Segment? Open(int segmentId, bool create, out int error)
     {
+        Debug.Assert(_lock.IsHeldByCurrentThread);
         error = 0;
         string path = SegmentPath(segmentId);
         bool exists = File.Exists(path);
@@ -477,8 +472,10 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
         }
     }
 
+    /// <summary>Under <see cref="_lock"/>: empties the segment's slot; returns what it held, for the caller to close.</summary>
     private Segment? Unpublish(int segmentId)
     {
+        Debug.Assert(_lock.IsHeldByCurrentThread);
         var segments = _segments;
         if ((uint)segmentId >= (uint)segments.Length) return null;
         var segment = segments[segmentId];

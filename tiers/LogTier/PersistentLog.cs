@@ -1,19 +1,24 @@
-using System.Diagnostics;
-using System.Threading.Channels;
 using FASTER.core;
+using Tmem.Diagnostics;
 
 namespace Tmem.LogTier;
 
 /// <summary>
 /// The persistent tier's log: a FASTER <see cref="FasterLog"/> in <c>DATA/log/</c> (segment files)
-/// with its commit metadata in <c>DATA/commits/</c>, plus the commit loop that makes appends
-/// durable.
-/// <para>
-/// Strict mode: an acknowledged operation waits in <see cref="WaitDurableAsync"/> until
-/// <see cref="FasterLog.CommittedUntilAddress"/> passes its record; one commit loop serves all
-/// waiters (group commit), because FasterLog's own waits never start a commit. Relaxed mode:
-/// the loop commits every <see cref="TmemOptions.CommitIntervalMs"/> and nobody waits.
-/// </para>
+/// with its commit metadata in <c>DATA/commits/</c> (<see cref="LogCommitFile"/>). This type opens
+/// and lays out the log, appends, truncates and closes it; the other jobs have types of their own:
+/// <list type="bullet">
+/// <item><see cref="LogFraming"/>: FasterLog's on-disk framing (entry sizes, page padding);</item>
+/// <item><see cref="CommitPolicy"/>: the commit loop, by <see cref="DurabilityMode"/> (Strict group
+/// commit, <see cref="GroupCommitPolicy"/>; Relaxed interval commit, <see cref="IntervalCommitPolicy"/>);</item>
+/// <item><see cref="CommitWaiters"/>: everyone waiting for a commit, and the NotDurable timeout;</item>
+/// <item><see cref="AppendBackpressure"/>: appenders wait for the device outside their locks;</item>
+/// <item><see cref="LogRecordReader"/>: single records read back (mapped or through FasterLog);</item>
+/// <item><see cref="LogScanner"/>: the committed log scanned in order, with its integrity checks;</item>
+/// <item><see cref="CommittedMarkerFile"/>: the marker of a log that ever committed data;</item>
+/// <item><see cref="SegmentReserve"/>, <see cref="RetryingDevice"/>, <see cref="StorageHealth"/>:
+/// a full or failing disk.</item>
+/// </list>
 /// </summary>
 internal sealed class PersistentLog : IDisposable
 {
@@ -21,58 +26,54 @@ internal sealed class PersistentLog : IDisposable
     public const string CommitFolder = "commits";
     public const string SegmentBaseName = "segment";
 
-    internal const int PageSizeBits = 22;    // 4 MiB pages: a record (48 B + up to 64 KiB) never spans one
-    internal const long PageSize = 1L << PageSizeBits;
-    private const int MemorySizeBits = 24;  // 16 MiB of in-memory log buffer
+    /// <summary>The committed marker's file name in <see cref="LogFolder"/> (see <see cref="CommittedMarkerFile"/>).</summary>
+    public const string CommittedMarker = CommittedMarkerFile.FileName;
 
-    /// <summary>Unflushed log bytes over which appenders wait (outside any lock) for the device to catch up.</summary>
-    private const long AppendBacklogLimit = (1L << MemorySizeBits) / 2;
-    /// <summary>The largest entry the store writes: FasterLog header + record header + 64 KiB payload, padded.</summary>
-    internal const int MaxEntrySize = 4 + LogRecord.HeaderSize + ushort.MaxValue + 4;
+    /// <summary>FasterLog's in-memory log buffer, in bits: 16 MiB.</summary>
+    internal const int MemorySizeBits = 24;
 
-    /// <summary>
-    /// Written (and fsync'd) once the log first commits data: without it, segment data with no
-    /// commit is a crash before the first commit (nothing was acknowledged); with it, lost
-    /// commit metadata.
-    /// </summary>
-    public const string CommittedMarker = "committed.marker";
+    /// <summary>FasterLog's in-memory log buffer in bytes.</summary>
+    internal const long MemorySize = 1L << MemorySizeBits;
 
     private readonly FasterLog _log;
     private readonly IDevice _device;
-    private readonly MappedLogDevice? _mapped; // direct reads; null with the File device
     private readonly LogCommitFile _commits;
     private readonly StorageHealth _health;
     private readonly SegmentReserve _reserve;
-    private readonly long _durabilityTimeoutTicks;
     private readonly string _logDirectory;
     private readonly int _segmentSizeBits;
-    private volatile bool _markerWritten;
-    private readonly DurabilityMode _mode;
-    private readonly int _commitIntervalMs;
-    private readonly Lock _waitLock = new();
-    private readonly List<(long Address, TaskCompletionSource Done)> _waiters = new();
-    private readonly Task _watchdog;
-    private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly CommittedMarkerFile _marker;
+    private readonly CommitWaiters _waiters;
+    private readonly CommitPolicy _policy;
+    private readonly bool _strict;
+    private readonly AppendBackpressure _backpressure;
+    private readonly LogRecordReader _reader;
+    private readonly LogScanner _scanner;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _committer;
-    private bool _disposed;
+    private readonly Task _watchdog;
 
     private PersistentLog(FasterLog log, IDevice device, MappedLogDevice? mapped, LogCommitFile commits, StorageHealth health, SegmentReserve reserve,
-        string logDirectory, int segmentSizeBits, TmemOptions options)
+        string logDirectory, int segmentSizeBits, bool everCommitted, TmemOptions options)
     {
         _log = log;
         _device = device;
-        _mapped = mapped;
         _commits = commits;
         _health = health;
         _reserve = reserve;
         _logDirectory = logDirectory;
         _segmentSizeBits = segmentSizeBits;
-        _mode = options.Durability;
-        _commitIntervalMs = options.CommitIntervalMs;
-        _durabilityTimeoutTicks = options.DurabilityTimeoutMs * Stopwatch.Frequency / 1000;
-        _committer = Task.Run(_mode == DurabilityMode.Strict ? GroupCommitLoopAsync : IntervalCommitLoopAsync);
-        _watchdog = Task.Run(WatchdogLoopAsync);
+        Diagnostics = options.Diagnostics;
+        _marker = new CommittedMarkerFile(logDirectory, everCommitted);
+        _waiters = new CommitWaiters(log, health, options.DurabilityTimeoutMs);
+        _policy = CommitPolicy.For(options.Durability, options.CommitIntervalMs, log, _waiters, AfterCommit, Diagnostics);
+        _strict = _policy.Mode == DurabilityMode.Strict;
+        _backpressure = new AppendBackpressure(log, _waiters);
+        _reader = new LogRecordReader(log, mapped, Diagnostics);
+        _scanner = new LogScanner(log, logDirectory, segmentSizeBits);
+        var token = _stop.Token;
+        _committer = Task.Run(() => _policy.RunAsync(token));
+        _watchdog = Task.Run(() => _waiters.RunWatchdogAsync(token));
     }
 
     /// <summary>
@@ -85,14 +86,14 @@ internal sealed class PersistentLog : IDisposable
     /// <summary>The state of the log's storage (full, failing), shared with its devices and reserve.</summary>
     public StorageHealth Health => _health;
 
-    /// <summary>FasterLog's per-entry header: a 4-byte length (no per-entry checksum; records carry their own CRC).</summary>
-    public const int EntryHeaderSize = 4;
+    /// <summary>The store's test and benchmark hooks (<see cref="TmemOptions.Diagnostics"/>); null in production.</summary>
+    internal StoreDiagnostics? Diagnostics { get; }
 
-    /// <summary>Bytes a record with <paramref name="payloadLength"/> payload bytes takes in the log: header, record, padding to 4.</summary>
-    public static int EntrySize(int payloadLength) => EntrySizeOfRecord(LogRecord.SizeOf(payloadLength));
+    /// <summary><see cref="LogFraming.EntrySize"/>.</summary>
+    public static int EntrySize(int payloadLength) => LogFraming.EntrySize(payloadLength);
 
-    /// <summary>Bytes a record of <paramref name="recordLength"/> bytes takes in the log: header, record, padding to 4.</summary>
-    public static int EntrySizeOfRecord(int recordLength) => EntryHeaderSize + ((recordLength + 3) & ~3);
+    /// <summary><see cref="LogFraming.EntrySizeOfRecord"/>.</summary>
+    public static int EntrySizeOfRecord(int recordLength) => LogFraming.EntrySizeOfRecord(recordLength);
 
     public long BeginAddress => _log.BeginAddress;
 
@@ -120,7 +121,7 @@ internal sealed class PersistentLog : IDisposable
         var health = new StorageHealth();
         var mapped = options.LogDevice == LogDeviceKind.Mapped ? new MappedLogDevice(baseName, format.SegmentSize) : null;
         IDevice inner = mapped ?? Devices.CreateLogDevice(baseName, preallocateFile: false, deleteOnClose: false);
-        if (options.WrapLogDevice is { } wrap) inner = wrap(inner);
+        if (options.Diagnostics?.WrapLogDevice is { } wrap) inner = wrap(inner);
         // FasterLog sees no failed write: they are retried below it (see RetryingDevice).
         IDevice device = new RetryingDevice(inner, health);
         FasterLog? log = null;
@@ -132,7 +133,7 @@ internal sealed class PersistentLog : IDisposable
             log = new FasterLog(new FasterLogSettings
             {
                 LogDevice = device,
-                PageSizeBits = PageSizeBits,
+                PageSizeBits = LogFraming.LogPageSizeBits,
                 MemorySizeBits = MemorySizeBits,
                 SegmentSizeBits = format.SegmentSizeBits,
                 LogCommitManager = commits,
@@ -142,14 +143,14 @@ internal sealed class PersistentLog : IDisposable
             // Segment data with nothing committed: either the process died before the log's first
             // commit (nothing was acknowledged, and FASTER writes over it), or the commit metadata
             // was lost; the marker written after the first commit tells them apart.
-            bool everCommitted = File.Exists(Path.Combine(logDir, CommittedMarker));
+            bool everCommitted = CommittedMarkerFile.ExistsIn(logDir);
             if (hadSegments && everCommitted && log.CommittedUntilAddress <= log.BeginAddress)
                 throw new TmemCorruptionException(0,
                     $"The log in {dataDirectory} has segment data but FASTER recovered no committed data: its commit metadata in {commitDir} is missing or unreadable. " +
                     "Nothing was changed; inspect the directory with the offline recovery tool before opening it.");
             // The space reserve (started once recovery has checked the files; see StartReserve).
             reserve = new SegmentReserve(baseName, format.SegmentSizeBits, health);
-            return new PersistentLog(log, device, mapped, commits, health, reserve, logDir, format.SegmentSizeBits, options) { _markerWritten = everCommitted };
+            return new PersistentLog(log, device, mapped, commits, health, reserve, logDir, format.SegmentSizeBits, everCommitted, options);
         }
         catch
         {
@@ -163,65 +164,23 @@ internal sealed class PersistentLog : IDisposable
 
     /// <summary>
     /// Called by appenders before they take a bucket lock: while more than half of the log's
-    /// memory buffer is unflushed, sleeps. FasterLog's own enqueue would otherwise spin for
-    /// room inside the bucket lock; with acknowledgement on append (Relaxed) enough such
-    /// spinners starve the thread pool that completes the very writes they wait for (seen as a
-    /// hang with 16 writers on two cores).
+    /// memory buffer is unflushed, sleeps (see <see cref="AppendBackpressure"/>).
     /// </summary>
-    public void WaitForRoom()
-    {
-        if (_log.TailAddress - _log.FlushedUntilAddress <= AppendBacklogLimit) return;
-        var spinner = new SpinWait();
-        while (_log.TailAddress - _log.FlushedUntilAddress > AppendBacklogLimit && !_disposed)
-        {
-            ThrowIfFailedTooLong();
-            if (spinner.NextSpinWillYield) Thread.Sleep(1);
-            else spinner.SpinOnce();
-        }
-    }
-
-    /// <summary>
-    /// While the storage has been failing for <see cref="TmemOptions.DurabilityTimeoutMs"/>, nothing
-    /// waits for it any more: throws <see cref="TmemNotDurableException"/>.
-    /// </summary>
-    private void ThrowIfFailedTooLong()
-    {
-        if (FailedTooLong) throw Answered(NotDurable());
-    }
-
-    private bool FailedTooLong => _health.State == StorageState.Failing && _health.FailingFor.Ticks * Stopwatch.Frequency / TimeSpan.TicksPerSecond >= _durabilityTimeoutTicks;
-
-    private TmemNotDurableException NotDurable(Exception? inner = null) => new(
-        $"The persistent log could not make this operation durable: its storage is failing ({_health.Snapshot().LastError ?? inner?.Message ?? "no detail"}). " +
-        "The operation's effect is in memory and in the log, and becomes durable once the storage recovers; a crash or stop before then loses it.", inner);
-
-    /// <summary>Counts one operation answered NotDurable (counter <c>not_durable</c>) and returns its exception.</summary>
-    private TmemNotDurableException Answered(TmemNotDurableException e)
-    {
-        Interlocked.Increment(ref _health.NotDurableAnswers);
-        return e;
-    }
+    public void WaitForRoom() => _backpressure.WaitForRoom();
 
     /// <summary>Whether an appender would have to wait for room now.</summary>
-    public bool IsBacklogged => _log.TailAddress - _log.FlushedUntilAddress > AppendBacklogLimit;
+    public bool IsBacklogged => _backpressure.IsBacklogged;
 
     /// <summary>
     /// <see cref="WaitForRoom"/> for async callers: waits without holding a thread, so the
     /// thread pool keeps the threads that complete the device writes being waited for.
     /// </summary>
-    public async ValueTask WaitForRoomAsync()
-    {
-        while (IsBacklogged && !_disposed)
-        {
-            ThrowIfFailedTooLong();
-            await Task.Delay(1).ConfigureAwait(false);
-        }
-    }
+    public ValueTask WaitForRoomAsync() => _backpressure.WaitForRoomAsync();
 
     /// <summary>Appends a record (in memory; see <see cref="WaitDurableAsync"/>). Returns its address.</summary>
     public long Append(ReadOnlySpan<byte> record)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ObjectDisposedException.ThrowIf(_waiters.IsClosed, this);
         long address = _log.Enqueue(record);
         _reserve.TailMovedTo(address + record.Length);
         return address;
@@ -233,14 +192,14 @@ internal sealed class PersistentLog : IDisposable
     /// a crash could undo); else 0.
     /// </summary>
     public long UncommittedAddress(long recordAddress) =>
-        _mode == DurabilityMode.Strict && recordAddress >= _log.CommittedUntilAddress ? recordAddress : 0;
+        _strict && recordAddress >= _log.CommittedUntilAddress ? recordAddress : 0;
 
     /// <summary>
     /// Completes when the record at <paramref name="address"/> is as durable as the mode promises:
     /// committed in Strict mode, appended (already true) in Relaxed mode.
     /// </summary>
     public ValueTask WaitDurableAsync(long address) =>
-        _mode == DurabilityMode.Relaxed ? ValueTask.CompletedTask : WaitCommittedAsync(address);
+        !_strict ? ValueTask.CompletedTask : WaitCommittedAsync(address);
 
     /// <summary><see cref="WaitDurableAsync"/>, blocking: for the synchronous API.</summary>
     public void WaitDurable(long address) => Block(WaitDurableAsync(address));
@@ -260,16 +219,13 @@ internal sealed class PersistentLog : IDisposable
     /// </summary>
     public long ObservedStateAddress()
     {
-        if (_mode == DurabilityMode.Relaxed) return 0;
+        if (!_strict) return 0;
         long tail = _log.TailAddress;
         return tail > _log.CommittedUntilAddress ? tail - 1 : 0;
     }
 
     /// <summary>Whether the store acknowledges only committed operations.</summary>
-    public bool IsStrict => _mode == DurabilityMode.Strict;
-
-    /// <summary>Decodes a record read back from the log into <paramref name="destination"/>; returns an error message or null.</summary>
-    public delegate string? RecordDecoder<TState>(ReadOnlySpan<byte> record, Span<byte> destination, TState state);
+    public bool IsStrict => _strict;
 
     /// <summary>
     /// Reads the record at <paramref name="address"/> (of <paramref name="length"/> bytes) back from
@@ -277,238 +233,45 @@ internal sealed class PersistentLog : IDisposable
     /// hands it to <paramref name="decode"/>, whose result comes back in <paramref name="error"/>.
     /// Returns false when the address is below the log's begin address (compaction truncated it
     /// after moving the record: the caller looks the page up again). Blocks; used for gets of
-    /// spilled pages.
+    /// spilled pages (see <see cref="LogRecordReader"/>).
     /// </summary>
     public bool TryReadRecord<TState>(long address, int length, Span<byte> destination, TState state, RecordDecoder<TState> decode, out string? error)
     {
-        error = null;
         if (_log.CommittedUntilAddress <= address) WaitCommitted(address);
-        if (_mapped is { } mapped && DirectReads)
-        {
-            // Straight from the mapping: committed bytes are there (FASTER flushed them before the
-            // commit), past FasterLog's 4-byte entry header. False: the segment was truncated away.
-            var read = new DirectRead<TState>(destination, state, decode);
-            if (mapped.TryRead(address + EntryHeaderSize, length, read, DirectRead<TState>.Decode, out error))
-            {
-                DirectReadCount++; // tests: the mapped path was taken (racy, approximate)
-                return address >= _log.BeginAddress || error is null;
-            }
-            if (address < _log.BeginAddress) return false;
-            // Not mapped, though in the log: a segment written by the File device that no write
-            // has mapped yet. FasterLog's read below serves it.
-            error = null;
-        }
-        byte[]? bytes;
-        int readLength;
-        try
-        {
-            var read = _log.ReadAsync(address, length);
-            (bytes, readLength) = read.IsCompletedSuccessfully ? read.Result : read.AsTask().GetAwaiter().GetResult();
-        }
-        catch (Exception) when (address < _log.BeginAddress)
-        {
-            return false; // the segment went while the read was in flight
-        }
-        if (address < _log.BeginAddress) return false;
-        if (bytes is null || readLength != length)
-            throw new TmemCorruptionException(address, $"Reading the {length}-byte record at log address {address} returned {readLength} bytes.");
-        error = decode(bytes.AsSpan(0, length), destination, state);
-        return true;
-    }
-
-    /// <summary>
-    /// With the mapped device, gets of spilled pages decode straight from the mapping (true, the
-    /// default); false sends them through <see cref="FasterLog.ReadAsync(long, int, CancellationToken)"/>
-    /// (the benchmark compares the two).
-    /// </summary>
-    internal bool DirectReads { get; set; } = true;
-
-    /// <summary>Commits the loops made (for the benchmark's group-commit figures).</summary>
-    internal long CommitCount;
-
-    /// <summary>Reads served from the mapping (approximate; for tests).</summary>
-    internal long DirectReadCount;
-
-    /// <summary>The decoder and its arguments, carried through the mapped device's reader.</summary>
-    private readonly ref struct DirectRead<TState>(Span<byte> destination, TState state, RecordDecoder<TState> decode)
-    {
-        private readonly Span<byte> _destination = destination;
-        private readonly TState _state = state;
-        private readonly RecordDecoder<TState> _decode = decode;
-
-        public static string? Decode(ReadOnlySpan<byte> record, DirectRead<TState> read) => read._decode(record, read._destination, read._state);
+        return _reader.TryRead(address, length, destination, state, decode, out error);
     }
 
     /// <summary>Waits until everything below <paramref name="address"/> + 1 is committed, whatever the mode.</summary>
     public ValueTask WaitCommittedAsync(long address)
     {
-        if (_log.CommittedUntilAddress > address) return ValueTask.CompletedTask;
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        lock (_waitLock)
-        {
-            if (_log.CommittedUntilAddress > address) return ValueTask.CompletedTask;
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            if (FailedTooLong) return ValueTask.FromException(Answered(NotDurable()));
-            _waiters.Add((address, done));
-        }
-        if (_mode == DurabilityMode.Strict) _wake.Writer.TryWrite(true);
-        return new ValueTask(done.Task);
+        if (_waiters.TryAdd(address, this, out var wait)) _policy.RequestCommit();
+        return wait;
     }
 
     /// <summary>
     /// Asks the commit loop for a commit without waiting for it: for records whose durability
     /// nobody awaits (an exclusive get's removal). Relaxed mode commits on its interval anyway.
     /// </summary>
-    public void RequestCommit()
-    {
-        if (_mode == DurabilityMode.Strict) _wake.Writer.TryWrite(true);
-    }
+    public void RequestCommit() => _policy.RequestCommit();
 
     /// <summary>
     /// Committed records from <paramref name="from"/> (at least the begin address) to
     /// <paramref name="until"/> (at most the commit point), in order: (address, bytes), each a copy.
     /// For callers that block or append while they go (compaction). Damage is thrown as for
-    /// <see cref="ForEachCommitted"/>.
+    /// <see cref="ForEachCommitted"/> (see <see cref="LogScanner"/>).
     /// </summary>
-    public IEnumerable<(long Address, byte[] Entry)> ScanCommitted(long from = 0, long until = long.MaxValue)
-    {
-        long committed = Math.Min(until, _log.CommittedUntilAddress);
-        long begin = Math.Max(from, _log.BeginAddress);
-        CheckSegmentsPresent(committed);
-        long next = begin;
-        using (var iterator = _log.Scan(begin, committed))
-        {
-            while (true)
-            {
-                byte[] entry;
-                int length;
-                long address;
-                try
-                {
-                    if (!iterator.GetNext(out entry, out length, out address, out _)) break;
-                }
-                catch (FasterException e)
-                {
-                    throw ReadFailed(next, committed, e);
-                }
-                next = CheckContiguous(next, address, length);
-                yield return (address, length == entry.Length ? entry : entry.AsSpan(0, length).ToArray());
-            }
-        }
-        CheckScanReached(next, committed);
-    }
-
-    /// <summary>Visits one committed record: its address and its bytes (valid only during the call).</summary>
-    public delegate void EntryVisitor<TState>(long address, ReadOnlySpan<byte> entry, TState state);
+    public IEnumerable<(long Address, byte[] Entry)> ScanCommitted(long from = 0, long until = long.MaxValue) =>
+        _scanner.ScanCommitted(from, until);
 
     /// <summary>
     /// Recovery's scan: visits every committed record from <paramref name="from"/> in order, straight
     /// from FasterLog's buffers (no copy per record). The visitor must not block or append to the
     /// log: it runs under FASTER's epoch protection. Throws <see cref="TmemCorruptionException"/>
     /// when segment files under the commit point are missing, or the records end before it
-    /// (FASTER reads a missing or cut segment as zeros and its scan then just stops, which would
-    /// silently drop everything after). Returns the records visited.
+    /// (see <see cref="LogScanner"/>). Returns the records visited.
     /// </summary>
-    public unsafe long ForEachCommitted<TState>(long from, EntryVisitor<TState> visit, TState state)
-    {
-        long committed = _log.CommittedUntilAddress;
-        long begin = Math.Max(from, _log.BeginAddress);
-        CheckSegmentsPresent(committed);
-        long next = begin, records = 0;
-        using (var iterator = _log.Scan(begin, committed))
-        {
-            while (true)
-            {
-                byte* entry;
-                int length;
-                long address;
-                try
-                {
-                    if (!iterator.UnsafeGetNext(out entry, out length, out address, out _)) break;
-                }
-                catch (FasterException e)
-                {
-                    throw ReadFailed(next, committed, e);
-                }
-                try
-                {
-                    next = CheckContiguous(next, address, length);
-                    visit(address, new ReadOnlySpan<byte>(entry, length), state);
-                }
-                finally
-                {
-                    iterator.UnsafeRelease();
-                }
-                records++;
-            }
-        }
-        CheckScanReached(next, committed);
-        return records;
-    }
-
-    /// <summary>
-    /// Every segment file under the commit point exists and is long enough to hold its part of
-    /// the committed log (the whole committed log, even when a scan starts later, after a
-    /// checkpoint: the pages it indexes live below that point; both devices write a segment the
-    /// commit point has passed out to its full size), and the commit point is not past the end
-    /// of the segment files (FASTER adopts damaged commit metadata as it reads it).
-    /// </summary>
-    private void CheckSegmentsPresent(long committed)
-    {
-        long logBegin = _log.BeginAddress;
-        if (committed <= logBegin) return;
-        // Each segment under the commit point must exist and reach the commit point (or its own
-        // end): a later file (the space reserve, a preallocated segment) must not stand in for it.
-        for (long segment = logBegin >> _segmentSizeBits; segment <= (committed - 1) >> _segmentSizeBits; segment++)
-        {
-            string file = Path.Combine(_logDirectory, $"{SegmentBaseName}.{segment}");
-            long start = segment << _segmentSizeBits;
-            if (!File.Exists(file))
-                throw new TmemCorruptionException(start,
-                    $"Segment file {file} (log addresses from {start}) is missing, but the log is committed until address {committed}. Nothing was changed; restore the file or repair the directory with the offline recovery tool.");
-            long needed = Math.Min(start + SegmentSize, committed) - start, length = new FileInfo(file).Length;
-            if (length < needed)
-                throw new TmemCorruptionException(start + length,
-                    $"Segment file {file} is {length} bytes, but the log is committed until address {committed}, which needs {needed} bytes of it (log addresses {start + length} to {start + needed} are missing): the file is truncated or the commit metadata is damaged. Nothing was changed; restore the file or repair the directory with the offline recovery tool.");
-        }
-    }
-
-    /// <summary>
-    /// The entry at <paramref name="address"/> must start where the previous one ended
-    /// (<paramref name="expected"/>), or at the next page when the rest of the previous one was
-    /// too small for some entry (FasterLog pads a page end with zeros, and its scan skips a zero
-    /// length to the next page, so zeroed records inside a page would otherwise vanish
-    /// silently). The padding is bounded by the largest entry, not by the next one's size:
-    /// with concurrent appenders the entry that did not fit need not be the page's first.
-    /// Returns where this entry ends.
-    /// </summary>
-    private long CheckContiguous(long expected, long address, int length)
-    {
-        if (!FollowsOn(expected, address))
-            throw new TmemCorruptionException(expected,
-                $"The log's records jump from address {expected} to {address}: the bytes between them in {_logDirectory} are zeroed or damaged, below the commit point. Nothing was changed; repair the directory with the offline recovery tool.");
-        return address + EntrySizeOfRecord(length);
-    }
-
-    /// <summary>Whether an entry at <paramref name="address"/> may follow one that ended at <paramref name="expected"/> (see <see cref="CheckContiguous"/>).</summary>
-    internal static bool FollowsOn(long expected, long address) =>
-        address == expected || (address % PageSize == 0 && address > expected && address - expected < MaxEntrySize);
-
-    private static TmemCorruptionException ReadFailed(long next, long committed, FasterException e) =>
-        new(next, $"Reading the log at address {next} failed ({e.Message}): the log below its commit point {committed} is damaged. Nothing was changed; repair the directory with the offline recovery tool.");
-
-    /// <summary>
-    /// A scan that ends below the commit point met a truncated or zeroed segment, except that a
-    /// record never spans a FasterLog page: when the next one did not fit, the page ends in
-    /// padding and the commit point can be the next page's start. Only that gap is normal.
-    /// </summary>
-    private void CheckScanReached(long next, long committed)
-    {
-        bool pagePadding = committed % PageSize == 0 && committed - next < MaxEntrySize;
-        if (next < committed && !pagePadding)
-            throw new TmemCorruptionException(next,
-                $"The log's records end at address {next}, below its commit point {committed}: a segment file in {_logDirectory} is truncated or zeroed. Nothing was changed; repair the directory with the offline recovery tool.");
-    }
+    public long ForEachCommitted<TState>(long from, EntryVisitor<TState> visit, TState state) =>
+        _scanner.ForEachCommitted(from, visit, state);
 
     /// <summary>Bytes of the segment files on disk.</summary>
     public long DiskBytes()
@@ -540,73 +303,6 @@ internal sealed class PersistentLog : IDisposable
         await _log.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task GroupCommitLoopAsync()
-    {
-        var token = _stop.Token;
-        try
-        {
-            while (await _wake.Reader.WaitToReadAsync(token).ConfigureAwait(false))
-            {
-                _wake.Reader.TryRead(out _);
-                // Everyone who arrived while the previous commit ran shares this one.
-                try
-                {
-                    await _log.CommitAsync(token).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException) when (token.IsCancellationRequested)
-                {
-                    break;
-                }
-                catch (Exception e)
-                {
-                    FailWaiters(e);
-                    continue;
-                }
-                CommitCount++;
-                AfterCommit();
-                CompleteWaiters(_log.CommittedUntilAddress);
-            }
-        }
-        catch (OperationCanceledException) when (token.IsCancellationRequested)
-        {
-        }
-    }
-
-    private async Task IntervalCommitLoopAsync()
-    {
-        var token = _stop.Token;
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(_commitIntervalMs));
-        try
-        {
-            while (await timer.WaitForNextTickAsync(token).ConfigureAwait(false))
-            {
-                try
-                {
-                    if (_log.TailAddress > _log.CommittedUntilAddress)
-                    {
-                            await _log.CommitAsync(token).ConfigureAwait(false);
-                    }
-                    AfterCommit();
-                }
-                catch (OperationCanceledException) when (token.IsCancellationRequested)
-                {
-                    break;
-                }
-                catch (Exception e)
-                {
-                    // Keep trying on the next tick; whoever waits for a commit (a spilled read,
-                    // a checkpoint) hears about this one.
-                    FailWaiters(e);
-                    continue;
-                }
-                CompleteWaiters(_log.CommittedUntilAddress); // readers of spilled pages wait for commits too
-            }
-        }
-        catch (OperationCanceledException) when (token.IsCancellationRequested)
-        {
-        }
-    }
-
     /// <summary>Called on the commit loop after each commit; must be quick and must not wait for a commit.</summary>
     public Action? Committed { get; set; }
 
@@ -618,52 +314,13 @@ internal sealed class PersistentLog : IDisposable
     {
         try
         {
-            WriteMarkerOnce();
+            _marker.WriteOnce(_log);
         }
         catch (IOException)
         {
             // A full disk may refuse the marker's directory entry: tried again after the next commit.
         }
         Committed?.Invoke();
-    }
-
-    private void WriteMarkerOnce()
-    {
-        if (_markerWritten || _log.CommittedUntilAddress <= _log.BeginAddress) return;
-        string marker = Path.Combine(_logDirectory, CommittedMarker);
-        using (var file = new FileStream(marker, FileMode.Create, FileAccess.Write, FileShare.None))
-            file.Flush(flushToDisk: true);
-        DirectorySync.Fsync(_logDirectory);
-        _markerWritten = true;
-    }
-
-    private void CompleteWaiters(long committedUntil)
-    {
-        bool more;
-        lock (_waitLock)
-        {
-            for (int i = _waiters.Count - 1; i >= 0; i--)
-            {
-                if (_waiters[i].Address < committedUntil)
-                {
-                    _waiters[i].Done.TrySetResult();
-                    _waiters.RemoveAt(i);
-                }
-            }
-            more = _waiters.Count > 0;
-        }
-        if (more) _wake.Writer.TryWrite(true);
-    }
-
-    private void FailWaiters(Exception e)
-    {
-        lock (_waitLock)
-        {
-            var failure = e as TmemNotDurableException ?? NotDurable(e);
-            foreach (var (_, done) in _waiters)
-                if (done.TrySetException(failure)) Interlocked.Increment(ref _health.NotDurableAnswers);
-            _waiters.Clear();
-        }
     }
 
     /// <summary>Stops the commit loop, commits what was appended, and closes the log.</summary>
@@ -677,11 +334,7 @@ internal sealed class PersistentLog : IDisposable
 
     private void Close(bool commit)
     {
-        lock (_waitLock)
-        {
-            if (_disposed) return;
-            _disposed = true;
-        }
+        if (!_waiters.Close()) return;
         _stop.Cancel();
         try
         {
@@ -695,7 +348,7 @@ internal sealed class PersistentLog : IDisposable
         {
             try
             {
-                WriteMarkerOnce();
+                _marker.WriteOnce(_log);
             }
             catch (IOException)
             {
@@ -704,8 +357,8 @@ internal sealed class PersistentLog : IDisposable
         }
         // Whatever the final commit did not cover is not durable, and never will be now.
         _health.Closing = true;
-        CompleteWaiters(_log.CommittedUntilAddress);
-        FailWaiters(NotDurable());
+        _waiters.Complete(_log.CommittedUntilAddress);
+        _waiters.Fail(_waiters.NotDurable());
         _log.Dispose();
         _commits.Dispose(); // FasterLog disposes only a commit manager it made itself
         _device.Dispose();
@@ -721,7 +374,7 @@ internal sealed class PersistentLog : IDisposable
     private bool FinalCommit()
     {
         if (_log.TailAddress <= _log.CommittedUntilAddress) return true;
-        var timeout = TimeSpan.FromTicks(_durabilityTimeoutTicks * TimeSpan.TicksPerSecond / Stopwatch.Frequency);
+        var timeout = _waiters.DurabilityTimeout;
         try
         {
             var commit = _log.CommitAsync().AsTask();
@@ -735,28 +388,6 @@ internal sealed class PersistentLog : IDisposable
         catch (Exception e) when (e is AggregateException or CommitFailureException or IOException)
         {
             return false;
-        }
-    }
-
-    /// <summary>
-    /// Every 1/4 of <see cref="TmemOptions.DurabilityTimeoutMs"/>: once the storage has been failing
-    /// for that long, every waiter answers NotDurable. (A slow commit is not a failure: on a loaded
-    /// machine commits can take seconds; the service warns about those.)
-    /// </summary>
-    private async Task WatchdogLoopAsync()
-    {
-        var token = _stop.Token;
-        long timeoutMs = _durabilityTimeoutTicks * 1000 / Stopwatch.Frequency;
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(Math.Clamp(timeoutMs / 4, 10, 250)));
-        try
-        {
-            while (await timer.WaitForNextTickAsync(token).ConfigureAwait(false))
-            {
-                if (FailedTooLong) FailWaiters(NotDurable());
-            }
-        }
-        catch (OperationCanceledException) when (token.IsCancellationRequested)
-        {
         }
     }
 }

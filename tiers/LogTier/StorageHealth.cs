@@ -88,6 +88,7 @@ internal sealed class StorageHealth
     /// <summary>Under <see cref="_lock"/>: the state from its causes; a change restarts <see cref="FailingFor"/>.</summary>
     private void Update()
     {
+        Debug.Assert(_lock.IsHeldByCurrentThread);
         var state = _failingWrites > 0 ? StorageState.Failing
             : _reserveMissing ? StorageState.Full
             : StorageState.Healthy;

@@ -170,7 +170,7 @@ internal sealed class PersistentSuite
     private (double Rate, List<double> LatenciesUs, double ReplayMbPerS) StorePuts(int count, DurabilityMode mode, bool measureRecovery)
     {
         string dir = FreshDirectory(mode.ToString());
-        var options = new TmemOptions { DataDirectory = dir, Durability = mode, RamBudgetBytes = 1L << 30, LogDevice = _device };
+        var options = new TmemOptions { DataDirectory = dir, Durability = mode, RamBudgetBytes = 1L << 30, LogDevice = _device, Diagnostics = new() };
         var latencies = new List<double>(count);
         double rate;
         using (var store = DurableStore.Open(options))
@@ -194,7 +194,7 @@ internal sealed class PersistentSuite
             Task.WaitAll(workers);
             rate = count / sw.Elapsed.TotalSeconds;
             foreach (var w in workers) latencies.AddRange(w.Result);
-            _lastStoreCommits = store.Log!.CommitCount;
+            _lastStoreCommits = store.Diagnostics!.CommitCount;
         }
         double replay = 0;
         if (measureRecovery)
@@ -305,6 +305,7 @@ internal sealed class PersistentSuite
         {
             var cold = options.Clone();
             cold.LogDevice = device;
+            cold.Diagnostics = new() { DirectReads = direct };
             if (warm)
             {
                 // The reference: every page with its RAM copy (a full replay installs them; a
@@ -318,7 +319,6 @@ internal sealed class PersistentSuite
             }
             using var store = DurableStore.Open(cold);
             if (store.GetStats().PersSpilledPages != (warm ? 0 : pages)) throw new InvalidOperationException($"The {(warm ? "warm" : "cold")}-get store reopened with {store.GetStats().PersSpilledPages} pages spilled.");
-            store.Log!.DirectReads = direct;
             var client = store.GetClient(1);
             var page = new byte[PageSize];
             var rates = new List<double>();
@@ -335,7 +335,7 @@ internal sealed class PersistentSuite
                 rates.Add(gets / sw.Elapsed.TotalSeconds);
                 Console.WriteLine($"    {device} direct={direct} pass {pass}: {rates[^1]:F0}/s");
             }
-            if (direct && !warm && store.Log.DirectReadCount == 0) throw new InvalidOperationException("The mapped device served no direct read.");
+            if (direct && !warm && store.Diagnostics!.DirectReadCount == 0) throw new InvalidOperationException("The mapped device served no direct read.");
             return Report.Median(rates);
         }
         var result = (Measure(LogDeviceKind.Mapped, direct: true), Measure(LogDeviceKind.Mapped, direct: false), Measure(LogDeviceKind.File, direct: false));

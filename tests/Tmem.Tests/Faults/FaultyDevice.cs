@@ -8,7 +8,7 @@ namespace Tmem.Tests.Faults;
 /// <see cref="FailWritesWith"/> is an errno, every write fails with it (as a full disk or an I/O
 /// error would: the inner device never sees it); while <see cref="HoldWrites"/> is set, writes are
 /// kept back until <see cref="ReleaseHeldWrites"/>. Reads and everything else pass through.
-/// The store puts its retrying layer above this one (<c>TmemOptions.WrapLogDevice</c>).
+/// The store puts its retrying layer above this one (<c>StoreDiagnostics.WrapLogDevice</c>).
 /// </summary>
 internal sealed class FaultyDevice : StorageDeviceBase
 {

@@ -1,0 +1,47 @@
+using FASTER.core;
+
+namespace Tmem.LogTier;
+
+/// <summary>
+/// Keeps appenders from outrunning the device: while more than half of FasterLog's in-memory
+/// buffer is unflushed, appenders wait before they take a bucket lock. FasterLog's own enqueue
+/// would otherwise spin for room inside the bucket lock; with acknowledgement on append (Relaxed)
+/// enough such spinners starve the thread pool that completes the very writes they wait for (seen
+/// as a hang with 16 writers on two cores). Waiting stops when the log closes, and gives up with
+/// <see cref="TmemNotDurableException"/> once the storage has failed for too long
+/// (<see cref="CommitWaiters.ThrowIfFailedTooLong"/>).
+/// </summary>
+internal sealed class AppendBackpressure(FasterLog log, CommitWaiters waiters)
+{
+    /// <summary>Unflushed log bytes over which appenders wait (outside any lock) for the device to catch up.</summary>
+    public const long BacklogLimit = PersistentLog.MemorySize / 2;
+
+    /// <summary>Whether an appender would have to wait for room now.</summary>
+    public bool IsBacklogged => log.TailAddress - log.FlushedUntilAddress > BacklogLimit;
+
+    /// <summary>Called by appenders before they take a bucket lock: while the log is backlogged, sleeps.</summary>
+    public void WaitForRoom()
+    {
+        if (log.TailAddress - log.FlushedUntilAddress <= BacklogLimit) return;
+        var spinner = new SpinWait();
+        while (log.TailAddress - log.FlushedUntilAddress > BacklogLimit && !waiters.IsClosed)
+        {
+            waiters.ThrowIfFailedTooLong();
+            if (spinner.NextSpinWillYield) Thread.Sleep(1);
+            else spinner.SpinOnce();
+        }
+    }
+
+    /// <summary>
+    /// <see cref="WaitForRoom"/> for async callers: waits without holding a thread, so the
+    /// thread pool keeps the threads that complete the device writes being waited for.
+    /// </summary>
+    public async ValueTask WaitForRoomAsync()
+    {
+        while (IsBacklogged && !waiters.IsClosed)
+        {
+            waiters.ThrowIfFailedTooLong();
+            await Task.Delay(1).ConfigureAwait(false);
+        }
+    }
+}
