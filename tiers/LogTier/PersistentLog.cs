@@ -320,7 +320,17 @@ internal sealed class PersistentLog : IDisposable
         {
             // A full disk may refuse the marker's directory entry: tried again after the next commit.
         }
-        Committed?.Invoke();
+        try
+        {
+            Committed?.Invoke();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _ = e;
+            // The store's after-commit work (starting a log compaction) must never end the commit
+            // loop: every later Strict acknowledgement would wait for ever. It tries again after
+            // the next commit; a failing compaction counts its own failures.
+        }
     }
 
     /// <summary>Stops the commit loop, commits what was appended, and closes the log.</summary>
