@@ -326,7 +326,6 @@ internal sealed class PersistentLog : IDisposable
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            _ = e;
             // The store's after-commit work (starting a log compaction) must never end the commit
             // loop: every later Strict acknowledgement would wait for ever. It tries again after
             // the next commit; a failing compaction counts its own failures.
