@@ -82,7 +82,7 @@ public sealed class TmemOptions
     /// <summary>
     /// Directory holding the persistent log and the lock file. Null (the default) keeps
     /// persistent pools in memory only: they survive nothing. A store with a data directory is
-    /// opened, and recovered, by <c>Tmem.Recovery.DurableStore.Open</c>.
+    /// opened, and recovered, by <c>TmemStore.Open</c>.
     /// </summary>
     public string? DataDirectory { get; set; }
 

@@ -3,7 +3,7 @@ namespace Tmem;
 /// <summary>Members for the long-running service: reclaim ahead of demand, commit lag, pool-id checks.</summary>
 public sealed partial class TmemStore
 {
-    /// <summary>Whether the store has a persistent log (opened by <c>DurableStore.Open</c>).</summary>
+    /// <summary>Whether the store has a persistent log (opened by <c>TmemStore.Open</c>).</summary>
     public bool IsDurable => Log is not null;
 
     /// <summary>

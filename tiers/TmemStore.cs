@@ -56,18 +56,31 @@ public sealed partial class TmemStore : IDisposable
     public TmemOptions Options => _options.Clone();
 
     /// <summary>
-    /// Opens an empty memory-only store (no <see cref="TmemOptions.DataDirectory"/>): its
-    /// persistent pools last as long as the process. A store with a data directory is opened,
-    /// and recovered, by <c>Tmem.Recovery.DurableStore.Open</c>.
+    /// Opens a store. Without <see cref="TmemOptions.DataDirectory"/> it is memory-only and empty:
+    /// its persistent pools last as long as the process. With one, it is durable: the directory
+    /// is locked, its log recovered and replayed, and every persistent pool comes back under its
+    /// client and pool ids (ephemeral pools do not); <see cref="Open(TmemOptions, out RecoveryReport)"/>
+    /// also says what recovery did.
     /// </summary>
-    /// <exception cref="ArgumentException">A bad setting, named with its allowed range, or a data directory.</exception>
-    public static TmemStore Open(TmemOptions? options = null)
+    /// <exception cref="ArgumentException">A bad setting, named with its allowed range.</exception>
+    /// <exception cref="IOException">The data directory is in use by another process.</exception>
+    /// <exception cref="TmemCorruptionException">Damaged data below the log's commit point (nothing was changed).</exception>
+    public static TmemStore Open(TmemOptions? options = null) => Open(options, out _);
+
+    /// <summary>
+    /// <see cref="Open(TmemOptions)"/>, reporting what recovery did: for a memory-only store an
+    /// empty report (<see cref="RecoveryReport.DataDirectory"/> null).
+    /// </summary>
+    /// <exception cref="ArgumentException">A bad setting, named with its allowed range.</exception>
+    /// <exception cref="IOException">The data directory is in use by another process.</exception>
+    /// <exception cref="TmemCorruptionException">Damaged data below the log's commit point (nothing was changed).</exception>
+    public static TmemStore Open(TmemOptions? options, out RecoveryReport report)
     {
         // A private copy: changing the caller's object later must not bypass validation.
         options = options?.Clone() ?? new TmemOptions();
         options.Validate();
-        if (options.DataDirectory is not null)
-            throw new ArgumentException($"{TmemOptions.SectionName}:{nameof(TmemOptions.DataDirectory)} is set: open the store with Tmem.Recovery.DurableStore.Open, which recovers its persistent pools.", nameof(options));
+        if (options.DataDirectory is not null) return Durability.StoreRecovery.Open(options, out report);
+        report = new RecoveryReport { DataDirectory = null };
         return new TmemStore(options, null, null);
     }
 

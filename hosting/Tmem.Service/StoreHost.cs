@@ -1,5 +1,5 @@
+using Tmem.Durability;
 using Microsoft.Extensions.Options;
-using Tmem.Recovery;
 using Tmem.Service.Startup;
 
 namespace Tmem.Service;
@@ -44,8 +44,8 @@ internal sealed partial class StoreHost(IOptions<TmemOptions> options, IOptions<
             throw new StartupFailure(ExitCodes.DataDirectoryInUse, $"{key} {directory} is in use: another service or tool holds its lock file {Path.Combine(directory, DataDirectoryLock.FileName)} (it names the process id); stop that process, or give this service a data directory of its own.");
         try
         {
-            _store = DurableStore.Open(o, out var report);
-            LogRecovered(report.DataDirectory, o.Durability, report.PoolsRecovered, report.PagesRecovered, report.RecordsReplayed, report.Elapsed.TotalSeconds, o.RamBudgetBytes);
+            _store = TmemStore.Open(o, out var report);
+            LogRecovered(report.DataDirectory!, o.Durability, report.PoolsRecovered, report.PagesRecovered, report.RecordsReplayed, report.Elapsed.TotalSeconds, o.RamBudgetBytes);
         }
         catch (TmemCorruptionException e)
         {

@@ -1,3 +1,5 @@
+using Tmem.Durability;
+
 namespace Tmem.Recovery.Offline;
 
 /// <summary>

@@ -212,7 +212,7 @@ public static class DataDirectoryRepairer
         if (rebuildCheckpoint) toMove.Add(dir.CheckpointPath);
         // Cut at the begin address: the log is empty, and the marker would make the store read
         // "segment data but nothing committed" as lost commit metadata.
-        string marker = Path.Combine(dir.LogDirectory, PersistentLog.CommittedMarker);
+        string marker = Path.Combine(dir.LogDirectory, DataLayout.CommittedMarker);
         bool emptied = truncate && newCommitted <= analysis.Begin && File.Exists(marker);
         if (emptied) toMove.Add(marker);
 
@@ -321,7 +321,7 @@ public static class DataDirectoryRepairer
         long pagesAfter, poolsAfter;
         try
         {
-            using var store = DurableStore.Open(StoreOptions(dir.Path, expectedPages), out var report);
+            using var store = TmemStore.Open(StoreOptions(dir.Path, expectedPages), out var report);
             pagesAfter = report.PagesRecovered;
             poolsAfter = report.PoolsRecovered;
             store.Checkpoint();

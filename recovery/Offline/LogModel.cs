@@ -1,14 +1,15 @@
+using Tmem.Durability;
 using Tmem.LogTier;
 
 namespace Tmem.Recovery.Offline;
 
 /// <summary>
-/// The persistent state the log's records describe, rebuilt offline by the rules recovery uses
-/// (DurableStore's replay): pools by serial with their settings and members, and per page the
+/// The persistent state the log's records describe, rebuilt offline by the store's own replay
+/// (<see cref="LogReplay"/>, with this model as its target): pools by serial with their settings and members, and per page the
 /// address of its Put record (and, for export, the record's payload). A record that contradicts
 /// the state before it is not applied; <see cref="Apply"/> says why.
 /// </summary>
-internal sealed class LogModel
+internal sealed class LogModel : IReplayTarget
 {
     public readonly record struct PageKey(ObjectId ObjectId, uint Index);
 
@@ -42,7 +43,7 @@ internal sealed class LogModel
     /// <summary>(client, pool id) to pool serial.</summary>
     public Dictionary<(int ClientId, int PoolId), uint> ClientPools { get; private init; } = new();
 
-    public uint SerialHighWater { get; private set; }
+    public uint SerialHighWater { get; internal set; }
 
     public LogModel Clone()
     {
@@ -75,67 +76,13 @@ internal sealed class LogModel
     public string? ApplyLeniently(long address, LogRecord record)
     {
         if (Apply(address, record) is not { } misfit) return null;
-        PoolState PoolOf(uint serial)
-        {
-            if (!Pools.TryGetValue(serial, out var pool))
-            {
-                pool = new PoolState(serial, 0, false, null) { Placeholder = true };
-                Pools.Add(serial, pool);
-                SerialHighWater = Math.Max(SerialHighWater, serial);
-            }
-            return pool;
-        }
-        void AddMember(uint serial, PoolRecord member)
-        {
-            var pool = PoolOf(serial);
-            if (ClientPools.TryGetValue((member.ClientId, member.PoolId), out uint other) && other != serial && Pools.TryGetValue(other, out var old))
-                old.Members.Remove((member.ClientId, member.PoolId));
-            if (!pool.Members.Contains((member.ClientId, member.PoolId))) pool.Members.Add((member.ClientId, member.PoolId));
-            ClientPools[(member.ClientId, member.PoolId)] = serial;
-        }
         try
         {
-            switch (record.Type)
-            {
-                case LogRecordType.PoolCreate when Pools.TryGetValue(record.PoolSerial, out var placeholder) && placeholder.Placeholder:
-                    // Its creation after all: the settings are known now.
-                    var created = PoolRecord.Read(record.Payload);
-                    Pools[record.PoolSerial] = new PoolState(record.PoolSerial, created.PageSize, created.ExclusiveGets, created.SharedUuid) { Members = placeholder.Members, Pages = placeholder.Pages };
-                    AddMember(record.PoolSerial, created);
-                    break;
-                case LogRecordType.PoolCreate or LogRecordType.PoolJoin:
-                    AddMember(record.PoolSerial, PoolRecord.Read(record.Payload));
-                    break;
-                case LogRecordType.CompactionBase:
-                    foreach (var (serial, _, member) in CompactionBaseRecord.Read(record.Payload).Members) AddMember(serial, member);
-                    break;
-                case LogRecordType.PoolLeave:
-                    var leaving = PoolRecord.Read(record.Payload);
-                    if (Pools.TryGetValue(record.PoolSerial, out var left) && left.Members.Remove((leaving.ClientId, leaving.PoolId)))
-                    {
-                        ClientPools.Remove((leaving.ClientId, leaving.PoolId));
-                        if (left.Members.Count == 0 && !left.Placeholder) Pools.Remove(record.PoolSerial);
-                    }
-                    break;
-                case LogRecordType.Put:
-                    var pool = PoolOf(record.PoolSerial);
-                    bool sameFilled = (record.Flags & LogRecordFlags.SameFilled) != 0;
-                    pool.Pages[new PageKey(record.ObjectId, record.Index)] =
-                        new PageState(address, record.Payload.Length, sameFilled, sameFilled && record.Payload.Length == 8 ? BitConverter.ToUInt64(record.Payload) : 0, null);
-                    break;
-                case LogRecordType.FlushPage:
-                    PoolOf(record.PoolSerial).Pages.Remove(new PageKey(record.ObjectId, record.Index));
-                    break;
-                case LogRecordType.FlushObject:
-                    var flushed = PoolOf(record.PoolSerial);
-                    var id = record.ObjectId;
-                    foreach (var key in flushed.Pages.Keys.Where(k => k.ObjectId == id).ToList()) flushed.Pages.Remove(key);
-                    break;
-            }
+            LogReplay.Apply(new LenientTarget(this), record, address);
         }
         catch (InvalidDataException)
         {
-            // A pool record that does not parse passed its checksum: nothing it says can be applied.
+            // A record whose payload does not parse passed its checksum: nothing it says can be applied.
         }
         return misfit;
     }
@@ -149,52 +96,104 @@ internal sealed class LogModel
     {
         try
         {
-            switch (record.Type)
-            {
-                case LogRecordType.PoolCreate:
-                    return Create(record.PoolSerial, PoolRecord.Read(record.Payload), restated: false);
-                case LogRecordType.PoolJoin:
-                    return Join(record.PoolSerial, PoolRecord.Read(record.Payload), restated: false);
-                case LogRecordType.PoolLeave:
-                    return Leave(record.PoolSerial, PoolRecord.Read(record.Payload));
-                case LogRecordType.CompactionBase:
-                    foreach (var (serial, join, pool) in CompactionBaseRecord.Read(record.Payload).Members)
-                    {
-                        string? error = join ? Join(serial, pool, restated: true) : Create(serial, pool, restated: true);
-                        if (error is not null) return error;
-                    }
-                    return null;
-                case LogRecordType.Put:
-                {
-                    if (!Pools.TryGetValue(record.PoolSerial, out var pool)) return $"a put into pool serial {record.PoolSerial}, which is not a live persistent pool here";
-                    bool sameFilled = (record.Flags & LogRecordFlags.SameFilled) != 0;
-                    if (sameFilled ? record.Payload.Length != 8 : record.Payload.Length == 0) return $"a put with a {record.Payload.Length}-byte payload";
-                    ulong pattern = sameFilled ? BitConverter.ToUInt64(record.Payload) : 0;
-                    pool.Pages[new PageKey(record.ObjectId, record.Index)] =
-                        new PageState(address, record.Payload.Length, sameFilled, pattern, _keepPayloads && !sameFilled ? record.Payload.ToArray() : null);
-                    return null;
-                }
-                case LogRecordType.FlushPage:
-                {
-                    if (!Pools.TryGetValue(record.PoolSerial, out var pool)) return $"a page flush in pool serial {record.PoolSerial}, which is not a live persistent pool here";
-                    pool.Pages.Remove(new PageKey(record.ObjectId, record.Index));
-                    return null;
-                }
-                case LogRecordType.FlushObject:
-                {
-                    if (!Pools.TryGetValue(record.PoolSerial, out var pool)) return $"an object flush in pool serial {record.PoolSerial}, which is not a live persistent pool here";
-                    var id = record.ObjectId;
-                    foreach (var key in pool.Pages.Keys.Where(k => k.ObjectId == id).ToList()) pool.Pages.Remove(key);
-                    return null;
-                }
-                default:
-                    return $"record type {record.Type} is not known here";
-            }
+            LogReplay.Apply(this, record, address);
+            return null;
         }
         catch (InvalidDataException e)
         {
             return e.Message;
         }
+    }
+
+    void IReplayTarget.CreatePool(uint serial, in PoolRecord pool, bool restated) => Check(Create(serial, pool, restated));
+
+    void IReplayTarget.JoinPool(uint serial, in PoolRecord member, bool restated) => Check(Join(serial, member, restated));
+
+    void IReplayTarget.LeavePool(uint serial, in PoolRecord member) => Check(Leave(serial, member));
+
+    void IReplayTarget.Put(uint serial, in ObjectId objectId, uint index, bool sameFilled, ReadOnlySpan<byte> payload, long address)
+    {
+        if (!Pools.TryGetValue(serial, out var pool)) throw new InvalidDataException($"a put into pool serial {serial}, which is not a live persistent pool here");
+        ulong pattern = sameFilled ? BitConverter.ToUInt64(payload) : 0;
+        pool.Pages[new PageKey(objectId, index)] = new PageState(address, payload.Length, sameFilled, pattern, _keepPayloads && !sameFilled ? payload.ToArray() : null);
+    }
+
+    void IReplayTarget.FlushPage(uint serial, in ObjectId objectId, uint index)
+    {
+        if (!Pools.TryGetValue(serial, out var pool)) throw new InvalidDataException($"a page flush in pool serial {serial}, which is not a live persistent pool here");
+        pool.Pages.Remove(new PageKey(objectId, index));
+    }
+
+    void IReplayTarget.FlushObject(uint serial, in ObjectId objectId)
+    {
+        if (!Pools.TryGetValue(serial, out var pool)) throw new InvalidDataException($"an object flush in pool serial {serial}, which is not a live persistent pool here");
+        RemoveObject(pool, objectId);
+    }
+
+    private static void RemoveObject(PoolState pool, ObjectId id)
+    {
+        foreach (var key in pool.Pages.Keys.Where(k => k.ObjectId == id).ToList()) pool.Pages.Remove(key);
+    }
+
+    private static void Check(string? misfit)
+    {
+        if (misfit is not null) throw new InvalidDataException(misfit);
+    }
+
+    /// <summary>
+    /// Replay into a state that may lack what a record names (the records before it are
+    /// unreadable): a pool it names that is not live is taken as created there, with unknown
+    /// settings and members; a member leaving that is not there is ignored.
+    /// </summary>
+    private sealed class LenientTarget(LogModel model) : IReplayTarget
+    {
+        private PoolState PoolOf(uint serial)
+        {
+            if (!model.Pools.TryGetValue(serial, out var pool))
+            {
+                pool = new PoolState(serial, 0, false, null) { Placeholder = true };
+                model.Pools.Add(serial, pool);
+                model.SerialHighWater = Math.Max(model.SerialHighWater, serial);
+            }
+            return pool;
+        }
+
+        private void AddMember(uint serial, PoolRecord member)
+        {
+            var pool = PoolOf(serial);
+            if (model.ClientPools.TryGetValue((member.ClientId, member.PoolId), out uint other) && other != serial && model.Pools.TryGetValue(other, out var old))
+                old.Members.Remove((member.ClientId, member.PoolId));
+            if (!pool.Members.Contains((member.ClientId, member.PoolId))) pool.Members.Add((member.ClientId, member.PoolId));
+            model.ClientPools[(member.ClientId, member.PoolId)] = serial;
+        }
+
+        public void CreatePool(uint serial, in PoolRecord pool, bool restated)
+        {
+            if (!restated && model.Pools.TryGetValue(serial, out var placeholder) && placeholder.Placeholder)
+            {
+                // Its creation after all: the settings are known now.
+                model.Pools[serial] = new PoolState(serial, pool.PageSize, pool.ExclusiveGets, pool.SharedUuid) { Members = placeholder.Members, Pages = placeholder.Pages };
+            }
+            AddMember(serial, pool);
+        }
+
+        public void JoinPool(uint serial, in PoolRecord member, bool restated) => AddMember(serial, member);
+
+        public void LeavePool(uint serial, in PoolRecord member)
+        {
+            if (model.Pools.TryGetValue(serial, out var left) && left.Members.Remove((member.ClientId, member.PoolId)))
+            {
+                model.ClientPools.Remove((member.ClientId, member.PoolId));
+                if (left.Members.Count == 0 && !left.Placeholder) model.Pools.Remove(serial);
+            }
+        }
+
+        public void Put(uint serial, in ObjectId objectId, uint index, bool sameFilled, ReadOnlySpan<byte> payload, long address) =>
+            PoolOf(serial).Pages[new PageKey(objectId, index)] = new PageState(address, payload.Length, sameFilled, sameFilled ? BitConverter.ToUInt64(payload) : 0, null);
+
+        public void FlushPage(uint serial, in ObjectId objectId, uint index) => PoolOf(serial).Pages.Remove(new PageKey(objectId, index));
+
+        public void FlushObject(uint serial, in ObjectId objectId) => RemoveObject(PoolOf(serial), objectId);
     }
 
     private string? Create(uint serial, PoolRecord record, bool restated)

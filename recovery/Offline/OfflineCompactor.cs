@@ -45,7 +45,7 @@ public static class OfflineCompactor
         TmemStore store;
         try
         {
-            store = DurableStore.Open(DataDirectoryRepairer.StoreOptions(dir.Path, pages));
+            store = TmemStore.Open(DataDirectoryRepairer.StoreOptions(dir.Path, pages));
         }
         catch (IOException e) when (e.Message.Contains("in use", StringComparison.Ordinal))
         {

@@ -1,3 +1,4 @@
+using Tmem.Durability;
 using Tmem.LogTier;
 
 namespace Tmem.Recovery.Offline;
@@ -28,9 +29,9 @@ internal sealed class OfflineDirectory : IDisposable
 
     public DataFormat Format { get; }
 
-    public string LogDirectory => System.IO.Path.Combine(Path, PersistentLog.LogFolder);
+    public string LogDirectory => System.IO.Path.Combine(Path, DataLayout.LogFolder);
 
-    public string CommitDirectory => System.IO.Path.Combine(Path, PersistentLog.CommitFolder);
+    public string CommitDirectory => System.IO.Path.Combine(Path, DataLayout.CommitFolder);
 
     public string CheckpointPath => IndexCheckpoint.PathIn(Path);
 
@@ -56,7 +57,7 @@ internal sealed class OfflineDirectory : IDisposable
         var directoryLock = Lock(path);
         try
         {
-            string logDirectory = System.IO.Path.Combine(path, PersistentLog.LogFolder);
+            string logDirectory = System.IO.Path.Combine(path, DataLayout.LogFolder);
             DataFormat? format;
             try
             {
@@ -66,7 +67,7 @@ internal sealed class OfflineDirectory : IDisposable
             {
                 throw new OfflineRefusedException($"{e.Message} Restore the format file (two lines: 'format 1' and 'segment_size BYTES', the segment size the log was written with) and run the tool again.", e);
             }
-            bool hasSegments = Directory.Exists(logDirectory) && Directory.EnumerateFiles(logDirectory, PersistentLog.SegmentBaseName + ".*").Any();
+            bool hasSegments = Directory.Exists(logDirectory) && Directory.EnumerateFiles(logDirectory, DataLayout.SegmentBaseName + ".*").Any();
             if (format is null && !hasSegments)
                 throw new OfflineRefusedException($"{path} is not a data directory: it has no format file and no log segments ({logDirectory}).");
             if (format is null)
@@ -87,7 +88,7 @@ internal sealed class OfflineDirectory : IDisposable
     {
         var list = new List<SegmentFile>();
         if (!Directory.Exists(LogDirectory)) return list;
-        foreach (var file in new DirectoryInfo(LogDirectory).EnumerateFiles(PersistentLog.SegmentBaseName + ".*"))
+        foreach (var file in new DirectoryInfo(LogDirectory).EnumerateFiles(DataLayout.SegmentBaseName + ".*"))
             if (long.TryParse(file.Extension.AsSpan(1), out long index))
                 list.Add(new SegmentFile(index, file.FullName, file.Length, index << Format.SegmentSizeBits));
         list.Sort((a, b) => a.Index.CompareTo(b.Index));
@@ -95,7 +96,7 @@ internal sealed class OfflineDirectory : IDisposable
     }
 
     /// <summary>
-    /// Lets go of the lock so that <see cref="DurableStore.Open(TmemOptions)"/> (which takes it
+    /// Lets go of the lock so that <see cref="TmemStore.Open(TmemOptions)"/> (which takes it
     /// itself) can open the directory; if another process takes it meanwhile, that open fails
     /// with "in use", and nothing is changed.
     /// </summary>

@@ -1,3 +1,4 @@
+using Tmem.Durability;
 using Tmem.Compression;
 
 namespace Tmem.Recovery.Offline;
@@ -119,7 +120,7 @@ public static class PoolExporter
         TmemStore store;
         try
         {
-            store = DurableStore.Open(DataDirectoryRepairer.StoreOptions(path, existingPages + total));
+            store = TmemStore.Open(DataDirectoryRepairer.StoreOptions(path, existingPages + total));
         }
         catch (IOException e) when (e.Message.Contains("in use", StringComparison.Ordinal))
         {

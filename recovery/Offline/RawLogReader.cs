@@ -36,7 +36,7 @@ internal sealed class RawLogReader(string logDirectory, int segmentSizeBits)
 
     private readonly long _segmentSize = 1L << segmentSizeBits;
 
-    public string SegmentPath(long segment) => Path.Combine(logDirectory, $"{PersistentLog.SegmentBaseName}.{segment}");
+    public string SegmentPath(long segment) => Path.Combine(logDirectory, $"{DataLayout.SegmentBaseName}.{segment}");
 
     /// <summary>
     /// Entries and damage in [<paramref name="from"/>, <paramref name="until"/>). With

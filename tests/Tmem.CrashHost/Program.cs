@@ -1,5 +1,4 @@
 using System.Globalization;
-using Tmem.Recovery;
 
 namespace Tmem.CrashHost;
 
@@ -60,7 +59,7 @@ public static class Program
         // what the other wrote (the test reopens with the file device).
         var device = (seed & 1) == 0 ? LogDeviceKind.File : LogDeviceKind.Mapped;
         var options = new TmemOptions { DataDirectory = dir, Durability = durability, LogSegmentSizeBytes = 16L << 20, LogDevice = device };
-        var store = DurableStore.Open(options, out var report);
+        var store = TmemStore.Open(options, out var report);
         // First run: create the pools. Later runs find them recovered under the same ids.
         if (CreatePools(store))
         {
@@ -70,7 +69,7 @@ public static class Program
             // PersistentLog.Open refuses as damage, and the crash test would stop on that rather
             // than check anything (reported; not this host's to fix).
             store.Dispose();
-            store = DurableStore.Open(options, out report);
+            store = TmemStore.Open(options, out report);
             if (CreatePools(store)) throw new InvalidOperationException("the pools did not survive a clean close");
         }
         var c1 = store.GetClient(1);

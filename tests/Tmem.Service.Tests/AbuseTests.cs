@@ -197,8 +197,11 @@ public sealed class AbuseTests(ITestOutputHelper output)
             return sent;
         })).ToArray();
         var sentBytes = await Task.WhenAll(floods);
-        await Task.Delay(1500);
-        long afterStalled = service.ResidentBytes();
+        await Task.Delay(1000);
+        // The least of a few samples: what the stalled connections hold, not garbage the service's
+        // GC has not collected yet at one instant (on a busy machine that alone varies by ~100 KiB).
+        long afterStalled = long.MaxValue;
+        for (int sample = 0; sample < 5; sample++, await Task.Delay(200)) afterStalled = Math.Min(afterStalled, service.ResidentBytes());
         var stats = await service.StatsAsync();
 
         double perIdle = (afterIdle - baseline) / (double)Idle, perAuthenticated = (afterAuthenticated - afterIdle) / (double)Idle,
@@ -207,7 +210,11 @@ public sealed class AbuseTests(ITestOutputHelper output)
             $"stalled {perStalled / 1024:0.0} KiB ({Stalled} stalled, {sentBytes.Min() / oneGet.Length}..{sentBytes.Max() / oneGet.Length} gets sent each, queued_response_bytes {stats.GetValueOrDefault("queued_response_bytes")})");
         Assert.True(perIdle < 16 << 10, $"an idle connection costs {perIdle / 1024:0.0} KiB");
         Assert.True(perAuthenticated < 16 << 10, $"authenticating costs {perAuthenticated / 1024:0.0} KiB per connection");
-        Assert.True(perStalled < 640 << 10, $"a stalled connection costs {perStalled / 1024:0.0} KiB");
+        // By design a stalled connection holds its queued responses (192 KiB), a response buffer
+        // (256 KiB) and an input buffer (64 KiB): about 0.5 MiB. Measured through RSS that varies
+        // by 100+ KiB with the service's GC on a busy machine, so the bound is 1 MiB: well clear of
+        // the noise, and well under the 2.9 MiB a stalled connection held before responses were bounded.
+        Assert.True(perStalled < 1 << 20, $"a stalled connection costs {perStalled / 1024:0.0} KiB");
         Assert.InRange(stats.GetValueOrDefault("queued_response_bytes"), 1, Stalled * (FrameConnectionHighWater + 70_000));
         foreach (var s in idle.Concat(stalled)) s.Dispose();
     }

@@ -1,5 +1,5 @@
+using Tmem.Durability;
 using Tmem.LogTier;
-using Tmem.Recovery;
 using Tmem.Recovery.Offline;
 using static Tmem.Tests.TestPages;
 
@@ -52,7 +52,7 @@ public sealed class CommitRollbackTests : IDisposable
     private Dictionary<(ObjectId, uint), byte[]> FlushObjectThenPowerCut()
     {
         var acknowledged = new Dictionary<(ObjectId, uint), byte[]>();
-        using var store = DurableStore.Open(new TmemOptions { DataDirectory = Live });
+        using var store = TmemStore.Open(new TmemOptions { DataDirectory = Live });
         var c = store.GetClient(1);
         int p = c.CreatePool(PoolOptions.Persistent);
         for (uint i = 0; i < 20; i++)
@@ -84,7 +84,7 @@ public sealed class CommitRollbackTests : IDisposable
     /// <summary>The store opens with exactly <paramref name="expected"/> in client 1's pool 0.</summary>
     private void AssertOpensWith(Dictionary<(ObjectId, uint), byte[]> expected)
     {
-        using var store = DurableStore.Open(new TmemOptions { DataDirectory = Dir }, out var report);
+        using var store = TmemStore.Open(new TmemOptions { DataDirectory = Dir }, out var report);
         var c = store.GetClient(1);
         foreach (var ((oid, index), page) in expected) Assert.Equal(page, Read(c, 0, oid, index));
         Assert.Equal(expected.Count, report.PagesRecovered);
@@ -94,7 +94,7 @@ public sealed class CommitRollbackTests : IDisposable
     {
         var files = Directory.GetFiles(Dir, "*", SearchOption.AllDirectories).Where(f => Path.GetFileName(f) != DataDirectoryLock.FileName)
             .ToDictionary(f => f, File.ReadAllBytes);
-        var e = Assert.Throws<TmemCorruptionException>(() => DurableStore.Open(new TmemOptions { DataDirectory = Dir }));
+        var e = Assert.Throws<TmemCorruptionException>(() => TmemStore.Open(new TmemOptions { DataDirectory = Dir }));
         foreach (var name in named) Assert.Contains(name, e.Message);
         Assert.Contains("offline recovery tool", e.Message);
         // Nothing was changed or created.
@@ -234,7 +234,7 @@ public sealed class CommitRollbackTests : IDisposable
     {
         var acknowledged = new Dictionary<(ObjectId, uint), byte[]>();
         byte[] oldCommits;
-        using (var store = DurableStore.Open(new TmemOptions { DataDirectory = Dir }))
+        using (var store = TmemStore.Open(new TmemOptions { DataDirectory = Dir }))
         {
             var c = store.GetClient(1);
             int p = c.CreatePool(PoolOptions.Persistent);
@@ -277,14 +277,14 @@ public sealed class CommitRollbackTests : IDisposable
     public void FreshLog_WithOneCommit_Opens()
     {
         // After the log's first commit (the pool's creation) one slot legitimately holds no commit.
-        using (var store = DurableStore.Open(new TmemOptions { DataDirectory = Live }))
+        using (var store = TmemStore.Open(new TmemOptions { DataDirectory = Live }))
         {
             Assert.Equal(0, store.GetClient(1).CreatePool(PoolOptions.Persistent));
             Copy(Live, Dir);
         }
         var bytes = File.ReadAllBytes(CommitFile);
         Assert.Contains(new[] { SlotNumber(bytes, 0), SlotNumber(bytes, 1) }, n => n == 0);
-        using var reopened = DurableStore.Open(new TmemOptions { DataDirectory = Dir });
+        using var reopened = TmemStore.Open(new TmemOptions { DataDirectory = Dir });
         Assert.Equal(PoolKind.Persistent, Assert.Single(reopened.GetClient(1).GetPools()).Kind);
     }
 
@@ -292,7 +292,7 @@ public sealed class CommitRollbackTests : IDisposable
     public void CommitSlot_HoldsFastersMetadataInTheDocumentedFieldOrder()
     {
         // docs/storage-format.md, "Commit file": checked against what FASTER really writes.
-        using (var store = DurableStore.Open(new TmemOptions { DataDirectory = Dir }))
+        using (var store = TmemStore.Open(new TmemOptions { DataDirectory = Dir }))
             store.GetClient(1).CreatePool(PoolOptions.Persistent);
         var bytes = File.ReadAllBytes(CommitFile);
         var slot = bytes.AsSpan(NewestSlot(bytes) * LogCommitFile.SlotSize, LogCommitFile.SlotSize);

@@ -1381,7 +1381,7 @@ public sealed class InProcessContractTests : ContractSuite, IDisposable
 
     public InProcessContractTests()
     {
-        _store = Tmem.Recovery.DurableStore.Open(new TmemOptions { DataDirectory = _directory, RamBudgetBytes = 64L << 20 });
+        _store = TmemStore.Open(new TmemOptions { DataDirectory = _directory, RamBudgetBytes = 64L << 20 });
     }
 
     protected override Task<IContractClient> ConnectAsync(string name = "alice") =>

@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Reflection;
 using System.Text;
 using Tmem.CrashHost;
-using Tmem.Recovery;
 using Xunit.Abstractions;
 using PageKind = Tmem.CrashHost.CrashLayout.PageKind;
 
@@ -90,7 +89,7 @@ public class CrashTests(ITestOutputHelper output)
             RecoveryReport report;
             try
             {
-                reopened = DurableStore.Open(new TmemOptions { DataDirectory = dir, Durability = mode }, out report);
+                reopened = TmemStore.Open(new TmemOptions { DataDirectory = dir, Durability = mode }, out report);
             }
             catch (Exception e)
             {

@@ -1,5 +1,5 @@
+using Tmem.Durability;
 using Tmem.LogTier;
-using Tmem.Recovery;
 using static Tmem.Tests.TestPages;
 
 namespace Tmem.Tests;
@@ -19,7 +19,7 @@ public sealed class DurableStoreTests : IDisposable
     }
 
     private TmemStore Open(DurabilityMode mode = DurabilityMode.Strict) =>
-        DurableStore.Open(new TmemOptions { DataDirectory = _dir, Durability = mode, RamBudgetBytes = 64L << 20 });
+        TmemStore.Open(new TmemOptions { DataDirectory = _dir, Durability = mode, RamBudgetBytes = 64L << 20 });
 
     private static byte[]? Read(TmemClient client, int pool, ObjectId oid, uint index, int pageSize = 4096)
     {
@@ -47,7 +47,7 @@ public sealed class DurableStoreTests : IDisposable
             Assert.Equal(PutStatus.Stored, b.Put(0, Oid(3), 9, big));
         }
 
-        using (var store = DurableStore.Open(new TmemOptions { DataDirectory = _dir, Durability = mode }, out var report))
+        using (var store = TmemStore.Open(new TmemOptions { DataDirectory = _dir, Durability = mode }, out var report))
         {
             Assert.Equal(2, report.PoolsRecovered);
             Assert.Equal(41, report.PagesRecovered);
@@ -143,7 +143,7 @@ public sealed class DurableStoreTests : IDisposable
     [Fact]
     public void Reopen_WithAnotherSegmentSize_KeepsTheSizeTheDirectoryWasCreatedWith()
     {
-        using (var store = DurableStore.Open(new TmemOptions { DataDirectory = _dir, LogSegmentSizeBytes = 16L << 20 }))
+        using (var store = TmemStore.Open(new TmemOptions { DataDirectory = _dir, LogSegmentSizeBytes = 16L << 20 }))
         {
             var c = store.GetClient(1);
             int p = c.CreatePool(PoolOptions.Persistent);
@@ -152,7 +152,7 @@ public sealed class DurableStoreTests : IDisposable
         }
         Assert.Contains("segment_size 16777216", File.ReadAllText(Path.Combine(_dir, "format")));
         Assert.True(File.Exists(Path.Combine(_dir, "log", "segment.1")));
-        using (var store = DurableStore.Open(new TmemOptions { DataDirectory = _dir, LogSegmentSizeBytes = 256L << 20 }))
+        using (var store = TmemStore.Open(new TmemOptions { DataDirectory = _dir, LogSegmentSizeBytes = 256L << 20 }))
         {
             var c = store.GetClient(1);
             for (uint i = 0; i < 8000; i += 97) Assert.Equal(WithRandomPrefix(4096, 0.55, (int)i), Read(c, 0, Oid(2), i));
@@ -188,11 +188,22 @@ public sealed class DurableStoreTests : IDisposable
     }
 
     [Fact]
-    public void TmemStoreOpen_WithDataDirectory_PointsToDurableStore()
+    public void TmemStoreOpen_OpensMemoryOnlyOrDurable_FromTheOptions_WithAReport()
     {
-        var e = Assert.Throws<ArgumentException>(() => TmemStore.Open(new TmemOptions { DataDirectory = _dir }));
-        Assert.Contains("DurableStore.Open", e.Message);
-        Assert.False(Directory.Exists(_dir));
+        using (var memory = TmemStore.Open(new TmemOptions(), out var none))
+        {
+            Assert.False(memory.IsDurable);
+            Assert.Null(none.DataDirectory);
+            Assert.Equal(0, none.RecordsReplayed);
+        }
+        using (var durable = TmemStore.Open(new TmemOptions { DataDirectory = _dir }, out var report))
+        {
+            Assert.True(durable.IsDurable);
+            Assert.Equal(Path.GetFullPath(_dir), report.DataDirectory);
+            durable.GetClient(1).CreatePool(PoolOptions.Persistent);
+        }
+        using var reopened = TmemStore.Open(new TmemOptions { DataDirectory = _dir }, out var second);
+        Assert.Equal(1, second.PoolsRecovered);
     }
 
     private void WriteSamplePages()
@@ -285,7 +296,7 @@ public sealed class DurableStoreTests : IDisposable
     {
         // FasterLog reads a zero length as page padding and skips to the next page: zeroed
         // records below the commit point would vanish without a word.
-        using (var store = DurableStore.Open(new TmemOptions { DataDirectory = _dir, LogDevice = device }))
+        using (var store = TmemStore.Open(new TmemOptions { DataDirectory = _dir, LogDevice = device }))
         {
             var c = store.GetClient(1);
             int p = c.CreatePool(PoolOptions.Persistent);
@@ -301,7 +312,7 @@ public sealed class DurableStoreTests : IDisposable
         bytes.AsSpan(entry, 3000).Clear();
         File.WriteAllBytes(Segment0, bytes);
 
-        var e = Assert.Throws<TmemCorruptionException>(() => DurableStore.Open(new TmemOptions { DataDirectory = _dir, LogDevice = device }));
+        var e = Assert.Throws<TmemCorruptionException>(() => TmemStore.Open(new TmemOptions { DataDirectory = _dir, LogDevice = device }));
         Assert.Equal(entry, e.LogAddress);
         Assert.Contains("zeroed", e.Message);
         // The offline tool's verify sees it too.
@@ -325,7 +336,7 @@ public sealed class DurableStoreTests : IDisposable
     private void WriteTwoSegments(LogDeviceKind device)
     {
         var options = new TmemOptions { DataDirectory = _dir, LogDevice = device, LogSegmentSizeBytes = 16L << 20, Durability = DurabilityMode.Relaxed };
-        using var store = DurableStore.Open(options);
+        using var store = TmemStore.Open(options);
         var c = store.GetClient(1);
         int p = c.CreatePool(PoolOptions.Persistent);
         for (int i = 0; i < 9000; i++) c.Put(p, Oid(i / 64), (uint)(i % 64), WithRandomPrefix(4096, 0.55, i));
@@ -335,7 +346,7 @@ public sealed class DurableStoreTests : IDisposable
     private void AssertOpenRefusedNaming(string file)
     {
         var files = Directory.GetFiles(_dir, "*", SearchOption.AllDirectories).Where(f => Path.GetFileName(f) != DataDirectoryLock.FileName).ToDictionary(f => f, File.ReadAllBytes);
-        var e = Assert.Throws<TmemCorruptionException>(() => DurableStore.Open(new TmemOptions { DataDirectory = _dir }));
+        var e = Assert.Throws<TmemCorruptionException>(() => TmemStore.Open(new TmemOptions { DataDirectory = _dir }));
         Assert.Contains(file, e.Message);
         Assert.Contains("Nothing was changed", e.Message);
         Assert.Equal(files.Keys.Order(), Directory.GetFiles(_dir, "*", SearchOption.AllDirectories).Where(f => Path.GetFileName(f) != DataDirectoryLock.FileName).Order());
@@ -430,7 +441,7 @@ public sealed class DurableStoreTests : IDisposable
         const long budget = 128 * 1024;
         var options = new TmemOptions { DataDirectory = _dir, RamBudgetBytes = budget, LogDevice = device, Diagnostics = new() };
         var pages = Enumerable.Range(0, 400).Select(i => Compressible(4096, i)).ToArray(); // ~4x the budget compressed
-        using (var store = DurableStore.Open(options))
+        using (var store = TmemStore.Open(options))
         {
             var c = store.GetClient(1);
             int p = c.CreatePool(PoolOptions.Persistent);
@@ -447,7 +458,7 @@ public sealed class DurableStoreTests : IDisposable
             // The mapped device serves spilled pages from its mapping, not through FasterLog.
             Assert.Equal(device == LogDeviceKind.Mapped, store.Diagnostics!.DirectReadCount > 0);
         }
-        using (var store = DurableStore.Open(options, out var report))
+        using (var store = TmemStore.Open(options, out var report))
         {
             // Recovery indexes what does not fit as spilled instead of failing or dropping it.
             Assert.Equal(pages.Length, report.PagesRecovered);
@@ -463,7 +474,7 @@ public sealed class DurableStoreTests : IDisposable
     {
         var options = new TmemOptions { DataDirectory = _dir, RamBudgetBytes = 64 * 1024 };
         var pages = Enumerable.Range(0, 200).Select(i => Compressible(4096, i)).ToArray();
-        using (var store = DurableStore.Open(options))
+        using (var store = TmemStore.Open(options))
         {
             var c = store.GetClient(1);
             int p = c.CreatePool(PoolOptions.Persistent with { ExclusiveGets = true });
@@ -476,7 +487,7 @@ public sealed class DurableStoreTests : IDisposable
             }
             Assert.Equal(pages.Length / 2, store.GetStats().PersPages);
         }
-        using (var store = DurableStore.Open(options))
+        using (var store = TmemStore.Open(options))
         {
             var c = store.GetClient(1);
             for (int i = 0; i < pages.Length; i++)
@@ -490,7 +501,7 @@ public sealed class DurableStoreTests : IDisposable
     public void Spill_ConcurrentPutsGetsAndFlushes_NeverReturnAWrongPage(LogDeviceKind device)
     {
         var options = new TmemOptions { DataDirectory = _dir, RamBudgetBytes = 64 * 1024, LogDevice = device };
-        using var store = DurableStore.Open(options);
+        using var store = TmemStore.Open(options);
         var c = store.GetClient(1);
         int p = c.CreatePool(PoolOptions.Persistent);
         // Each page's bytes name its handle and version; a get must return the handle's own bytes.
@@ -534,7 +545,7 @@ public sealed class DurableStoreTests : IDisposable
     public void Checkpoint_OnClose_ReopensWithoutReplayAndEveryPageReads()
     {
         WriteSamplePages();
-        using var store = DurableStore.Open(new TmemOptions { DataDirectory = _dir }, out var report);
+        using var store = TmemStore.Open(new TmemOptions { DataDirectory = _dir }, out var report);
         Assert.NotNull(report.CheckpointCoveredUntil);
         Assert.Null(report.CheckpointProblem);
         Assert.Equal(0, report.RecordsReplayed);
@@ -567,7 +578,7 @@ public sealed class DurableStoreTests : IDisposable
                 // A copy of the directory now is what a crash leaves: the checkpoint and the log after it.
                 CopyDirectory(_dir, copy);
             }
-            using var recovered = DurableStore.Open(new TmemOptions { DataDirectory = copy }, out var report);
+            using var recovered = TmemStore.Open(new TmemOptions { DataDirectory = copy }, out var report);
             Assert.NotNull(report.CheckpointCoveredUntil);
             Assert.InRange(report.RecordsReplayed, 6, 10);
             var c2 = recovered.GetClient(1);
@@ -591,7 +602,7 @@ public sealed class DurableStoreTests : IDisposable
         var bytes = File.ReadAllBytes(CheckpointFile);
         bytes[bytes.Length / 2] ^= 0x01;
         File.WriteAllBytes(CheckpointFile, bytes);
-        using var store = DurableStore.Open(new TmemOptions { DataDirectory = _dir }, out var report);
+        using var store = TmemStore.Open(new TmemOptions { DataDirectory = _dir }, out var report);
         Assert.Null(report.CheckpointCoveredUntil);
         Assert.Contains("damaged", report.CheckpointProblem);
         Assert.True(report.RecordsReplayed > 60);
@@ -605,7 +616,7 @@ public sealed class DurableStoreTests : IDisposable
         WriteSamplePages();
         var bytes = File.ReadAllBytes(CheckpointFile);
         File.WriteAllBytes(CheckpointFile, bytes.AsSpan(0, bytes.Length - 100).ToArray());
-        using var store = DurableStore.Open(new TmemOptions { DataDirectory = _dir }, out var report);
+        using var store = TmemStore.Open(new TmemOptions { DataDirectory = _dir }, out var report);
         Assert.Null(report.CheckpointCoveredUntil);
         Assert.NotNull(report.CheckpointProblem);
         Assert.Equal(61, report.PagesRecovered);
@@ -633,7 +644,7 @@ public sealed class DurableStoreTests : IDisposable
         // hung with 16 writers on two cores). A liveness check, with a generous bound.
         var options = new TmemOptions { DataDirectory = _dir, Durability = DurabilityMode.Relaxed, RamBudgetBytes = 256L << 20 };
         const int count = 12_000;
-        using (var store = DurableStore.Open(options))
+        using (var store = TmemStore.Open(options))
         {
             var c = store.GetClient(1);
             int p = c.CreatePool(PoolOptions.Persistent);
@@ -648,7 +659,7 @@ public sealed class DurableStoreTests : IDisposable
             Assert.Same(all, await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(60))));
             await all;
         }
-        using (var store = DurableStore.Open(options, out var report))
+        using (var store = TmemStore.Open(options, out var report))
             Assert.Equal(count, report.PagesRecovered); // closing commits Relaxed's last window
     }
 }

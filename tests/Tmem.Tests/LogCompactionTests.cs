@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using Tmem.Recovery;
 using static Tmem.Tests.TestPages;
 
 namespace Tmem.Tests;
@@ -84,7 +83,7 @@ public sealed class LogCompactionTests : IDisposable
     public void Compact_AfterOverwriteChurn_KeepsEveryLivePageAndDeletesDeadSegments()
     {
         Dictionary<uint, byte[]?> expected;
-        using (var store = DurableStore.Open(Options()))
+        using (var store = TmemStore.Open(Options()))
         {
             var c = store.GetClient(1);
             int p = c.CreatePool(PoolOptions.Persistent);
@@ -119,7 +118,7 @@ public sealed class LogCompactionTests : IDisposable
         }
 
         // With the checkpoint compaction wrote (and the one on close) ...
-        using (var store = DurableStore.Open(Options(), out var report))
+        using (var store = TmemStore.Open(Options(), out var report))
         {
             Assert.NotNull(report.CheckpointCoveredUntil);
             Assert.Null(report.CheckpointProblem);
@@ -129,7 +128,7 @@ public sealed class LogCompactionTests : IDisposable
         }
         // ... and by replaying the compacted log alone: the relocated pool records come first.
         File.Delete(CheckpointFile);
-        using (var store = DurableStore.Open(Options(), out var report))
+        using (var store = TmemStore.Open(Options(), out var report))
         {
             Assert.Null(report.CheckpointCoveredUntil);
             Assert.True(report.BeginAddress > 0);
@@ -150,7 +149,7 @@ public sealed class LogCompactionTests : IDisposable
         long begin;
         var options = Options();
         options.Diagnostics = new();
-        using (var store = DurableStore.Open(options, out var first))
+        using (var store = TmemStore.Open(options, out var first))
         {
             begin = first.BeginAddress;
             var c = store.GetClient(1);
@@ -174,7 +173,7 @@ public sealed class LogCompactionTests : IDisposable
             Assert.Equal(PutStatus.Stored, c.Put(p, Oid(1), 1, expected[1]!));
         }
         File.Delete(CheckpointFile);
-        using (var store = DurableStore.Open(Options(), out var report))
+        using (var store = TmemStore.Open(Options(), out var report))
         {
             Assert.Equal(begin, report.BeginAddress);
             AssertPages(store.GetClient(1), 0, expected);
@@ -192,7 +191,7 @@ public sealed class LogCompactionTests : IDisposable
         const uint PagesPerWriter = 200;
         var options = Options(ramBudget: 2L << 20, mode: DurabilityMode.Strict, device: device);
         var expected = new Dictionary<uint, byte[]?>[Writers];
-        using (var store = DurableStore.Open(options))
+        using (var store = TmemStore.Open(options))
         {
             var c = store.GetClient(1);
             int p = c.CreatePool(PoolOptions.Persistent);
@@ -248,14 +247,14 @@ public sealed class LogCompactionTests : IDisposable
             foreach (var mine in expected) AssertPages(c, p, mine);
         }
         File.Delete(CheckpointFile);
-        using (var store = DurableStore.Open(options))
+        using (var store = TmemStore.Open(options))
             foreach (var mine in expected) AssertPages(store.GetClient(1), 0, mine);
     }
 
     [Fact]
     public void AutoCompaction_UnderOverwriteChurn_KeepsTheLogNearItsLiveData()
     {
-        using var store = DurableStore.Open(Options(liveFraction: 0.6));
+        using var store = TmemStore.Open(Options(liveFraction: 0.6));
         var c = store.GetClient(1);
         int p = c.CreatePool(PoolOptions.Persistent);
         var expected = Churn(c, p, 3000, 12);

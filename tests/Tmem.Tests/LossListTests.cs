@@ -1,4 +1,3 @@
-using Tmem.Recovery;
 using Tmem.Recovery.Offline;
 using static Tmem.Tests.TestPages;
 
@@ -162,7 +161,7 @@ public sealed class LossListTests : IDisposable
     private void AssertStoreHoldsStateBefore(Workload work, int cut)
     {
         var expected = work.StateAfter(cut);
-        using var store = DurableStore.Open(new TmemOptions { DataDirectory = Dir }, out var report);
+        using var store = TmemStore.Open(new TmemOptions { DataDirectory = Dir }, out var report);
         var c = store.GetClient(1);
         var buffer = new byte[4096];
         foreach (var (h, page) in expected)
@@ -181,7 +180,7 @@ public sealed class LossListTests : IDisposable
     /// </summary>
     private (Workload Work, int Marker) RunMixedWorkload(bool closeWithCheckpoint, Action<Workload>? afterMarker = null)
     {
-        using (var store = DurableStore.Open(new TmemOptions { DataDirectory = Live }))
+        using (var store = TmemStore.Open(new TmemOptions { DataDirectory = Live }))
         {
             var w = new Workload(store.GetClient(1));
             w.CreatePool(0);
@@ -318,7 +317,7 @@ public sealed class LossListTests : IDisposable
         // lists pages put after the cut that later flushes (after the checkpoint) removed.
         Workload work;
         int marker;
-        using (var store = DurableStore.Open(new TmemOptions { DataDirectory = Live }))
+        using (var store = TmemStore.Open(new TmemOptions { DataDirectory = Live }))
         {
             work = new Workload(store.GetClient(1));
             work.CreatePool(0);
@@ -353,7 +352,7 @@ public sealed class LossListTests : IDisposable
     public void SegmentCutMidRecord_AfterTheCheckpoint_ReportsTheMissingRangeInsteadOfZeroLosses()
     {
         Workload work;
-        using (var store = DurableStore.Open(new TmemOptions { DataDirectory = Live }))
+        using (var store = TmemStore.Open(new TmemOptions { DataDirectory = Live }))
         {
             work = new Workload(store.GetClient(1));
             work.CreatePool(0);
@@ -387,7 +386,7 @@ public sealed class LossListTests : IDisposable
     {
         var options = new TmemOptions { DataDirectory = Live, LogSegmentSizeBytes = 16L << 20 };
         long segmentSize = 16L << 20;
-        using (var store = DurableStore.Open(options))
+        using (var store = TmemStore.Open(options))
         {
             var c = store.GetClient(1);
             int p = c.CreatePool(PoolOptions.Persistent);

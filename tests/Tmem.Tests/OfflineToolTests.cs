@@ -1,7 +1,7 @@
+using Tmem.Durability;
 using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
-using Tmem.Recovery;
 using Tmem.Recovery.Offline;
 using static Tmem.Tests.TestPages;
 
@@ -42,7 +42,7 @@ public sealed class OfflineToolTests : IDisposable
     private Dictionary<(ObjectId, uint), byte[]> WriteSamplePages()
     {
         var expected = new Dictionary<(ObjectId, uint), byte[]>();
-        using var store = DurableStore.Open(new TmemOptions { DataDirectory = Dir });
+        using var store = TmemStore.Open(new TmemOptions { DataDirectory = Dir });
         var c = store.GetClient(1);
         int p = c.CreatePool(PoolOptions.Persistent);
         void Put(ObjectId oid, uint index, byte[] page)
@@ -60,7 +60,7 @@ public sealed class OfflineToolTests : IDisposable
     private Dictionary<(ObjectId, uint), byte[]> WriteManyPages(int count)
     {
         var expected = new Dictionary<(ObjectId, uint), byte[]>();
-        using var store = DurableStore.Open(new TmemOptions { DataDirectory = Dir, LogSegmentSizeBytes = 16L << 20, Durability = DurabilityMode.Relaxed });
+        using var store = TmemStore.Open(new TmemOptions { DataDirectory = Dir, LogSegmentSizeBytes = 16L << 20, Durability = DurabilityMode.Relaxed });
         var c = store.GetClient(3);
         int p = c.CreatePool(PoolOptions.Persistent);
         var puts = new List<ValueTask<PutStatus>>();
@@ -86,7 +86,7 @@ public sealed class OfflineToolTests : IDisposable
         var lost = report.LostPages.Select(l => (l.ObjectId, l.Index)).ToHashSet();
         Assert.Equal(report.LostPages.Count, lost.Count); // each handle once
         Assert.All(report.LostPages, l => Assert.Contains(new PoolMember(clientId, poolId), l.Members));
-        using var store = DurableStore.Open(new TmemOptions { DataDirectory = Dir }, out var recovery);
+        using var store = TmemStore.Open(new TmemOptions { DataDirectory = Dir }, out var recovery);
         var c = store.GetClient(clientId);
         int survived = 0;
         foreach (var ((oid, index), page) in expected)
@@ -115,7 +115,7 @@ public sealed class OfflineToolTests : IDisposable
     public void Inspect_AndVerify_CleanDirectory_ReportWhatIsThere()
     {
         var uuid = Guid.NewGuid();
-        using (var store = DurableStore.Open(new TmemOptions { DataDirectory = Dir }))
+        using (var store = TmemStore.Open(new TmemOptions { DataDirectory = Dir }))
         {
             var a = store.GetClient(1);
             var b = store.GetClient(2);
@@ -212,7 +212,7 @@ public sealed class OfflineToolTests : IDisposable
         Assert.Equal(0, report.PagesAfter);
         Assert.True(report.Openable);
         Assert.Empty(report.Unrepaired);
-        using var store = DurableStore.Open(new TmemOptions { DataDirectory = Dir });
+        using var store = TmemStore.Open(new TmemOptions { DataDirectory = Dir });
         Assert.Equal(0, store.GetStats().PersPages);
     }
 
@@ -291,7 +291,7 @@ public sealed class OfflineToolTests : IDisposable
                 BitConverter.TryWriteBytes(bytes.AsSpan(slot + fieldOffset, 8), 0x5A5A_5A5A_5A5AL);
             File.WriteAllBytes(commit, bytes);
         }
-        Assert.Throws<TmemCorruptionException>(() => DurableStore.Open(new TmemOptions { DataDirectory = Dir }));
+        Assert.Throws<TmemCorruptionException>(() => TmemStore.Open(new TmemOptions { DataDirectory = Dir }));
 
         var verify = DataDirectoryVerifier.Verify(Dir);
         Assert.False(verify.IsClean);
@@ -363,7 +363,7 @@ public sealed class OfflineToolTests : IDisposable
         Assert.Contains(report.Actions, a => a.Contains("checkpoint"));
         Assert.Equal(bytes, File.ReadAllBytes(Path.Combine(report.BackupDirectory!, "checkpoint", "index.ckpt")));
         AssertRepairedExactly(expected, report, 1, 0);
-        using var store = DurableStore.Open(new TmemOptions { DataDirectory = Dir }, out var recovery);
+        using var store = TmemStore.Open(new TmemOptions { DataDirectory = Dir }, out var recovery);
         Assert.Equal(0, recovery.RecordsReplayed); // the rebuilt checkpoint is used
     }
 
@@ -391,7 +391,7 @@ public sealed class OfflineToolTests : IDisposable
     {
         var uuid = Guid.NewGuid();
         var pages = new Dictionary<(int Pool, ObjectId, uint), byte[]>();
-        using (var store = DurableStore.Open(new TmemOptions { DataDirectory = Dir }))
+        using (var store = TmemStore.Open(new TmemOptions { DataDirectory = Dir }))
         {
             var c = store.GetClient(4);
             var other = store.GetClient(5);
@@ -425,7 +425,7 @@ public sealed class OfflineToolTests : IDisposable
         string again = Path.Combine(_root, "again.tmempool");
         PoolExporter.Export(target, 4, [], again);
         Assert.Equal(File.ReadAllBytes(file), File.ReadAllBytes(again));
-        using (var store = DurableStore.Open(new TmemOptions { DataDirectory = target }, out var recovery))
+        using (var store = TmemStore.Open(new TmemOptions { DataDirectory = target }, out var recovery))
         {
             Assert.Equal(41, recovery.PagesRecovered);
             var c = store.GetClient(4);
@@ -460,7 +460,7 @@ public sealed class OfflineToolTests : IDisposable
     {
         var expected = WriteManyPages(9000);
         // Compaction off while the pages die, or the store would compact on its own first.
-        using (var store = DurableStore.Open(new TmemOptions { DataDirectory = Dir, LogCompactionLiveFraction = 0 }))
+        using (var store = TmemStore.Open(new TmemOptions { DataDirectory = Dir, LogCompactionLiveFraction = 0 }))
         {
             var c = store.GetClient(3);
             for (int o = 0; o < 120; o++) c.FlushObject(0, Oid(o)); // most of segment 0 is now dead
@@ -473,7 +473,7 @@ public sealed class OfflineToolTests : IDisposable
         Assert.True(report.SegmentBytesAfter < report.SegmentBytesBefore, $"{report.SegmentBytesBefore} -> {report.SegmentBytesAfter}");
         Assert.False(File.Exists(Segment(0)));
         Assert.True(report.Result.BeginAfter > report.Result.BeginBefore);
-        using var reopened = DurableStore.Open(new TmemOptions { DataDirectory = Dir });
+        using var reopened = TmemStore.Open(new TmemOptions { DataDirectory = Dir });
         var client = reopened.GetClient(3);
         foreach (var ((oid, index), page) in expected) Assert.Equal(page, Read(client, 0, oid, index));
         Assert.Equal(expected.Count, reopened.GetStats().PersPages);

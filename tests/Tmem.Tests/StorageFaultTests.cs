@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using Tmem.Recovery;
 using Tmem.Tests.Faults;
 using static Tmem.Tests.TestPages;
 
@@ -26,7 +25,7 @@ public sealed class StorageFaultTests : IDisposable
     private TmemStore Open(LogDeviceKind device, out FaultyDevice faulty, DurabilityMode mode = DurabilityMode.Strict, string? dir = null)
     {
         FaultyDevice? made = null;
-        var store = DurableStore.Open(new TmemOptions
+        var store = TmemStore.Open(new TmemOptions
         {
             DataDirectory = dir ?? _dir,
             LogDevice = device,
@@ -229,7 +228,7 @@ public sealed class StorageFaultTests : IDisposable
         string dir = Path.Combine(disk.Path, "data");
         var options = new TmemOptions { DataDirectory = dir, LogDevice = device, LogSegmentSizeBytes = 16L << 20, DurabilityTimeoutMs = 1000, RamBudgetBytes = 64L << 20 };
         var acknowledged = new Dictionary<(int Object, uint Index), byte[]>();
-        using (var store = DurableStore.Open(options))
+        using (var store = TmemStore.Open(options))
         {
             var c = store.GetClient(1);
             int p = c.CreatePool(PoolOptions.Persistent);
@@ -268,7 +267,7 @@ public sealed class StorageFaultTests : IDisposable
             Assert.Equal(PutStatus.Stored, c.Put(p, Oid(100_000), 0, fresh));
             acknowledged[(100_000, 0)] = fresh;
         }
-        using (var store = DurableStore.Open(options))
+        using (var store = TmemStore.Open(options))
         {
             var c = store.GetClient(1);
             foreach (var ((o, i), page) in acknowledged) Assert.Equal(page, Read(c, 0, Oid(o), i));

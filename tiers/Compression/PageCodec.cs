@@ -5,7 +5,7 @@ using K4os.Compression.LZ4;
 namespace Tmem.Compression;
 
 /// <summary>LZ4 (K4os, fast level) plus same-filled page detection, over spans, allocation-free.</summary>
-internal static class PageCodec
+public static class PageCodec
 {
     /// <summary>True when the page is one 8-byte word repeated (all-zero pages included).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -9,7 +9,7 @@ namespace Tmem.LogTier;
 /// </summary>
 internal sealed class CommittedMarkerFile(string logDirectory, bool written)
 {
-    public const string FileName = "committed.marker";
+    public const string FileName = DataLayout.CommittedMarker;
 
     private volatile bool _written = written;
 

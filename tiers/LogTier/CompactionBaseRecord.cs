@@ -16,12 +16,14 @@ namespace Tmem.LogTier;
 /// Replay applies each entry only where the pool or member is not live yet: replaying from an
 /// older begin address (a crash before the truncation), they are all there already.
 /// </summary>
-internal sealed record CompactionBaseRecord(long PreviousBegin, List<(uint Serial, bool Join, PoolRecord Pool)> Members)
+public sealed record CompactionBaseRecord(long PreviousBegin, List<(uint Serial, bool Join, PoolRecord Pool)> Members)
 {
     private const int EntrySize = 8 + PoolRecord.Size;
 
+    /// <summary>Bytes the payload takes.</summary>
     public int Size => 12 + Members.Count * EntrySize;
 
+    /// <summary>Writes the payload (<see cref="Size"/> bytes) into <paramref name="destination"/>.</summary>
     public void Write(Span<byte> destination)
     {
         destination[..Size].Clear();
@@ -37,6 +39,7 @@ internal sealed record CompactionBaseRecord(long PreviousBegin, List<(uint Seria
         }
     }
 
+    /// <summary>Reads a payload; throws <see cref="InvalidDataException"/> when it is malformed.</summary>
     public static CompactionBaseRecord Read(ReadOnlySpan<byte> payload)
     {
         if (payload.Length < 12)

@@ -8,11 +8,14 @@ namespace Tmem.LogTier;
 /// per log segment file). Written atomically when the directory gets its log; read on every open,
 /// so the log is always addressed with the segment size its files were written with.
 /// </summary>
-internal sealed record DataFormat(int Version, long SegmentSize)
+public sealed record DataFormat(int Version, long SegmentSize)
 {
+    /// <summary>The file's name in the data directory.</summary>
     public const string FileName = "format";
+    /// <summary>The layout version this build writes and reads.</summary>
     public const int CurrentVersion = 1;
 
+    /// <summary>log2 of <see cref="SegmentSize"/>.</summary>
     public int SegmentSizeBits => System.Numerics.BitOperations.Log2((ulong)SegmentSize);
 
     /// <summary>
@@ -24,7 +27,7 @@ internal sealed record DataFormat(int Version, long SegmentSize)
     {
         string path = Path.Combine(dataDirectory, FileName);
         if (File.Exists(path)) return Parse(path, File.ReadAllLines(path));
-        bool hasSegments = Directory.Exists(logDirectory) && Directory.EnumerateFiles(logDirectory, PersistentLog.SegmentBaseName + ".*").Any();
+        bool hasSegments = Directory.Exists(logDirectory) && Directory.EnumerateFiles(logDirectory, DataLayout.SegmentBaseName + ".*").Any();
         if (hasSegments)
             throw new TmemCorruptionException(0, $"{dataDirectory} has log segments but no {FileName} file: it was written by a development build before format {CurrentVersion} (or the file was lost), and this build cannot address its log. Nothing was changed.");
         var format = new DataFormat(CurrentVersion, segmentSize);

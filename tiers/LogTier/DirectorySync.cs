@@ -3,8 +3,9 @@ using System.Runtime.InteropServices;
 namespace Tmem.LogTier;
 
 /// <summary>fsync of a directory, so that a rename into it survives a power loss (Linux; a no-op elsewhere).</summary>
-internal static partial class DirectorySync
+public static partial class DirectorySync
 {
+    /// <summary>fsyncs <paramref name="directory"/>, so that names created or renamed in it are durable; throws <see cref="IOException"/> when it cannot.</summary>
     public static void Fsync(string directory)
     {
         if (!OperatingSystem.IsLinux()) return;

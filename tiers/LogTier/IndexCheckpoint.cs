@@ -10,20 +10,27 @@ namespace Tmem.LogTier;
 /// loads it and replays only the records from that address. Written atomically: temp file,
 /// fsync, rename, fsync of the directory.
 /// </summary>
-internal sealed class IndexCheckpoint
+public sealed class IndexCheckpoint
 {
+    /// <summary>The folder of the data directory that holds the checkpoint.</summary>
     public const string Folder = "checkpoint";
+    /// <summary>The checkpoint file's name.</summary>
     public const string FileName = "index.ckpt";
+    /// <summary>Bytes of one page entry in the file.</summary>
     public const int PageEntrySize = 48;
     private const int Version = 2;
     private static readonly byte[] Magic = Encoding.ASCII.GetBytes("TMEMCKPT");
 
+    /// <summary>The log's begin address when the checkpoint was taken (it fits only a log with that begin address).</summary>
     public required long LogBeginAddress { get; init; }
 
+    /// <summary>The log address the checkpoint covers until: replay starts there.</summary>
     public required long CoveredUntil { get; init; }
 
+    /// <summary>The highest pool serial handed out so far (serials are never reused).</summary>
     public required int PoolSerialHighWater { get; init; }
 
+    /// <summary>Every persistent pool, with its members and pages.</summary>
     public required List<PoolEntry> Pools { get; init; }
 
     /// <summary>One pool: its settings, its members as logged, and its pages.</summary>
@@ -35,8 +42,10 @@ internal sealed class IndexCheckpoint
     /// </summary>
     public readonly record struct PageEntry(ObjectId ObjectId, uint Index, ushort Length, bool SameFilled, long Address, ulong Pattern);
 
+    /// <summary>The checkpoint file's path in a data directory.</summary>
     public static string PathIn(string dataDirectory) => Path.Combine(dataDirectory, Folder, FileName);
 
+    /// <summary>The file contents (format in docs/storage-format.md), CRC-32C included.</summary>
     public byte[] Serialize()
     {
         long pages = Pools.Sum(p => (long)p.Pages.Count);

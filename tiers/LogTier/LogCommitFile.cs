@@ -6,7 +6,7 @@ using Microsoft.Win32.SafeHandles;
 namespace Tmem.LogTier;
 
 /// <summary>What a slot of the commit file holds.</summary>
-internal enum CommitSlotKind
+public enum CommitSlotKind
 {
     /// <summary>All zeros: never written (a file created before genesis slots existed).</summary>
     Empty,
@@ -28,7 +28,7 @@ internal enum CommitSlotKind
 /// <param name="Paired">The paired flag: the other slot was not empty when this one was written.</param>
 /// <param name="Metadata">FASTER's commit metadata (commits only).</param>
 /// <param name="Problem">Why it is damaged (damaged slots only).</param>
-internal readonly record struct CommitSlot(int Index, CommitSlotKind Kind, long CommitNum, bool Paired, byte[]? Metadata, string? Problem);
+public readonly record struct CommitSlot(int Index, CommitSlotKind Kind, long CommitNum, bool Paired, byte[]? Metadata, string? Problem);
 
 /// <summary>
 /// FasterLog's commit metadata in one preallocated file, <c>DATA/commits/log.commit</c>, instead
@@ -65,9 +65,11 @@ internal readonly record struct CommitSlot(int Index, CommitSlotKind Kind, long 
 /// refused like any other (the offline tool then reports what may be lost).
 /// </para>
 /// </summary>
-internal sealed class LogCommitFile : ILogCommitManager
+public sealed class LogCommitFile : ILogCommitManager
 {
+    /// <summary>The commit file's name in the commit folder.</summary>
     public const string FileName = "log.commit";
+    /// <summary>Bytes per slot (the file holds two).</summary>
     public const int SlotSize = 4096;
     private const int HeaderSize = 24;
     /// <summary>A slot's contents must fit the first 512-byte sector (see the class remarks).</summary>
@@ -149,6 +151,7 @@ internal sealed class LogCommitFile : ILogCommitManager
         BinaryPrimitives.WriteUInt32LittleEndian(slot[4..], LogRecord.Crc32C(slot[8..(HeaderSize + metadata.Length)]));
     }
 
+    /// <summary>FASTER's commit: writes the metadata into the slot not holding the newest commit (O_DSYNC), retrying a failed write.</summary>
     public void Commit(long beginAddress, long untilAddress, byte[] commitMetadata, long commitNum, bool forceWriteMetadata)
     {
         if (commitMetadata.Length is 0 or > MaxMetadataLength)
@@ -227,6 +230,7 @@ internal sealed class LogCommitFile : ILogCommitManager
         }
     }
 
+    /// <summary>FASTER's read of the commit metadata with this commit number; null when no slot holds it.</summary>
     public byte[] GetCommitMetadata(long commitNum)
     {
         lock (_lock)
@@ -273,6 +277,7 @@ internal sealed class LogCommitFile : ILogCommitManager
         }
     }
 
+    /// <summary>FASTER's notice of the commit it recovered from (nothing to do here).</summary>
     public void OnRecovery(long commitNum)
     {
     }
@@ -364,5 +369,6 @@ internal sealed class LogCommitFile : ILogCommitManager
         return commits;
     }
 
+    /// <summary>Closes the file.</summary>
     public void Dispose() => _file.Dispose();
 }

@@ -14,7 +14,7 @@ namespace Tmem.LogTier;
 /// walks the segment files without FASTER) share it.
 /// </para>
 /// </summary>
-internal static class LogFraming
+public static class LogFraming
 {
     /// <summary>FasterLog's page size, in bits: 4 MiB pages, so a record (48 B + up to 64 KiB) never spans one.</summary>
     public const int LogPageSizeBits = 22;

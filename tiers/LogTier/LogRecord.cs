@@ -19,9 +19,11 @@ namespace Tmem.LogTier;
 /// 48  ...  payload
 /// </code>
 /// </summary>
-internal readonly ref struct LogRecord
+public readonly ref struct LogRecord
 {
+    /// <summary>Bytes of the header before the payload.</summary>
     public const int HeaderSize = 48;
+    /// <summary>The record version this build writes.</summary>
     public const byte CurrentVersion = 1;
 
     private LogRecord(LogRecordType type, LogRecordFlags flags, uint poolSerial, ObjectId objectId, uint index, ReadOnlySpan<byte> payload)
@@ -34,19 +36,25 @@ internal readonly ref struct LogRecord
         Payload = payload;
     }
 
+    /// <summary>What the record logs.</summary>
     public LogRecordType Type { get; }
 
+    /// <summary>Type-specific flags (a Put: same-filled).</summary>
     public LogRecordFlags Flags { get; }
 
+    /// <summary>The store-wide serial of the pool it concerns (0 for a compaction base).</summary>
     public uint PoolSerial { get; }
 
+    /// <summary>The object id (Put, FlushPage, FlushObject).</summary>
     public ObjectId ObjectId { get; }
 
+    /// <summary>The page index (Put, FlushPage).</summary>
     public uint Index { get; }
 
     /// <summary>The payload, a view into the bytes the record was read from (no copy).</summary>
     public ReadOnlySpan<byte> Payload { get; }
 
+    /// <summary>Bytes a record with <paramref name="payloadLength"/> payload bytes takes.</summary>
     public static int SizeOf(int payloadLength) => HeaderSize + payloadLength;
 
     /// <summary>Writes a record into <paramref name="destination"/> (exactly <see cref="SizeOf"/> bytes).</summary>

@@ -1,7 +1,7 @@
 namespace Tmem.LogTier;
 
 /// <summary>Kinds of log record (byte 5 of the header; see docs/storage-format.md).</summary>
-internal enum LogRecordType : byte
+public enum LogRecordType : byte
 {
     /// <summary>A persistent page: payload = LZ4 block, or the 8-byte fill pattern when flag <see cref="LogRecordFlags.SameFilled"/>.</summary>
     Put = 1,
@@ -31,8 +31,9 @@ internal enum LogRecordType : byte
 
 /// <summary>Flag bits of a record (bytes 6-7 of the header).</summary>
 [Flags]
-internal enum LogRecordFlags : ushort
+public enum LogRecordFlags : ushort
 {
+    /// <summary>No flag.</summary>
     None = 0,
 
     /// <summary>Put only: the payload is the 8-byte word the page repeats.</summary>

@@ -88,7 +88,7 @@ internal sealed class LogScanner
         for (long segment = logBegin >> _segmentSizeBits; segment <= (committed - 1) >> _segmentSizeBits; segment++)
         {
             long start = segment << _segmentSizeBits;
-            string file = Path.Combine(_logDirectory, $"{PersistentLog.SegmentBaseName}.{segment}");
+            string file = Path.Combine(_logDirectory, $"{DataLayout.SegmentBaseName}.{segment}");
             if (!File.Exists(file))
                 throw new TmemCorruptionException(start,
                     $"Segment file {file} (log addresses from {start}) is missing, but the log is committed until address {committed}. Nothing was changed; restore the file or repair the directory with the offline recovery tool.");

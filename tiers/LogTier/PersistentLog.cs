@@ -22,12 +22,6 @@ namespace Tmem.LogTier;
 /// </summary>
 internal sealed class PersistentLog : IDisposable
 {
-    public const string LogFolder = "log";
-    public const string CommitFolder = "commits";
-    public const string SegmentBaseName = "segment";
-
-    /// <summary>The committed marker's file name in <see cref="LogFolder"/> (see <see cref="CommittedMarkerFile"/>).</summary>
-    public const string CommittedMarker = CommittedMarkerFile.FileName;
 
     /// <summary>FasterLog's in-memory log buffer, in bits: 16 MiB.</summary>
     internal const int MemorySizeBits = 24;
@@ -109,15 +103,15 @@ internal sealed class PersistentLog : IDisposable
     /// </summary>
     public static PersistentLog Open(string dataDirectory, TmemOptions options)
     {
-        string logDir = Path.Combine(dataDirectory, LogFolder);
-        string commitDir = Path.Combine(dataDirectory, CommitFolder);
+        string logDir = Path.Combine(dataDirectory, DataLayout.LogFolder);
+        string commitDir = Path.Combine(dataDirectory, DataLayout.CommitFolder);
         Directory.CreateDirectory(dataDirectory);
         var format = DataFormat.OpenOrCreate(dataDirectory, logDir, options.LogSegmentSizeBytes);
         Directory.CreateDirectory(logDir);
         Directory.CreateDirectory(commitDir);
         bool hadSegments = Directory.EnumerateFiles(logDir).Any(f => new FileInfo(f).Length > 0);
 
-        string baseName = Path.Combine(logDir, SegmentBaseName);
+        string baseName = Path.Combine(logDir, DataLayout.SegmentBaseName);
         var health = new StorageHealth();
         var mapped = options.LogDevice == LogDeviceKind.Mapped ? new MappedLogDevice(baseName, format.SegmentSize) : null;
         IDevice inner = mapped ?? Devices.CreateLogDevice(baseName, preallocateFile: false, deleteOnClose: false);
@@ -279,7 +273,7 @@ internal sealed class PersistentLog : IDisposable
         long bytes = 0;
         try
         {
-            foreach (var file in new DirectoryInfo(_logDirectory).EnumerateFiles(SegmentBaseName + ".*"))
+            foreach (var file in new DirectoryInfo(_logDirectory).EnumerateFiles(DataLayout.SegmentBaseName + ".*"))
                 bytes += file.Length;
         }
         catch (IOException)

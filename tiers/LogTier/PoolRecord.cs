@@ -15,10 +15,12 @@ namespace Tmem.LogTier;
 /// 32  u32  reserved, 0
 /// </code>
 /// </summary>
-internal readonly record struct PoolRecord(int ClientId, int PoolId, int PageSize, bool ExclusiveGets, Guid? SharedUuid)
+public readonly record struct PoolRecord(int ClientId, int PoolId, int PageSize, bool ExclusiveGets, Guid? SharedUuid)
 {
+    /// <summary>Bytes of the payload.</summary>
     public const int Size = 36;
 
+    /// <summary>Writes the payload (<see cref="Size"/> bytes).</summary>
     public void Write(Span<byte> destination)
     {
         destination[..Size].Clear();
@@ -30,6 +32,7 @@ internal readonly record struct PoolRecord(int ClientId, int PoolId, int PageSiz
         SharedUuid?.TryWriteBytes(destination[16..32]);
     }
 
+    /// <summary>Reads a payload; throws <see cref="InvalidDataException"/> when it is malformed.</summary>
     public static PoolRecord Read(ReadOnlySpan<byte> payload)
     {
         if (payload.Length != Size)

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using FASTER.core;
 using K4os.Compression.LZ4;
-using Tmem.Recovery;
 
 namespace Tmem.Bench;
 
@@ -77,7 +76,7 @@ internal sealed class PersistentSuite
                 }
                 foreach (var mode in new[] { DurabilityMode.Relaxed })
                 {
-                    using var durable = DurableStore.Open(new TmemOptions { DataDirectory = FreshDirectory("costs"), Durability = mode, RamBudgetBytes = 1L << 30, LogDevice = _device });
+                    using var durable = TmemStore.Open(new TmemOptions { DataDirectory = FreshDirectory("costs"), Durability = mode, RamBudgetBytes = 1L << 30, LogDevice = _device });
                     var c = durable.GetClient(1);
                     int p = c.CreatePool(PoolOptions.Persistent);
                     Console.WriteLine($"  durable {mode} put {Time(i => c.Put(p, new ObjectId((ulong)(i / 64)), (uint)(i % 64), _pages[i % _pages.Length])):F2} us");
@@ -173,7 +172,7 @@ internal sealed class PersistentSuite
         var options = new TmemOptions { DataDirectory = dir, Durability = mode, RamBudgetBytes = 1L << 30, LogDevice = _device, Diagnostics = new() };
         var latencies = new List<double>(count);
         double rate;
-        using (var store = DurableStore.Open(options))
+        using (var store = TmemStore.Open(options))
         {
             var client = store.GetClient(1);
             int pool = client.CreatePool(PoolOptions.Persistent);
@@ -201,7 +200,7 @@ internal sealed class PersistentSuite
         {
             // Closing wrote a checkpoint; this figure is the full replay, so set it aside.
             File.Delete(Path.Combine(dir, "checkpoint", "index.ckpt"));
-            using var reopened = DurableStore.Open(options, out var report);
+            using var reopened = TmemStore.Open(options, out var report);
             if (report.CheckpointCoveredUntil is not null) throw new InvalidOperationException("The replay measurement used a checkpoint.");
             if (report.PagesRecovered != count) throw new InvalidOperationException($"Recovered {report.PagesRecovered} pages, expected {count}.");
             replay = report.BytesReplayed / 1e6 / report.Elapsed.TotalSeconds;
@@ -221,7 +220,7 @@ internal sealed class PersistentSuite
         double Reopen()
         {
             File.Delete(Path.Combine(dir, "checkpoint", "index.ckpt"));
-            using var reopened = DurableStore.Open(options, out var report);
+            using var reopened = TmemStore.Open(options, out var report);
             if (report.CheckpointCoveredUntil is not null) throw new InvalidOperationException("The replay measurement used a checkpoint.");
             if (report.PagesRecovered != pages) throw new InvalidOperationException($"Recovered {report.PagesRecovered} pages, expected {pages}.");
             return report.BytesReplayed / 1e6 / report.Elapsed.TotalSeconds;
@@ -235,7 +234,7 @@ internal sealed class PersistentSuite
     /// <summary>Opens a durable store, puts <paramref name="pages"/> corpus pages into a new persistent pool (client 1, pool 0) and closes it.</summary>
     private void Fill(TmemOptions options, int pages)
     {
-        using var store = DurableStore.Open(options);
+        using var store = TmemStore.Open(options);
         var client = store.GetClient(1);
         int pool = client.CreatePool(PoolOptions.Persistent);
         for (int i = 0; i < pages; i++)
@@ -268,7 +267,7 @@ internal sealed class PersistentSuite
         string dir = FreshDirectory("checkpoint");
         var options = new TmemOptions { DataDirectory = dir, Durability = DurabilityMode.Relaxed, RamBudgetBytes = 64L << 20, MaxPages = 2L * pages };
         double checkpointSeconds;
-        using (var store = DurableStore.Open(options))
+        using (var store = TmemStore.Open(options))
         {
             var client = store.GetClient(1);
             int pool = client.CreatePool(PoolOptions.Persistent);
@@ -284,7 +283,7 @@ internal sealed class PersistentSuite
             store.Checkpoint();
             checkpointSeconds = sw.Elapsed.TotalSeconds;
         }
-        using var reopened = DurableStore.Open(options, out var report);
+        using var reopened = TmemStore.Open(options, out var report);
         if (report.PagesRecovered != pages || report.CheckpointCoveredUntil is null)
             throw new InvalidOperationException($"Reopen recovered {report.PagesRecovered} pages (checkpoint used: {report.CheckpointCoveredUntil is not null}).");
         return (checkpointSeconds, report.Elapsed.TotalSeconds);
@@ -317,7 +316,7 @@ internal sealed class PersistentSuite
                 cold.RamBudgetBytes = 1L << 20;
                 cold.MaxPages = 2L * pages; // descriptors for every page, though no RAM copy
             }
-            using var store = DurableStore.Open(cold);
+            using var store = TmemStore.Open(cold);
             if (store.GetStats().PersSpilledPages != (warm ? 0 : pages)) throw new InvalidOperationException($"The {(warm ? "warm" : "cold")}-get store reopened with {store.GetStats().PersSpilledPages} pages spilled.");
             var client = store.GetClient(1);
             var page = new byte[PageSize];
@@ -353,7 +352,7 @@ internal sealed class PersistentSuite
     {
         string dir = FreshDirectory("churn");
         var options = new TmemOptions { DataDirectory = dir, Durability = DurabilityMode.Relaxed, RamBudgetBytes = 1L << 30 };
-        using var store = DurableStore.Open(options);
+        using var store = TmemStore.Open(options);
         var client = store.GetClient(1);
         int pool = client.CreatePool(PoolOptions.Persistent);
         double peak = 0;

@@ -1,31 +1,24 @@
 using System.Diagnostics;
 using Tmem.LogTier;
 
-namespace Tmem.Recovery;
+namespace Tmem.Durability;
 
 /// <summary>
-/// Opens a store whose persistent pools live in a data directory (<see cref="TmemOptions.DataDirectory"/>):
-/// takes the directory's lock, recovers the FASTER log explicitly, replays every committed record
-/// in order and rebuilds each persistent pool under the same client and pool ids. Ephemeral
-/// pools are not recovered. A damaged record below the commit point stops the open with a
+/// Opens a store whose persistent pools live in a data directory (<see cref="TmemOptions.DataDirectory"/>),
+/// for <see cref="TmemStore.Open(TmemOptions, out RecoveryReport)"/>. Recovery order: take the
+/// directory's lock; open the FASTER log and recover it explicitly (errors surface); load the
+/// newest index checkpoint if it fits the log; replay every committed record after it, in order
+/// (<see cref="LogReplay"/>), rebuilding each persistent pool under the same client and pool ids;
+/// only then start the log's space reserve and allow checkpoints. Ephemeral pools are not
+/// recovered. Damage below the commit point stops the open with a
 /// <see cref="TmemCorruptionException"/> naming its address; nothing is dropped or changed.
 /// </summary>
-public static class DurableStore
+internal static class StoreRecovery
 {
-    /// <summary>Opens (and recovers) the store in <see cref="TmemOptions.DataDirectory"/>.</summary>
-    public static TmemStore Open(TmemOptions options) => Open(options, out _);
-
-    /// <summary>Opens (and recovers) the store, reporting what recovery did.</summary>
-    /// <exception cref="ArgumentException">A bad setting, or no data directory.</exception>
-    /// <exception cref="IOException">The directory is in use by another process.</exception>
-    /// <exception cref="TmemCorruptionException">Damaged data below the commit point.</exception>
+    /// <summary>Opens and recovers the store in <paramref name="options"/>' data directory (validated, a private copy).</summary>
     public static TmemStore Open(TmemOptions options, out RecoveryReport report)
     {
-        ArgumentNullException.ThrowIfNull(options);
-        options = options.Clone();
-        options.Validate();
-        string dir = options.DataDirectory
-            ?? throw new ArgumentException($"{TmemOptions.SectionName}:{nameof(TmemOptions.DataDirectory)} is not set; a memory-only store is opened with TmemStore.Open.", nameof(options));
+        string dir = options.DataDirectory!;
 
         var clock = Stopwatch.StartNew();
         var directoryLock = DataDirectoryLock.Acquire(dir);
@@ -95,7 +88,7 @@ public static class DurableStore
         // metadata lost commits (acknowledged operations), not that the checkpoint is stale.
         if (checkpoint.CoveredUntil > log.CommittedUntilAddress || checkpoint.LogBeginAddress > log.BeginAddress)
         {
-            string commitFile = LogCommitFile.PathIn(Path.Combine(dir, PersistentLog.CommitFolder));
+            string commitFile = LogCommitFile.PathIn(Path.Combine(dir, DataLayout.CommitFolder));
             throw new TmemCorruptionException(Math.Min(checkpoint.CoveredUntil, log.CommittedUntilAddress),
                 $"The index checkpoint {Path.GetFullPath(path)} covers the log from {checkpoint.LogBeginAddress} until {checkpoint.CoveredUntil}, but the commit metadata in {Path.GetFullPath(commitFile)} " +
                 $"says the log is committed from {log.BeginAddress} until {log.CommittedUntilAddress}. A checkpoint is written only after the log is committed that far, so the commit metadata has lost commits: " +
@@ -141,14 +134,14 @@ public static class DurableStore
 
     private static (long Records, long Bytes) Replay(TmemStore store, PersistentLog log, string dir, long from)
     {
-        var state = new ReplayState(store, dir);
+        var state = new ReplayState(new StoreReplayTarget(store), dir);
         long records = log.ForEachCommitted(from, static (address, entry, state) =>
         {
             if (!LogRecord.TryRead(entry, out var record, out string? error))
                 throw Corrupt(state.Directory, address, $"is damaged: {error}");
             try
             {
-                Apply(state.Store, record, address);
+                LogReplay.Apply(state.Target, record, address);
             }
             catch (InvalidDataException e)
             {
@@ -159,49 +152,30 @@ public static class DurableStore
         return (records, state.Bytes);
     }
 
-    private sealed class ReplayState(TmemStore store, string directory)
+    private sealed class ReplayState(StoreReplayTarget target, string directory)
     {
-        public TmemStore Store { get; } = store;
+        public StoreReplayTarget Target { get; } = target;
 
         public string Directory { get; } = directory;
 
         public long Bytes { get; set; }
     }
 
-    private static void Apply(TmemStore store, LogRecord record, long address)
+    /// <summary>Replay into a store: its pools re-created under their serials, pages installed without logging them again.</summary>
+    private sealed class StoreReplayTarget(TmemStore store) : IReplayTarget
     {
-        switch (record.Type)
-        {
-            case LogRecordType.PoolCreate:
-                store.RestorePool(record.PoolSerial, PoolRecord.Read(record.Payload));
-                break;
-            case LogRecordType.PoolJoin:
-                store.RestoreJoin(record.PoolSerial, PoolRecord.Read(record.Payload));
-                break;
-            case LogRecordType.CompactionBase:
-                // Restates the pools; only what is not live yet is applied (see CompactionBaseRecord).
-                foreach (var (serial, join, pool) in CompactionBaseRecord.Read(record.Payload).Members)
-                {
-                    if (join) store.RestoreJoin(serial, pool, restated: true);
-                    else store.RestorePool(serial, pool, restated: true);
-                }
-                break;
-            case LogRecordType.PoolLeave:
-                store.RestoreLeave(record.PoolSerial, PoolRecord.Read(record.Payload));
-                break;
-            case LogRecordType.Put:
-                bool sameFilled = (record.Flags & LogRecordFlags.SameFilled) != 0;
-                if (sameFilled ? record.Payload.Length != 8 : record.Payload.Length == 0)
-                    throw new InvalidDataException($"put payload of {record.Payload.Length} bytes");
-                store.RestoredPool(record.PoolSerial).RestorePut(record.ObjectId, record.Index, sameFilled, record.Payload, address);
-                break;
-            case LogRecordType.FlushPage:
-                store.RestoredPool(record.PoolSerial).RestoreFlushPage(record.ObjectId, record.Index);
-                break;
-            case LogRecordType.FlushObject:
-                store.RestoredPool(record.PoolSerial).RestoreFlushObject(record.ObjectId);
-                break;
-        }
+        public void CreatePool(uint serial, in PoolRecord pool, bool restated) => store.RestorePool(serial, pool, restated);
+
+        public void JoinPool(uint serial, in PoolRecord member, bool restated) => store.RestoreJoin(serial, member, restated);
+
+        public void LeavePool(uint serial, in PoolRecord member) => store.RestoreLeave(serial, member);
+
+        public void Put(uint serial, in ObjectId objectId, uint index, bool sameFilled, ReadOnlySpan<byte> payload, long address) =>
+            store.RestoredPool(serial).RestorePut(objectId, index, sameFilled, payload, address);
+
+        public void FlushPage(uint serial, in ObjectId objectId, uint index) => store.RestoredPool(serial).RestoreFlushPage(objectId, index);
+
+        public void FlushObject(uint serial, in ObjectId objectId) => store.RestoredPool(serial).RestoreFlushObject(objectId);
     }
 
     private static TmemCorruptionException Corrupt(string dir, long address, string what) =>

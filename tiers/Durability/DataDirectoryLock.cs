@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Tmem.Recovery;
+namespace Tmem.Durability;
 
 /// <summary>
 /// <c>DATA/tmem.lock</c>, held open with <see cref="FileShare.None"/> (an exclusive advisory

@@ -1,10 +1,10 @@
-namespace Tmem.Recovery;
+namespace Tmem;
 
-/// <summary>What opening a durable store found and rebuilt.</summary>
+/// <summary>What opening a store found and rebuilt (<see cref="TmemStore.Open(TmemOptions, out RecoveryReport)"/>); all zero for a memory-only store.</summary>
 public sealed record RecoveryReport
 {
-    /// <summary>The data directory.</summary>
-    public required string DataDirectory { get; init; }
+    /// <summary>The data directory (its full path), or null for a memory-only store.</summary>
+    public required string? DataDirectory { get; init; }
 
     /// <summary>First valid log address.</summary>
     public long BeginAddress { get; init; }
