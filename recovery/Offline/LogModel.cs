@@ -17,7 +17,7 @@ internal sealed class LogModel : IReplayTarget
     public sealed record PageState(long Address, int PayloadLength, bool SameFilled, ulong Pattern, byte[]? Payload)
     {
         /// <summary>Log bytes the page's record takes (FasterLog header, record, padding).</summary>
-        public int EntryBytes => PersistentLog.EntrySize(PayloadLength);
+        public int EntryBytes => LogFraming.EntrySize(PayloadLength);
     }
 
     public sealed class PoolState(uint serial, int pageSize, bool exclusiveGets, Guid? sharedUuid)
