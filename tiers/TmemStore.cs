@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using Tmem.Diagnostics;
 using Tmem.LogTier;
 using Tmem.RamTier;
@@ -21,7 +22,6 @@ public sealed partial class TmemStore : IDisposable
     private readonly TmemOptions _options;
     private readonly ConcurrentDictionary<int, TmemClient> _clients = new();
     private readonly Lock _poolLock = new();
-    private readonly Lock _checkpointLock = new();
     private readonly Dictionary<Guid, Pool> _sharedPools = new();
     private readonly StoreCounters _counters = new();
     private readonly CompressedRamTier _ram;
@@ -35,11 +35,19 @@ public sealed partial class TmemStore : IDisposable
     private volatile bool _recovered; // durable stores: replay finished
     private readonly DateTime _openedAt = DateTime.UtcNow;
 
+    private readonly Durability.Checkpointer? _checkpointer; // durable stores
+    private readonly Durability.LogCompactor? _compactor;    // durable stores
+
     private TmemStore(TmemOptions options, PersistentLog? log, IDisposable? directoryLock)
     {
         _options = options;
         Log = log;
-        if (log is not null) log.Committed = MaybeStartCompaction;
+        if (log is not null)
+        {
+            _checkpointer = new Durability.Checkpointer(this, log, options.DataDirectory!);
+            _compactor = new Durability.LogCompactor(this, log, _checkpointer, options, _counters, options.Diagnostics);
+            log.Committed = _compactor.MaybeStart;
+        }
         _directoryLock = directoryLock;
         _ram = new CompressedRamTier(options, _counters, log is null ? null : new LogBacking(log, _counters));
         _context = new StoreContext(options, _ram, _counters, log);
@@ -170,72 +178,62 @@ public sealed partial class TmemStore : IDisposable
     /// address); the file is then written atomically once the log is committed that far.
     /// Called on disposal and by the service's checkpoint loop. Returns the pages it lists.
     /// </summary>
-    /// <exception cref="InvalidOperationException">A memory-only store.</exception>
+    /// <exception cref="InvalidOperationException">A memory-only store, or one whose recovery has not finished.</exception>
+    /// <exception cref="IOException">The checkpoint could not be written (the storage is full or failing); the log stays authoritative.</exception>
     public long Checkpoint()
     {
         ThrowIfDisposed();
-        var log = Log ?? throw new InvalidOperationException("A memory-only store (no DataDirectory) has no checkpoint.");
+        var checkpointer = _checkpointer ?? throw new InvalidOperationException("A memory-only store (no DataDirectory) has no checkpoint.");
         if (!_recovered) throw new InvalidOperationException("The store's recovery has not finished.");
-        return CheckpointCore(log);
-    }
-
-    private long CheckpointCore(PersistentLog log)
-    {
-        // A checkpoint file takes space the log's reserve may need, and cannot be made durable on
-        // a failing disk; the log stays authoritative meanwhile.
-        if (log.Health.IsDegraded)
-            throw new IOException($"No checkpoint while the data directory's storage is {log.Health.State.ToString().ToLowerInvariant()} ({log.Health.Snapshot().LastError}); the log stays authoritative, and the next checkpoint tries again.");
-        lock (_checkpointLock)
-        {
-            var checkpoint = CaptureCheckpoint(log, log.BeginAddress);
-            WriteCheckpoint(log, checkpoint);
-            return checkpoint.Pools.Sum(p => (long)p.Pages.Count);
-        }
+        return checkpointer.Write();
     }
 
     /// <summary>
-    /// Copies the index of every persistent pool, consistent with the log tail at that moment.
-    /// <paramref name="logBeginAddress"/> is the begin address the log will have when the
-    /// checkpoint is written (compaction captures before it truncates).
+    /// Log compaction: compacts the persistent log now when it is due (its live fraction under
+    /// <see cref="TmemOptions.LogCompactionLiveFraction"/>), or always with
+    /// <paramref name="force"/>. Returns null when it was not due. Durable stores start
+    /// compactions on their own after commits; this is for tools, the service and tests. One
+    /// compaction runs at a time, and checkpoints wait for it.
     /// </summary>
-    private IndexCheckpoint CaptureCheckpoint(PersistentLog log, long logBeginAddress)
+    /// <exception cref="InvalidOperationException">A memory-only store, or one whose recovery has not finished.</exception>
+    /// <exception cref="TmemCorruptionException">A damaged record below the commit point; nothing was truncated.</exception>
+    /// <exception cref="IOException">The storage is full or failing; nothing was truncated.</exception>
+    public LogCompactionResult? CompactLog(bool force = false, CancellationToken cancellationToken = default)
     {
-        lock (_poolLock)
+        ThrowIfDisposed();
+        var compactor = _compactor ?? throw new InvalidOperationException("A memory-only store (no DataDirectory) has no log to compact.");
+        if (!_recovered) throw new InvalidOperationException("The store's recovery has not finished.");
+        return compactor.Compact(force, cancellationToken);
+    }
+
+    /// <summary>The error that stopped the last background log compaction, or null; the service logs it.</summary>
+    public Exception? LastLogCompactionError => _compactor?.LastError;
+
+    /// <summary>Durability module: the store's pool lock (persistent records are appended under it or a bucket lock).</summary>
+    internal Lock PoolLock => _poolLock;
+
+    /// <summary>Durability module, under <see cref="PoolLock"/>: the live persistent pools.</summary>
+    internal IReadOnlyCollection<Pool> PersistentPoolsLocked()
+    {
+        Debug.Assert(_poolLock.IsHeldByCurrentThread);
+        return _persistentPools.Values;
+    }
+
+    /// <summary>Durability module, under <see cref="PoolLock"/>: the highest pool serial handed out.</summary>
+    internal int PoolSerialLocked
+    {
+        get
         {
-            // Persistent records are appended only under a bucket lock of their pool or under
-            // the pool lock: holding all of them, the log tail is exactly what the copy reflects.
-            var pools = _persistentPools.Values.OrderBy(p => p.Serial).ToArray();
-            var buckets = pools.SelectMany(p => p.Buckets).ToArray();
-            int held = 0;
-            try
-            {
-                foreach (var bucket in buckets)
-                {
-                    bucket.Lock.Enter();
-                    held++;
-                }
-                return new IndexCheckpoint
-                {
-                    LogBeginAddress = logBeginAddress,
-                    CoveredUntil = log.TailAddress,
-                    PoolSerialHighWater = _poolSerial,
-                    Pools = pools.Select(p => new IndexCheckpoint.PoolEntry((uint)p.Serial, p.PageSize, p.ExclusiveGets, p.SharedUuid,
-                        p.LoggedMembers.ToList(), p.CapturePagesLocked())).ToList(),
-                };
-            }
-            finally
-            {
-                for (int i = 0; i < held; i++) buckets[i].Lock.Exit();
-            }
+            Debug.Assert(_poolLock.IsHeldByCurrentThread);
+            return _poolSerial;
         }
     }
 
-    /// <summary>Writes a captured checkpoint once every record it reflects is durable.</summary>
-    private void WriteCheckpoint(PersistentLog log, IndexCheckpoint checkpoint)
-    {
-        if (checkpoint.CoveredUntil > 0) log.WaitCommitted(checkpoint.CoveredUntil - 1);
-        IndexCheckpoint.WriteAtomically(_options.DataDirectory!, checkpoint.Serialize());
-    }
+    /// <summary>Replay finished (the index is complete).</summary>
+    internal bool IsRecovered => _recovered;
+
+    /// <summary>Disposal has begun.</summary>
+    internal bool IsClosing => _disposed;
 
     /// <summary>Recovery finished: the store's index is complete and may be checkpointed.</summary>
     internal void MarkRecovered()
@@ -411,7 +409,7 @@ public sealed partial class TmemStore : IDisposable
             if (_disposed) return;
             _disposed = true;
         }
-        StopCompaction();
+        _compactor?.Stop();
         // A checkpoint on the way out makes the next open fast. It is only an index over the log,
         // which stays authoritative: if writing it fails, the next open replays the whole log.
         // Never for a store whose recovery did not finish: its index is incomplete.
@@ -419,7 +417,7 @@ public sealed partial class TmemStore : IDisposable
         {
             try
             {
-                CheckpointCore(Log);
+                _checkpointer!.Write();
             }
             catch (IOException)
             {

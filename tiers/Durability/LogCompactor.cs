@@ -1,25 +1,12 @@
 using System.Diagnostics;
+using Tmem.Diagnostics;
 using Tmem.LogTier;
 using Tmem.Translation;
 
-namespace Tmem;
-
-/// <summary>What one log compaction did (<see cref="TmemStore.CompactLog"/>).</summary>
-/// <param name="BeginBefore">The log's begin address before.</param>
-/// <param name="BeginAfter">The begin address after: the compaction base record.</param>
-/// <param name="LogBytesBefore">Log bytes (begin to tail) before.</param>
-/// <param name="LogBytesAfter">Log bytes after (including what was appended meanwhile).</param>
-/// <param name="CopiedRecords">Live Put records copied forward.</param>
-/// <param name="CopiedBytes">Log bytes those copies take.</param>
-/// <param name="Elapsed">Wall time.</param>
-public sealed record LogCompactionResult(long BeginBefore, long BeginAfter, long LogBytesBefore, long LogBytesAfter, long CopiedRecords, long CopiedBytes, TimeSpan Elapsed)
-{
-    /// <summary>Log bytes released (segment files wholly below <see cref="BeginAfter"/> are deleted).</summary>
-    public long TruncatedBytes => BeginAfter - BeginBefore;
-}
+namespace Tmem.Durability;
 
 /// <summary>
-/// Log compaction (docs/engine.md, "Log compaction"). The log only grows: every overwrite and
+/// A durable store's log compaction (docs/engine.md, "Log compaction"; <see cref="TmemStore.CompactLog"/>). The log only grows: every overwrite and
 /// flush leaves a dead record behind. When the live records are less than
 /// <see cref="TmemOptions.LogCompactionLiveFraction"/> of the log, compaction
 /// <list type="number">
@@ -37,7 +24,7 @@ public sealed record LogCompactionResult(long BeginBefore, long BeginAfter, long
 /// old records are all there and the copies restate them; after it, replay from B starts with the
 /// pools and finds every live page at or after B.
 /// </summary>
-public sealed partial class TmemStore
+internal sealed class LogCompactor(TmemStore store, PersistentLog log, Checkpointer checkpointer, TmemOptions options, StoreCounters counters, StoreDiagnostics? diagnostics)
 {
     private readonly CancellationTokenSource _compactionStop = new();
     private int _compactionRunning;
@@ -45,26 +32,15 @@ public sealed partial class TmemStore
     private long _compactionRetryAfterTail;
     private volatile Exception? _lastCompactionError;
 
-    /// <summary>The error that stopped the last background compaction, or null; the service logs it.</summary>
-    public Exception? LastLogCompactionError => _lastCompactionError;
+    /// <summary>The error that stopped the last background compaction, or null.</summary>
+    public Exception? LastError => _lastCompactionError;
 
-    /// <summary>
-    /// Compacts the persistent log now when it is due (its live fraction under
-    /// <see cref="TmemOptions.LogCompactionLiveFraction"/>), or always with
-    /// <paramref name="force"/>. Returns null when it was not due. Durable stores start
-    /// compactions on their own after commits; this is for tools, the service and tests. One
-    /// compaction runs at a time, and checkpoints wait for it.
-    /// </summary>
-    /// <exception cref="InvalidOperationException">A memory-only store.</exception>
-    /// <exception cref="TmemCorruptionException">A damaged record below the commit point; nothing was truncated.</exception>
-    public LogCompactionResult? CompactLog(bool force = false, CancellationToken cancellationToken = default)
+    /// <summary>Compacts now when due, or always with <paramref name="force"/>; null when it was not due (see <see cref="TmemStore.CompactLog"/>).</summary>
+    public LogCompactionResult? Compact(bool force, CancellationToken cancellationToken)
     {
-        ThrowIfDisposed();
-        var log = Log ?? throw new InvalidOperationException("A memory-only store (no DataDirectory) has no log to compact.");
-        if (!_recovered) throw new InvalidOperationException("The store's recovery has not finished.");
-        if (!force && !CompactionDue(log)) return null;
+        if (!force && !CompactionDue()) return null;
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _compactionStop.Token);
-        return CompactCore(log, force, linked.Token);
+        return CompactCore(force, linked.Token);
     }
 
     /// <summary>
@@ -74,28 +50,27 @@ public sealed partial class TmemStore
     /// dead, so that a compaction can free a file (and a log that is all live, or mostly slack
     /// in its first and last segments, does not compact again and again).
     /// </summary>
-    private bool CompactionDue(PersistentLog log)
+    private bool CompactionDue()
     {
-        double fraction = _options.LogCompactionLiveFraction;
+        double fraction = options.LogCompactionLiveFraction;
         if (fraction == 0) return false;
         long begin = log.BeginAddress, tail = log.TailAddress, segment = log.SegmentSize;
         if (tail <= begin) return false;
-        long live = Volatile.Read(ref _counters.PersLogBytes);
+        long live = Volatile.Read(ref counters.PersLogBytes);
         long spanned = ((tail - 1) / segment - begin / segment + 1) * segment;
         return live < fraction * spanned && (tail - begin) - live >= segment;
     }
 
     /// <summary>On the commit loop after each commit: starts a background compaction when one is due.</summary>
-    private void MaybeStartCompaction()
+    public void MaybeStart()
     {
-        var log = Log;
-        if (log is null || !_recovered || _disposed || log.Health.IsDegraded || log.TailAddress < Volatile.Read(ref _compactionRetryAfterTail) || !CompactionDue(log)) return;
+        if (!store.IsRecovered || store.IsClosing || log.Health.IsDegraded || log.TailAddress < Volatile.Read(ref _compactionRetryAfterTail) || !CompactionDue()) return;
         if (Interlocked.CompareExchange(ref _compactionRunning, 1, 0) != 0) return;
         _backgroundCompaction = Task.Factory.StartNew(() =>
         {
             try
             {
-                CompactCore(log, force: false, _compactionStop.Token);
+                CompactCore(force: false, _compactionStop.Token);
                 _lastCompactionError = null;
             }
             catch (OperationCanceledException) when (_compactionStop.IsCancellationRequested)
@@ -105,7 +80,7 @@ public sealed partial class TmemStore
             {
                 // Nothing was truncated. Try again only after another segment's worth of appends.
                 _lastCompactionError = e;
-                Interlocked.Increment(ref _counters.LogCompactionFailures);
+                Interlocked.Increment(ref counters.LogCompactionFailures);
                 Volatile.Write(ref _compactionRetryAfterTail, log.TailAddress + log.SegmentSize);
             }
             finally
@@ -116,7 +91,7 @@ public sealed partial class TmemStore
     }
 
     /// <summary>Disposal: cancels a running compaction and waits for it (it leaves the log as it was).</summary>
-    private void StopCompaction()
+    public void Stop()
     {
         _compactionStop.Cancel();
         try
@@ -128,25 +103,26 @@ public sealed partial class TmemStore
         }
     }
 
-    private LogCompactionResult? CompactCore(PersistentLog log, bool force, CancellationToken cancellationToken)
+    private LogCompactionResult? CompactCore(bool force, CancellationToken cancellationToken)
     {
-        lock (_checkpointLock)
+        lock (checkpointer.Lock)
         {
-            if (_disposed) return null;
-            if (!force && !CompactionDue(log)) return null;
-            ThrowIfStorageDegraded(log);
+            if (store.IsClosing) return null;
+            if (!force && !CompactionDue()) return null;
+            ThrowIfStorageDegraded();
             var clock = Stopwatch.StartNew();
             long begin = log.BeginAddress;
             long bytesBefore = log.TailAddress - begin;
             long baseAddress;
             Dictionary<uint, Pool> pools;
-            lock (_poolLock)
+            lock (store.PoolLock)
             {
                 // One record restating every pool and member: appends of other threads (puts hold
                 // only a bucket lock) cannot come between the base and the pools it restates.
-                pools = new Dictionary<uint, Pool>(_persistentPools.Count);
+                var live = store.PersistentPoolsLocked();
+                pools = new Dictionary<uint, Pool>(live.Count);
                 var members = new List<(uint, bool, PoolRecord)>();
-                foreach (var pool in _persistentPools.Values.OrderBy(p => p.Serial))
+                foreach (var pool in live.OrderBy(p => p.Serial))
                 {
                     pools.Add((uint)pool.Serial, pool);
                     for (int i = 0; i < pool.LoggedMembers.Count; i++)
@@ -155,7 +131,7 @@ public sealed partial class TmemStore
                         members.Add(((uint)pool.Serial, i > 0, new PoolRecord(clientId, poolId, pool.PageSize, pool.ExclusiveGets, pool.SharedUuid)));
                     }
                 }
-                baseAddress = AppendCompactionBase(log, new CompactionBaseRecord(begin, members));
+                baseAddress = AppendCompactionBase(new CompactionBaseRecord(begin, members));
             }
 
             log.WaitCommitted(baseAddress);
@@ -163,7 +139,7 @@ public sealed partial class TmemStore
             foreach (var (address, entry) in log.ScanCommitted(begin, baseAddress))
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                ThrowIfStorageDegraded(log);
+                ThrowIfStorageDegraded();
                 if (!LogRecord.TryRead(entry, out var record, out string? error))
                     throw new TmemCorruptionException(address, $"Log compaction found the record at address {address} damaged ({error}); nothing was truncated. Inspect the directory with the offline recovery tool.");
                 if (record.Type != LogRecordType.Put || !pools.TryGetValue(record.PoolSerial, out var pool)) continue;
@@ -177,26 +153,26 @@ public sealed partial class TmemStore
 
             // Every live page must now be at or after the base: the checkpoint's copy of the index
             // shows it, and is written once the truncation is durable.
-            var checkpoint = CaptureCheckpoint(log, baseAddress);
+            var checkpoint = checkpointer.Capture(baseAddress);
             foreach (var pool in checkpoint.Pools)
                 foreach (var page in pool.Pages)
                     if (page.Address < baseAddress)
                         throw new InvalidOperationException($"Log compaction left page {page.ObjectId}/{page.Index} of pool serial {pool.Serial} at address {page.Address}, below the base {baseAddress}; nothing was truncated.");
             log.WaitCommitted(checkpoint.CoveredUntil - 1);
-            Diagnostics?.CompactionStageHook?.Invoke("before-truncate");
+            diagnostics?.CompactionStageHook?.Invoke("before-truncate");
             log.TruncateUntilAsync(baseAddress, CancellationToken.None).GetAwaiter().GetResult();
             try
             {
-                WriteCheckpoint(log, checkpoint);
+                checkpointer.WriteWhenCommitted(checkpoint);
             }
             catch (IOException)
             {
                 // The old checkpoint no longer fits the log; the next open replays from the base.
             }
 
-            Interlocked.Increment(ref _counters.LogCompactions);
-            Interlocked.Add(ref _counters.LogCompactionCopiedBytes, copiedBytes);
-            Interlocked.Add(ref _counters.LogTruncatedBytes, baseAddress - begin);
+            Interlocked.Increment(ref counters.LogCompactions);
+            Interlocked.Add(ref counters.LogCompactionCopiedBytes, copiedBytes);
+            Interlocked.Add(ref counters.LogTruncatedBytes, baseAddress - begin);
             return new LogCompactionResult(begin, baseAddress, bytesBefore, log.TailAddress - baseAddress, copiedRecords, copiedBytes, clock.Elapsed);
         }
     }
@@ -205,14 +181,14 @@ public sealed partial class TmemStore
     /// Compaction's copies would eat the log's space reserve (kept for flushes and refusals while
     /// the disk is full) or pile up on a failing disk: it stops, truncating nothing.
     /// </summary>
-    private static void ThrowIfStorageDegraded(PersistentLog log)
+    private void ThrowIfStorageDegraded()
     {
         if (log.Health.IsDegraded)
             throw new IOException($"Log compaction stopped: the data directory's storage is {log.Health.State.ToString().ToLowerInvariant()} ({log.Health.Snapshot().LastError}); nothing was truncated.");
     }
 
     /// <summary>Under the pool lock: appends the compaction base record; returns its address.</summary>
-    private static long AppendCompactionBase(PersistentLog log, CompactionBaseRecord payload)
+    private long AppendCompactionBase(CompactionBaseRecord payload)
     {
         var payloadBytes = new byte[payload.Size];
         payload.Write(payloadBytes);
