@@ -311,6 +311,7 @@ public sealed partial class TmemStore : IDisposable
     /// <summary>Under the pool lock: logs a persistent pool's membership change (0 when not logged).</summary>
     private long AppendPoolRecord(LogRecordType type, Pool pool, int clientId, int poolId)
     {
+        Debug.Assert(_poolLock.IsHeldByCurrentThread);
         if (Log is null || pool.Kind != PoolKind.Persistent) return 0;
         if (type == LogRecordType.PoolCreate) _persistentPools[pool.Serial] = pool;
         if (type == LogRecordType.PoolLeave) pool.LoggedMembers.Remove((clientId, poolId));

@@ -183,6 +183,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     /// </summary>
     public bool TryGetBelow(uint id, out long backingAddress, out int storedLength)
     {
+        AssertOwnerLocked(id);
         ref var d = ref _descriptors[id];
         if (d.Form != PageForm.Below)
         {
@@ -196,15 +197,27 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     }
 
     /// <summary>Under the owner's lock: where the tier below holds the page (a logged page's Put record), 0 when it does not.</summary>
-    public long BackingAddressOf(uint id) =>
-        (_descriptors[id].State & DescriptorFlags.Backed) != 0 ? _descriptors.GetBackingAddress(id) : 0;
+    public long BackingAddressOf(uint id)
+    {
+        AssertOwnerLocked(id);
+        return (_descriptors[id].State & DescriptorFlags.Backed) != 0 ? _descriptors.GetBackingAddress(id) : 0;
+    }
 
     /// <summary>Under the owner's lock: the tier below moved its copy of the page (log compaction copied the record).</summary>
-    public void MoveBackingAddress(uint id, long address) => _descriptors.SetBackingAddress(id, address);
+    public void MoveBackingAddress(uint id, long address)
+    {
+        AssertOwnerLocked(id);
+        _descriptors.SetBackingAddress(id, address);
+    }
+
+    /// <summary>The owner's lock must be held for anything that reads or changes an installed page.</summary>
+    [Conditional("DEBUG")]
+    private void AssertOwnerLocked(uint id) => Debug.Assert(_descriptors[id].Owner?.Lock.IsHeldByCurrentThread != false, $"descriptor {id} is used without its owner's lock");
 
     /// <summary>Under the owner's lock: how a backed page is stored (for an index checkpoint).</summary>
     public StoredPage Describe(uint id)
     {
+        AssertOwnerLocked(id);
         ref var d = ref _descriptors[id];
         long address = _descriptors.GetBackingAddress(id);
         if ((d.State & DescriptorFlags.Backed) == 0 || address == 0)
@@ -215,6 +228,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     /// <summary>Under the owner's lock: copies or decompresses a page held in RAM into <paramref name="page"/>.</summary>
     public void Read(uint id, Span<byte> page)
     {
+        AssertOwnerLocked(id);
         ref var d = ref _descriptors[id];
         switch (d.Form)
         {
@@ -239,6 +253,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     /// </summary>
     public void Release(uint id)
     {
+        AssertOwnerLocked(id);
         ref var d = ref _descriptors[id];
         var state = d.State;
         var form = d.Form;

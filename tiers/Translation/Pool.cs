@@ -531,6 +531,7 @@ internal sealed class Pool
 
     private bool RemovePage(Bucket bucket, in ObjectId id, uint index)
     {
+        Debug.Assert(bucket.Lock.IsHeldByCurrentThread);
         var obj = bucket.Find(id);
         if (obj is null) return false;
         uint descriptor = obj.Remove(index);
