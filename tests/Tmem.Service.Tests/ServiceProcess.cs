@@ -81,24 +81,8 @@ public sealed class ServiceProcess : IAsyncDisposable
     /// <summary>Starts the service and waits until it listens. Returns how long that took.</summary>
     public async Task<TimeSpan> StartAsync()
     {
-        lock (_output) _output.Clear();
         var clock = Stopwatch.StartNew();
-        var info = new ProcessStartInfo("dotnet")
-        {
-            WorkingDirectory = Root,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        info.ArgumentList.Add(ServiceDll());
-        foreach (var a in Arguments()) info.ArgumentList.Add(a);
-        info.Environment["DOTNET_ENVIRONMENT"] = "Production";
-        var process = new Process { StartInfo = info };
-        process.OutputDataReceived += (_, e) => Append(e.Data);
-        process.ErrorDataReceived += (_, e) => Append(e.Data);
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
+        var process = Launch();
         _process = process;
         while (!Output.Contains("Listening on Unix socket", StringComparison.Ordinal))
         {
@@ -118,23 +102,7 @@ public sealed class ServiceProcess : IAsyncDisposable
     /// <summary>Runs the service expecting it to fail to start: its exit code and everything it wrote.</summary>
     public async Task<(int ExitCode, string Output)> RunUntilExitAsync()
     {
-        lock (_output) _output.Clear();
-        var info = new ProcessStartInfo("dotnet")
-        {
-            WorkingDirectory = Root,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        info.ArgumentList.Add(ServiceDll());
-        foreach (var a in Arguments()) info.ArgumentList.Add(a);
-        info.Environment["DOTNET_ENVIRONMENT"] = "Production";
-        using var process = new Process { StartInfo = info };
-        process.OutputDataReceived += (_, e) => Append(e.Data);
-        process.ErrorDataReceived += (_, e) => Append(e.Data);
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
+        using var process = Launch();
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         try
         {
@@ -153,6 +121,29 @@ public sealed class ServiceProcess : IAsyncDisposable
     {
         await using var connection = await ConnectAsync(name);
         return (await connection.GetStatsAsync()).ToDictionary(kv => kv.Key, kv => kv.Value);
+    }
+
+    /// <summary>Starts the service process with <see cref="Arguments"/>, its output collected into <see cref="Output"/> (cleared first).</summary>
+    private Process Launch()
+    {
+        lock (_output) _output.Clear();
+        var info = new ProcessStartInfo("dotnet")
+        {
+            WorkingDirectory = Root,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        info.ArgumentList.Add(ServiceDll());
+        foreach (var a in Arguments()) info.ArgumentList.Add(a);
+        info.Environment["DOTNET_ENVIRONMENT"] = "Production";
+        var process = new Process { StartInfo = info };
+        process.OutputDataReceived += (_, e) => Append(e.Data);
+        process.ErrorDataReceived += (_, e) => Append(e.Data);
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
     }
 
     private void Append(string? line)

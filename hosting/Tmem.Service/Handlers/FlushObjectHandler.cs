@@ -13,23 +13,7 @@ internal sealed class FlushObjectHandler : RequestHandler
         if (!CheckLength(context, id, payload, 4 + Wire.ObjectIdSize)) return;
         int poolId = BinaryPrimitives.ReadInt32LittleEndian(payload);
         var objectId = Wire.ReadObjectId(payload[4..]);
-        var flush = context.Session!.FlushObjectAsync(poolId, objectId);
-        if (flush.IsCompletedSuccessfully) context.RespondInt((byte)Opcode.FlushObject, id, flush.Result);
-        else _ = CompleteAsync(context, flush, id, poolId);
-    }
-
-    private static async Task CompleteAsync(IRequestContext context, ValueTask<int> flush, uint id, int poolId)
-    {
-        int removed;
-        try
-        {
-            removed = await flush.ConfigureAwait(false);
-        }
-        catch (Exception e)
-        {
-            context.RespondFailure((byte)Opcode.FlushObject, id, poolId, e);
-            return;
-        }
-        context.RespondInt((byte)Opcode.FlushObject, id, removed);
+        AnswerWhenDone(context, context.Session!.FlushObjectAsync(poolId, objectId), id, poolId,
+            static (c, i, removed) => c.RespondInt((byte)Opcode.FlushObject, i, removed));
     }
 }

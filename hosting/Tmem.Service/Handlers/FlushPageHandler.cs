@@ -11,23 +11,7 @@ internal sealed class FlushPageHandler : RequestHandler
     {
         if (!CheckLength(context, id, payload, Wire.HandleSize)) return;
         Wire.ReadHandle(payload, out int poolId, out var objectId, out uint index);
-        var flush = context.Session!.FlushPageAsync(poolId, objectId, index);
-        if (flush.IsCompletedSuccessfully) context.RespondByte((byte)Opcode.FlushPage, id, flush.Result ? (byte)1 : (byte)0);
-        else _ = CompleteAsync(context, flush, id, poolId);
-    }
-
-    private static async Task CompleteAsync(IRequestContext context, ValueTask<bool> flush, uint id, int poolId)
-    {
-        bool found;
-        try
-        {
-            found = await flush.ConfigureAwait(false);
-        }
-        catch (Exception e)
-        {
-            context.RespondFailure((byte)Opcode.FlushPage, id, poolId, e);
-            return;
-        }
-        context.RespondByte((byte)Opcode.FlushPage, id, found ? (byte)1 : (byte)0);
+        AnswerWhenDone(context, context.Session!.FlushPageAsync(poolId, objectId, index), id, poolId,
+            static (c, i, found) => c.RespondByte((byte)Opcode.FlushPage, i, found ? (byte)1 : (byte)0));
     }
 }

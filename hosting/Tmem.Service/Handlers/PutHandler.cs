@@ -16,23 +16,7 @@ internal sealed class PutHandler : RequestHandler
         }
         Wire.ReadHandle(payload, out int poolId, out var objectId, out uint index);
         // The engine reads the page before PutAsync returns (the payload is gone after Handle).
-        var put = context.Session!.PutAsync(poolId, objectId, index, payload[Wire.HandleSize..]);
-        if (put.IsCompletedSuccessfully) context.RespondByte((byte)Opcode.Put, id, (byte)put.Result);
-        else _ = CompleteAsync(context, put, id, poolId);
-    }
-
-    private static async Task CompleteAsync(IRequestContext context, ValueTask<PutStatus> put, uint id, int poolId)
-    {
-        PutStatus status;
-        try
-        {
-            status = await put.ConfigureAwait(false);
-        }
-        catch (Exception e)
-        {
-            context.RespondFailure((byte)Opcode.Put, id, poolId, e);
-            return;
-        }
-        context.RespondByte((byte)Opcode.Put, id, (byte)status);
+        AnswerWhenDone(context, context.Session!.PutAsync(poolId, objectId, index, payload[Wire.HandleSize..]), id, poolId,
+            static (c, i, status) => c.RespondByte((byte)Opcode.Put, i, (byte)status));
     }
 }

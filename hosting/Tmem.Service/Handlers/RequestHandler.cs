@@ -51,6 +51,32 @@ internal abstract class RequestHandler
     /// <summary>The pool id an error message names: the payload's first field where it has one.</summary>
     public virtual int PoolIdOf(ReadOnlySpan<byte> payload) => payload.Length >= 4 ? BinaryPrimitives.ReadInt32LittleEndian(payload) : -1;
 
+    /// <summary>
+    /// Answers the engine's result: at once when <paramref name="pending"/> is done (no
+    /// allocation), else when it completes; a failure is answered as what it is
+    /// (<see cref="Responses.RespondFailure"/>).
+    /// </summary>
+    protected void AnswerWhenDone<T>(IRequestContext context, ValueTask<T> pending, uint id, int poolId, Action<IRequestContext, uint, T> answer)
+    {
+        if (pending.IsCompletedSuccessfully) answer(context, id, pending.Result);
+        else _ = AnswerLaterAsync(context, pending, (byte)Opcode, id, poolId, answer);
+    }
+
+    private static async Task AnswerLaterAsync<T>(IRequestContext context, ValueTask<T> pending, byte opcode, uint id, int poolId, Action<IRequestContext, uint, T> answer)
+    {
+        T result;
+        try
+        {
+            result = await pending.ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            context.RespondFailure(opcode, id, poolId, e);
+            return;
+        }
+        answer(context, id, result);
+    }
+
     protected bool CheckLength(IRequestContext context, uint id, ReadOnlySpan<byte> payload, int expected)
     {
         if (payload.Length == expected) return true;
