@@ -108,8 +108,11 @@ public sealed partial class TmemStore : IDisposable
     }
 
     /// <summary>A snapshot of every counter.</summary>
-    public TmemStats GetStats() => new()
+    public TmemStats GetStats()
     {
+        var disk = Log?.DiskBytes() ?? default;
+        return new()
+        {
         FlushTotal = Volatile.Read(ref _counters.FlushTotal),
         FlushFound = Volatile.Read(ref _counters.FlushFound),
         FlobjTotal = Volatile.Read(ref _counters.FlobjTotal),
@@ -132,7 +135,8 @@ public sealed partial class TmemStore : IDisposable
         SlabCompactedPages = Volatile.Read(ref _counters.SlabCompactedPages),
         Pools = Volatile.Read(ref _livePools),
         LogBytes = Log is null ? 0 : Log.TailAddress - Log.BeginAddress,
-        LogDiskBytes = Log?.DiskBytes() ?? 0,
+        LogDiskBytes = disk.Log,
+        LogReserveBytes = disk.Reserve,
         LogLiveBytes = Volatile.Read(ref _counters.PersLogBytes),
         LogCompactions = Volatile.Read(ref _counters.LogCompactions),
         LogCompactionCopiedBytes = Volatile.Read(ref _counters.LogCompactionCopiedBytes),
@@ -142,7 +146,8 @@ public sealed partial class TmemStore : IDisposable
         StorageFullRefused = Volatile.Read(ref _counters.StorageFullRefused),
         StorageFailures = Log is null ? 0 : Volatile.Read(ref Log.Health.Failures),
         NotDurable = Log is null ? 0 : Volatile.Read(ref Log.Health.NotDurableAnswers),
-    };
+        };
+    }
 
     /// <summary>
     /// The state of the data directory's storage (see <see cref="StorageState"/>), with when it

@@ -33,6 +33,7 @@ public sealed record TmemStats
         ("pools", s => s.Pools),
         ("log_bytes", s => s.LogBytes),
         ("log_disk_bytes", s => s.LogDiskBytes),
+        ("log_reserve_bytes", s => s.LogReserveBytes),
         ("log_live_bytes", s => s.LogLiveBytes),
         ("log_compactions", s => s.LogCompactions),
         ("log_compaction_copied_bytes", s => s.LogCompactionCopiedBytes),
@@ -110,8 +111,11 @@ public sealed record TmemStats
     /// <summary><c>log_bytes</c>: the persistent log from its begin to its tail address (0 for a memory-only store).</summary>
     public long LogBytes { get; init; }
 
-    /// <summary><c>log_disk_bytes</c>: bytes of the log's segment files on disk.</summary>
+    /// <summary><c>log_disk_bytes</c>: bytes of the log's segment files on disk (the space reserve apart: <c>log_reserve_bytes</c>).</summary>
     public long LogDiskBytes { get; init; }
+
+    /// <summary><c>log_reserve_bytes</c>: the log's space reserve on disk: the segment allocated ahead of the tail (not log data), so that a full disk is seen a segment early.</summary>
+    public long LogReserveBytes { get; init; }
 
     /// <summary><c>log_live_bytes</c>: log bytes that the live persistent pages' records take; compaction keeps <c>log_bytes</c> near this.</summary>
     public long LogLiveBytes { get; init; }

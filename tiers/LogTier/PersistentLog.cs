@@ -267,21 +267,26 @@ internal sealed class PersistentLog : IDisposable
     public long ForEachCommitted<TState>(long from, EntryVisitor<TState> visit, TState state) =>
         _scanner.ForEachCommitted(from, visit, state);
 
-    /// <summary>Bytes of the segment files on disk.</summary>
-    public long DiskBytes()
+    /// <summary>Bytes of the segment files on disk: the log's, and the space reserve's (segments past the tail's).</summary>
+    public (long Log, long Reserve) DiskBytes()
     {
-        long bytes = 0;
+        // Files past the tail's segment are the space reserve (allocated ahead, no data yet).
+        long tailSegment = _log.TailAddress >> _segmentSizeBits;
+        long log = 0, reserve = 0;
         try
         {
             foreach (var file in new DirectoryInfo(_logDirectory).EnumerateFiles(DataLayout.SegmentBaseName + ".*"))
-                bytes += file.Length;
+            {
+                if (long.TryParse(file.Extension.AsSpan(1), out long segment) && segment > tailSegment) reserve += file.Length;
+                else log += file.Length;
+            }
         }
         catch (IOException)
         {
             // A segment deleted (truncation) or the directory removed while counting: a counter
             // read must not throw (the meter calls this); the next read is exact again.
         }
-        return bytes;
+        return (log, reserve);
     }
 
     /// <summary>

@@ -7,13 +7,20 @@ namespace Tmem.RamTier;
 /// slot to its handle) without the RAM tier knowing the translation: they try the owner's lock,
 /// check that the owner still maps the index to the descriptor, and only then act.
 /// </summary>
-internal abstract class PageOwner(Lock @lock, PoolAccount account)
+internal abstract class PageOwner(PageOwnerGroup group)
 {
+    /// <summary>
+    /// The group the owner belongs to (a translation bucket): its lock and its pool's account.
+    /// One reference, not two, because there is one owner per stored object and every byte of
+    /// it counts for objects of a single page.
+    /// </summary>
+    public readonly PageOwnerGroup Group = group;
+
     /// <summary>Guards this owner's index-to-descriptor map and its pages' descriptors and bytes.</summary>
-    public readonly Lock Lock = @lock;
+    public Lock Lock => Group.Lock;
 
     /// <summary>The pool the pages count in (its page size and page count).</summary>
-    public readonly PoolAccount Account = account;
+    public PoolAccount Account => Group.Account;
 
     /// <summary>Under <see cref="Lock"/>: the descriptor id mapped at <paramref name="index"/>, or 0.</summary>
     public abstract uint Find(uint index);
@@ -23,6 +30,19 @@ internal abstract class PageOwner(Lock @lock, PoolAccount account)
     /// its container when that was its last page). The caller then releases the descriptor.
     /// </summary>
     public abstract void Unlink(uint index);
+}
+
+/// <summary>
+/// Owners that share a lock and a pool account (a translation bucket, which derives from this):
+/// the lock guards every owner of the group.
+/// </summary>
+internal abstract class PageOwnerGroup(PoolAccount account)
+{
+    /// <summary>The group's lock: every owner in it is guarded by it.</summary>
+    public Lock Lock { get; } = new();
+
+    /// <summary>The pool account the group's pages count in.</summary>
+    public PoolAccount Account { get; } = account;
 }
 
 /// <summary>Per-pool figures the RAM tier keeps up to date: the page size and the pages stored now.</summary>

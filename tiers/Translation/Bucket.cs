@@ -1,22 +1,18 @@
+using Tmem.RamTier;
+
 namespace Tmem.Translation;
 
 /// <summary>
 /// One hash bucket of a pool: its objects by id, under its own lock. Every translation change
 /// (install, remove, evict, move) happens under this lock, and so does every read of a page's
-/// bytes, which is what keeps a get from seeing a slot that is being freed or reused.
+/// bytes, which is what keeps a get from seeing a slot that is being freed or reused. To the RAM
+/// tier a bucket is the group of its objects (<see cref="PageOwnerGroup"/>: the lock, the pool's account).
 /// </summary>
-internal sealed class Bucket
+internal sealed class Bucket(Pool pool) : PageOwnerGroup(pool.Account)
 {
     private Dictionary<ObjectId, TmemObject>? _objects;
 
-    public Bucket(Pool pool)
-    {
-        Pool = pool;
-    }
-
-    public Lock Lock { get; } = new();
-
-    public Pool Pool { get; }
+    public Pool Pool { get; } = pool;
 
     public int ObjectCount => _objects?.Count ?? 0;
 

@@ -14,15 +14,12 @@ internal sealed class TmemObject : PageOwner
     private ulong[] _entries = new ulong[2];
     private int _shift = 63; // 64 - log2(capacity)
 
-    public TmemObject(in ObjectId id, Bucket bucket) : base(bucket.Lock, bucket.Pool.Account)
-    {
-        Id = id;
-        Bucket = bucket;
-    }
+    public TmemObject(in ObjectId id, Bucket bucket) : base(bucket) => Id = id;
 
     public ObjectId Id { get; }
 
-    public Bucket Bucket { get; }
+    /// <summary>The bucket holding the object (the owner group the RAM tier knows it by).</summary>
+    public Bucket Bucket => (Bucket)Group;
 
     public int Count { get; private set; }
 
