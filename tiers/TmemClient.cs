@@ -73,7 +73,7 @@ public sealed partial class TmemClient
         {
             var pool = Volatile.Read(ref _pools[i]);
             if (pool is not null)
-                list.Add(new PoolInfo(i, pool.Kind, pool.PageSize, pool.SharedUuid, pool.ExclusiveGets, Volatile.Read(ref pool.Account.Pages)));
+                list.Add(new PoolInfo(i, pool.Kind, pool.PageSize, pool.SharedUuid, pool.ExclusiveGets, Volatile.Read(ref pool.Account.Pages)) { StoreIncompressible = pool.StoreIncompressible });
         }
         return list;
     }

@@ -264,7 +264,7 @@ public sealed partial class TmemStore : IDisposable
             {
                 if (!existing.Matches(options))
                     throw new TmemException(TmemError.SharedPoolMismatch,
-                        $"Shared pool {uuid} is {existing.Kind} with {existing.PageSize}-byte pages and exclusive gets {(existing.ExclusiveGets && existing.Kind == PoolKind.Persistent ? "on" : "off")}; the request asked for {options.Kind}, {options.PageSize}-byte pages, exclusive gets {(options.ExclusiveGets ? "on" : "off")}.");
+                        $"Shared pool {uuid} is {existing.Kind} with {existing.PageSize}-byte pages, exclusive gets {(existing.ExclusiveGets && existing.Kind == PoolKind.Persistent ? "on" : "off")} and store incompressible {(existing.StoreIncompressible ? "on" : "off")}; the request asked for {options.Kind}, {options.PageSize}-byte pages, exclusive gets {(options.ExclusiveGets ? "on" : "off")}, store incompressible {(options.StoreIncompressible ? "on" : "off")}.");
                 existing.Members++;
                 pool = existing;
                 logAddress = AppendPoolRecord(LogRecordType.PoolJoin, pool, clientId, poolId);
@@ -323,7 +323,7 @@ public sealed partial class TmemStore : IDisposable
         else pool.LoggedMembers.Add((clientId, poolId));
         Span<byte> record = stackalloc byte[LogRecord.SizeOf(PoolRecord.Size)];
         Span<byte> payload = stackalloc byte[PoolRecord.Size];
-        new PoolRecord(clientId, poolId, pool.PageSize, pool.ExclusiveGets, pool.SharedUuid).Write(payload);
+        new PoolRecord(clientId, poolId, pool.PageSize, pool.ExclusiveGets, pool.SharedUuid, pool.StoreIncompressible).Write(payload);
         LogRecord.Write(record, type, LogRecordFlags.None, (uint)pool.Serial, default, 0, payload);
         return Log.Append(record);
     }
@@ -335,7 +335,7 @@ public sealed partial class TmemStore : IDisposable
     /// </remarks>
     internal void RestorePool(uint serial, in PoolRecord record, bool restated = false)
     {
-        var options = new PoolOptions { Kind = PoolKind.Persistent, PageSize = record.PageSize, ExclusiveGets = record.ExclusiveGets, SharedUuid = record.SharedUuid };
+        var options = new PoolOptions { Kind = PoolKind.Persistent, PageSize = record.PageSize, ExclusiveGets = record.ExclusiveGets, SharedUuid = record.SharedUuid, StoreIncompressible = record.StoreIncompressible };
         options.Validate();
         lock (_poolLock)
         {

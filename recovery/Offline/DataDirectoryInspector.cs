@@ -12,7 +12,14 @@ namespace Tmem.Recovery.Offline;
 /// <param name="SameFilledPages">Of those, pages stored as an 8-byte pattern.</param>
 /// <param name="CompressedBytes">LZ4 bytes of the pages (same-filled ones take none).</param>
 /// <param name="LogBytes">Log bytes their records take (FasterLog framing included).</param>
-public sealed record PoolSummary(int ClientId, int PoolId, uint PoolSerial, int PageSize, bool ExclusiveGets, Guid? SharedUuid, IReadOnlyList<PoolMember> Members, long Pages, long SameFilledPages, long CompressedBytes, long LogBytes);
+public sealed record PoolSummary(int ClientId, int PoolId, uint PoolSerial, int PageSize, bool ExclusiveGets, Guid? SharedUuid, IReadOnlyList<PoolMember> Members, long Pages, long SameFilledPages, long CompressedBytes, long LogBytes)
+{
+    /// <summary>Whether the pool stores poorly compressing pages uncompressed (<see cref="PoolOptions.StoreIncompressible"/>).</summary>
+    public bool StoreIncompressible { get; init; }
+
+    /// <summary>Of its pages, those stored uncompressed (counted in <see cref="CompressedBytes"/> at their page size).</summary>
+    public long UncompressedPages { get; init; }
+}
 
 /// <summary>The index checkpoint: what it covers and whether the store would use it.</summary>
 /// <param name="Path">The file.</param>
@@ -111,7 +118,11 @@ public static class DataDirectoryInspector
             long compressed = pool.Pages.Values.Sum(p => p.SameFilled ? 0L : p.PayloadLength);
             long logBytes = pool.Pages.Values.Sum(p => (long)p.EntryBytes);
             foreach (var member in members)
-                pools.Add(new PoolSummary(member.ClientId, member.PoolId, pool.Serial, pool.PageSize, pool.ExclusiveGets, pool.SharedUuid, members, pool.Pages.Count, sameFilled, compressed, logBytes));
+                pools.Add(new PoolSummary(member.ClientId, member.PoolId, pool.Serial, pool.PageSize, pool.ExclusiveGets, pool.SharedUuid, members, pool.Pages.Count, sameFilled, compressed, logBytes)
+                {
+                    StoreIncompressible = pool.StoreIncompressible,
+                    UncompressedPages = pool.Pages.Values.Count(p => p.Uncompressed),
+                });
         }
         pools.Sort((a, b) => a.ClientId != b.ClientId ? a.ClientId.CompareTo(b.ClientId) : a.PoolId.CompareTo(b.PoolId));
         CheckpointSummary? checkpoint = null;

@@ -356,8 +356,8 @@ internal sealed class LogAnalysis
         {
             if (!listed.Add(pool.Serial)) { problems.Add($"pool serial {pool.Serial} is listed twice"); continue; }
             if (!state.Pools.TryGetValue(pool.Serial, out var live)) { problems.Add($"it lists pool serial {pool.Serial}, which the log does not have live"); continue; }
-            if (live.PageSize != pool.PageSize || live.ExclusiveGets != pool.ExclusiveGets || live.SharedUuid != pool.SharedUuid)
-                problems.Add($"pool serial {pool.Serial}: settings (page size {pool.PageSize}, exclusive gets {pool.ExclusiveGets}, shared {pool.SharedUuid?.ToString() ?? "no"}) differ from the log's ({live.PageSize}, {live.ExclusiveGets}, {live.SharedUuid?.ToString() ?? "no"})");
+            if (live.PageSize != pool.PageSize || live.ExclusiveGets != pool.ExclusiveGets || live.SharedUuid != pool.SharedUuid || live.StoreIncompressible != pool.StoreIncompressible)
+                problems.Add($"pool serial {pool.Serial}: settings (page size {pool.PageSize}, exclusive gets {pool.ExclusiveGets}, shared {pool.SharedUuid?.ToString() ?? "no"}, store incompressible {pool.StoreIncompressible}) differ from the log's ({live.PageSize}, {live.ExclusiveGets}, {live.SharedUuid?.ToString() ?? "no"}, {live.StoreIncompressible})");
             if (!live.Members.SequenceEqual(pool.Members))
                 problems.Add($"pool serial {pool.Serial}: members [{string.Join(", ", pool.Members)}] differ from the log's [{string.Join(", ", live.Members)}]");
             if (pool.Pages.Count != live.Pages.Count)

@@ -13,8 +13,11 @@ internal sealed class LogModel : IReplayTarget
 {
     public readonly record struct PageKey(ObjectId ObjectId, uint Index);
 
-    /// <summary>A live page: its Put record's address, payload length and flags (and the payload when kept).</summary>
-    public sealed record PageState(long Address, int PayloadLength, bool SameFilled, ulong Pattern, byte[]? Payload)
+    /// <summary>
+    /// A live page: its Put record's address, payload length and flags (and the payload when kept).
+    /// <paramref name="Uncompressed"/>: the payload is the page itself (known from the log, not from a checkpoint).
+    /// </summary>
+    public sealed record PageState(long Address, int PayloadLength, bool SameFilled, ulong Pattern, byte[]? Payload, bool Uncompressed = false)
     {
         /// <summary>Log bytes the page's record takes (FasterLog header, record, padding).</summary>
         public int EntryBytes => LogFraming.EntrySize(PayloadLength);
@@ -28,10 +31,11 @@ internal sealed class LogModel : IReplayTarget
         public int PageSize { get; } = pageSize;
         public bool ExclusiveGets { get; } = exclusiveGets;
         public Guid? SharedUuid { get; } = sharedUuid;
+        public bool StoreIncompressible { get; init; }
         public List<(int ClientId, int PoolId)> Members { get; init; } = new();
         public Dictionary<PageKey, PageState> Pages { get; init; } = new();
 
-        public PoolState Clone() => new(Serial, PageSize, ExclusiveGets, SharedUuid) { Members = new(Members), Pages = new(Pages), Placeholder = Placeholder };
+        public PoolState Clone() => new(Serial, PageSize, ExclusiveGets, SharedUuid) { Members = new(Members), Pages = new(Pages), Placeholder = Placeholder, StoreIncompressible = StoreIncompressible };
     }
 
     private readonly bool _keepPayloads;
@@ -58,7 +62,7 @@ internal sealed class LogModel : IReplayTarget
         var model = new LogModel(keepPayloads: false) { SerialHighWater = (uint)Math.Max(0, checkpoint.PoolSerialHighWater) };
         foreach (var entry in checkpoint.Pools)
         {
-            var pool = new PoolState(entry.Serial, entry.PageSize, entry.ExclusiveGets, entry.SharedUuid) { Members = new(entry.Members) };
+            var pool = new PoolState(entry.Serial, entry.PageSize, entry.ExclusiveGets, entry.SharedUuid) { Members = new(entry.Members), StoreIncompressible = entry.StoreIncompressible };
             foreach (var page in entry.Pages)
                 pool.Pages[new PageKey(page.ObjectId, page.Index)] = new PageState(page.Address, page.SameFilled ? 8 : page.Length, page.SameFilled, page.Pattern, null);
             model.Pools[entry.Serial] = pool;
@@ -111,11 +115,13 @@ internal sealed class LogModel : IReplayTarget
 
     void IReplayTarget.LeavePool(uint serial, in PoolRecord member) => Check(Leave(serial, member));
 
-    void IReplayTarget.Put(uint serial, in ObjectId objectId, uint index, bool sameFilled, ReadOnlySpan<byte> payload, long address)
+    void IReplayTarget.Put(uint serial, in ObjectId objectId, uint index, bool sameFilled, bool uncompressed, ReadOnlySpan<byte> payload, long address)
     {
         if (!Pools.TryGetValue(serial, out var pool)) throw new InvalidDataException($"a put into pool serial {serial}, which is not a live persistent pool here");
+        if (uncompressed && payload.Length != pool.PageSize)
+            throw new InvalidDataException($"an uncompressed put of {payload.Length} bytes into pool serial {serial}, whose pages are {pool.PageSize} bytes");
         ulong pattern = sameFilled ? BitConverter.ToUInt64(payload) : 0;
-        pool.Pages[new PageKey(objectId, index)] = new PageState(address, payload.Length, sameFilled, pattern, _keepPayloads && !sameFilled ? payload.ToArray() : null);
+        pool.Pages[new PageKey(objectId, index)] = new PageState(address, payload.Length, sameFilled, pattern, _keepPayloads && !sameFilled ? payload.ToArray() : null, uncompressed);
     }
 
     void IReplayTarget.FlushPage(uint serial, in ObjectId objectId, uint index)
@@ -172,7 +178,7 @@ internal sealed class LogModel : IReplayTarget
             if (!restated && model.Pools.TryGetValue(serial, out var placeholder) && placeholder.Placeholder)
             {
                 // Its creation after all: the settings are known now.
-                model.Pools[serial] = new PoolState(serial, pool.PageSize, pool.ExclusiveGets, pool.SharedUuid) { Members = placeholder.Members, Pages = placeholder.Pages };
+                model.Pools[serial] = new PoolState(serial, pool.PageSize, pool.ExclusiveGets, pool.SharedUuid) { Members = placeholder.Members, Pages = placeholder.Pages, StoreIncompressible = pool.StoreIncompressible };
             }
             AddMember(serial, pool);
         }
@@ -188,8 +194,8 @@ internal sealed class LogModel : IReplayTarget
             }
         }
 
-        public void Put(uint serial, in ObjectId objectId, uint index, bool sameFilled, ReadOnlySpan<byte> payload, long address) =>
-            PoolOf(serial).Pages[new PageKey(objectId, index)] = new PageState(address, payload.Length, sameFilled, sameFilled ? BitConverter.ToUInt64(payload) : 0, null);
+        public void Put(uint serial, in ObjectId objectId, uint index, bool sameFilled, bool uncompressed, ReadOnlySpan<byte> payload, long address) =>
+            PoolOf(serial).Pages[new PageKey(objectId, index)] = new PageState(address, payload.Length, sameFilled, sameFilled ? BitConverter.ToUInt64(payload) : 0, null, uncompressed);
 
         public void FlushPage(uint serial, in ObjectId objectId, uint index) => PoolOf(serial).Pages.Remove(new PageKey(objectId, index));
 
@@ -201,7 +207,7 @@ internal sealed class LogModel : IReplayTarget
         if (Pools.TryGetValue(serial, out var live))
         {
             if (!restated) return $"pool serial {serial} is created twice";
-            if (live.PageSize != record.PageSize || live.ExclusiveGets != record.ExclusiveGets || live.SharedUuid != record.SharedUuid)
+            if (live.PageSize != record.PageSize || live.ExclusiveGets != record.ExclusiveGets || live.SharedUuid != record.SharedUuid || live.StoreIncompressible != record.StoreIncompressible)
                 return $"the compaction base restates pool serial {serial}, which does not match the live pool of that serial";
             return live.Members.Contains((record.ClientId, record.PoolId)) ? null : Join(serial, record, restated: false);
         }
@@ -211,7 +217,9 @@ internal sealed class LogModel : IReplayTarget
             return $"shared pool {uuid} is created while it exists";
         if (ClientPools.TryGetValue((record.ClientId, record.PoolId), out uint other))
             return $"client {record.ClientId} pool id {record.PoolId} is created as pool serial {serial} while it is pool serial {other}";
-        var pool = new PoolState(serial, record.PageSize, record.ExclusiveGets, record.SharedUuid);
+        if (record.StoreIncompressible && record.PageSize > PoolOptions.MaxIncompressiblePageSize)
+            return $"pool serial {serial} stores incompressible pages with page size {record.PageSize}, over {PoolOptions.MaxIncompressiblePageSize}";
+        var pool = new PoolState(serial, record.PageSize, record.ExclusiveGets, record.SharedUuid) { StoreIncompressible = record.StoreIncompressible };
         pool.Members.Add((record.ClientId, record.PoolId));
         Pools.Add(serial, pool);
         ClientPools[(record.ClientId, record.PoolId)] = serial;

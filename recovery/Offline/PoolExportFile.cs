@@ -19,7 +19,8 @@ namespace Tmem.Recovery.Offline;
 ///  4  i32  page size
 ///  8  u8   exclusive gets (0/1)
 ///  9  u8   shared (0/1)
-/// 10  u16  reserved, 0
+/// 10  u8   store incompressible (0/1)
+/// 11  u8   reserved, 0
 /// 12  16B  shared UUID (Guid.TryWriteBytes layout), zeros when private
 /// 28  u32  member count M (the pool's members in the source, for information)
 /// 32  i64  page count N
@@ -27,7 +28,8 @@ namespace Tmem.Recovery.Offline;
 ///     N pages, each
 ///      0  3 x u64  object id words 0, 1, 2
 ///     24  u32  index
-///     28  u8   kind: 0 = the page as an LZ4 block (the log record's payload, unchanged), 1 = same-filled (payload: the 8-byte word)
+///     28  u8   kind: 0 = the page as an LZ4 block (the log record's payload, unchanged), 1 = same-filled (payload: the 8-byte word),
+///              2 = uncompressed (payload: the page itself; pools with byte 10 set)
 ///     29  3B   reserved, 0
 ///     32  u32  payload length L
 ///     36  L    payload
@@ -46,12 +48,13 @@ public static class PoolExportFile
     private static readonly byte[] Magic = Encoding.ASCII.GetBytes("TMEMPOOL");
     private static readonly byte[] EndMagic = Encoding.ASCII.GetBytes("TMEMEND!");
 
-    /// <summary>A page as exported: compressed (LZ4 block) or same-filled (the 8-byte word).</summary>
+    /// <summary>A page as exported: compressed (LZ4 block), same-filled (the 8-byte word) or uncompressed (the page).</summary>
     /// <param name="ObjectId">The object id.</param>
     /// <param name="Index">The page index.</param>
     /// <param name="SameFilled">Whether <paramref name="Payload"/> is the 8-byte word repeated over the page.</param>
-    /// <param name="Payload">The LZ4 block, or the 8-byte word.</param>
-    public sealed record Page(ObjectId ObjectId, uint Index, bool SameFilled, byte[] Payload);
+    /// <param name="Payload">The LZ4 block, the 8-byte word, or the page itself when <paramref name="Uncompressed"/>.</param>
+    /// <param name="Uncompressed">Whether <paramref name="Payload"/> is the page itself.</param>
+    public sealed record Page(ObjectId ObjectId, uint Index, bool SameFilled, byte[] Payload, bool Uncompressed = false);
 
     /// <summary>An exported pool.</summary>
     /// <param name="PoolId">The client's pool id.</param>
@@ -60,7 +63,11 @@ public static class PoolExportFile
     /// <param name="SharedUuid">The shared pool's UUID, or null.</param>
     /// <param name="Members">The pool's members in the source.</param>
     /// <param name="Pages">Its pages.</param>
-    public sealed record Pool(int PoolId, int PageSize, bool ExclusiveGets, Guid? SharedUuid, IReadOnlyList<PoolMember> Members, IReadOnlyList<Page> Pages);
+    public sealed record Pool(int PoolId, int PageSize, bool ExclusiveGets, Guid? SharedUuid, IReadOnlyList<PoolMember> Members, IReadOnlyList<Page> Pages)
+    {
+        /// <summary>Whether the pool stores poorly compressing pages uncompressed (<see cref="PoolOptions.StoreIncompressible"/>).</summary>
+        public bool StoreIncompressible { get; init; }
+    }
 
     /// <summary>Serializes an export.</summary>
     public static byte[] Write(int clientId, IReadOnlyList<Pool> pools)
@@ -81,6 +88,7 @@ public static class PoolExportFile
             BinaryPrimitives.WriteInt32LittleEndian(b[4..], pool.PageSize);
             b[8] = pool.ExclusiveGets ? (byte)1 : (byte)0;
             b[9] = pool.SharedUuid is null ? (byte)0 : (byte)1;
+            b[10] = pool.StoreIncompressible ? (byte)1 : (byte)0;
             pool.SharedUuid?.TryWriteBytes(b[12..28]);
             BinaryPrimitives.WriteUInt32LittleEndian(b[28..], (uint)pool.Members.Count);
             BinaryPrimitives.WriteInt64LittleEndian(b[32..], pool.Pages.Count);
@@ -98,7 +106,7 @@ public static class PoolExportFile
                 BinaryPrimitives.WriteUInt64LittleEndian(b[8..], page.ObjectId.Word1);
                 BinaryPrimitives.WriteUInt64LittleEndian(b[16..], page.ObjectId.Word2);
                 BinaryPrimitives.WriteUInt32LittleEndian(b[24..], page.Index);
-                b[28] = page.SameFilled ? (byte)1 : (byte)0;
+                b[28] = page.SameFilled ? (byte)1 : page.Uncompressed ? (byte)2 : (byte)0;
                 BinaryPrimitives.WriteUInt32LittleEndian(b[32..], (uint)page.Payload.Length);
                 stream.Write(b[..36]);
                 stream.Write(page.Payload);
@@ -139,6 +147,7 @@ public static class PoolExportFile
                 int pageSize = BinaryPrimitives.ReadInt32LittleEndian(h[4..]);
                 bool exclusive = h[8] != 0;
                 Guid? uuid = h[9] != 0 ? new Guid(h[12..28]) : null;
+                bool storeIncompressible = h[10] != 0;
                 uint memberCount = BinaryPrimitives.ReadUInt32LittleEndian(h[28..]);
                 long pageCount = BinaryPrimitives.ReadInt64LittleEndian(h[32..]);
                 at += 40;
@@ -155,13 +164,14 @@ public static class PoolExportFile
                     uint index = BinaryPrimitives.ReadUInt32LittleEndian(e[24..]);
                     byte kind = e[28];
                     int length = checked((int)BinaryPrimitives.ReadUInt32LittleEndian(e[32..]));
-                    if (kind > 1 || (kind == 1 && length != 8) || (kind == 0 && (length == 0 || length > pageSize + pageSize / 255 + 16)))
+                    if (kind > 2 || (kind == 1 && length != 8) || (kind == 0 && (length == 0 || length > pageSize + pageSize / 255 + 16))
+                        || (kind == 2 && (length != pageSize || !storeIncompressible)))
                         throw new InvalidDataException($"page {id}/{index} of pool id {poolId} has kind {kind} and a {length}-byte payload");
-                    pages.Add(new Page(id, index, kind == 1, file.Slice(at + 36, length).ToArray()));
+                    pages.Add(new Page(id, index, kind == 1, file.Slice(at + 36, length).ToArray(), kind == 2));
                     at += 36 + length;
                 }
                 total += pageCount;
-                pools.Add(new Pool(poolId, pageSize, exclusive, uuid, members, pages));
+                pools.Add(new Pool(poolId, pageSize, exclusive, uuid, members, pages) { StoreIncompressible = storeIncompressible });
             }
             if (at != file.Length - 20 || !file.Slice(at, 8).SequenceEqual(EndMagic) || BinaryPrimitives.ReadInt64LittleEndian(file[(at + 8)..]) != total)
                 throw new InvalidDataException($"the trailer is not where the pools end (byte {at}) or its page count is not {total}");

@@ -53,9 +53,12 @@ public static class PoolExporter
         {
             var pool = model.Pools[serial];
             var pages = pool.Pages.OrderBy(p => p.Key.ObjectId.Word0).ThenBy(p => p.Key.ObjectId.Word1).ThenBy(p => p.Key.ObjectId.Word2).ThenBy(p => p.Key.Index)
-                .Select(p => new PoolExportFile.Page(p.Key.ObjectId, p.Key.Index, p.Value.SameFilled, p.Value.SameFilled ? BitConverter.GetBytes(p.Value.Pattern) : p.Value.Payload!))
+                .Select(p => new PoolExportFile.Page(p.Key.ObjectId, p.Key.Index, p.Value.SameFilled, p.Value.SameFilled ? BitConverter.GetBytes(p.Value.Pattern) : p.Value.Payload!, p.Value.Uncompressed))
                 .ToList();
-            pools.Add(new PoolExportFile.Pool(poolId, pool.PageSize, pool.ExclusiveGets, pool.SharedUuid, pool.Members.Select(m => new PoolMember(m.ClientId, m.PoolId)).ToList(), pages));
+            pools.Add(new PoolExportFile.Pool(poolId, pool.PageSize, pool.ExclusiveGets, pool.SharedUuid, pool.Members.Select(m => new PoolMember(m.ClientId, m.PoolId)).ToList(), pages)
+            {
+                StoreIncompressible = pool.StoreIncompressible,
+            });
         }
         var bytes = PoolExportFile.Write(clientId, pools);
         string output = Path.GetFullPath(outputFile);
@@ -159,7 +162,7 @@ public static class PoolExporter
         var placeholders = new List<int>();
         try
         {
-            var options = PoolOptions.Persistent with { PageSize = pool.PageSize, ExclusiveGets = pool.ExclusiveGets, SharedUuid = pool.SharedUuid };
+            var options = PoolOptions.Persistent with { PageSize = pool.PageSize, ExclusiveGets = pool.ExclusiveGets, SharedUuid = pool.SharedUuid, StoreIncompressible = pool.StoreIncompressible };
             while (true)
             {
                 int lowest = Enumerable.Range(0, int.MaxValue).First(i => !client.GetPools().Any(p => p.PoolId == i));
@@ -211,6 +214,11 @@ public static class PoolExporter
         if (page.SameFilled)
         {
             PageCodec.Fill(destination, BitConverter.ToUInt64(page.Payload));
+            return;
+        }
+        if (page.Uncompressed)
+        {
+            page.Payload.CopyTo(destination, 0);
             return;
         }
         int length = PageCodec.Decompress(page.Payload, destination);

@@ -252,8 +252,8 @@ public sealed class BadInputTests(ServiceFixture fixture) : IAsyncLifetime
             if (uuid) ServiceProcess.SharedUuid.TryWriteBytes(p.AsSpan(8), bigEndian: true, out _);
             return p;
         }
-        raw.Send(RawSocket.Frame((byte)Opcode.CreatePool, 50, Payload(0x04, 0, false)));
-        Assert.Contains("0x04", raw.ReceiveError(ProtocolStatus.InvalidArgument));
+        raw.Send(RawSocket.Frame((byte)Opcode.CreatePool, 50, Payload(0x08, 0, false)));
+        Assert.Contains("0x08", raw.ReceiveError(ProtocolStatus.InvalidArgument));
         raw.Send(RawSocket.Frame((byte)Opcode.CreatePool, 51, Payload(0, 1, false)));
         Assert.Contains("reserved", raw.ReceiveError(ProtocolStatus.InvalidArgument));
         raw.Send(RawSocket.Frame((byte)Opcode.CreatePool, 52, Payload(Wire.FlagShared, 0, false)));

@@ -1149,6 +1149,31 @@ public abstract class ContractSuite
     }
 
     [Fact]
+    public async Task Rule1_StoreIncompressiblePools_StoreWhatOthersRefuse_Uncompressed()
+    {
+        await using var alice = await ConnectAsync();
+        foreach (var options in new[] { PoolOptions.Ephemeral with { StoreIncompressible = true, SharedUuid = SharedUuid }, PoolOptions.Persistent with { StoreIncompressible = true } })
+        {
+            int pool = await alice.CreatePoolAsync(options);
+            try
+            {
+                Assert.True((await alice.GetPoolsAsync()).Single(p => p.PoolId == pool).StoreIncompressible);
+                Assert.Equal(PutStatus.Stored, await alice.PutAsync(pool, Oid, 0, Incompressible(7)));
+                Assert.Equal(PutStatus.Stored, await alice.PutAsync(pool, Oid, 1, Page("si", 1)));
+                var page = new byte[4096];
+                Assert.Equal(GetStatus.Hit, await alice.GetAsync(pool, Oid, 0, page));
+                Assert.Equal(Incompressible(7), page);
+                Assert.Equal(GetStatus.Hit, await alice.GetAsync(pool, Oid, 1, page));
+                Assert.Equal(Page("si", 1), page);
+            }
+            finally
+            {
+                await alice.DestroyPoolAsync(pool);
+            }
+        }
+    }
+
+    [Fact]
     public async Task Rule2_PutPutCoherency_LaterPutWins_FailedPutFlushesTheOldPage()
     {
         await using var alice = await ConnectAsync();
@@ -1296,6 +1321,7 @@ public abstract class ContractSuite
         {
             PoolOptions.Ephemeral, PoolOptions.Ephemeral with { SharedUuid = SharedUuid, PageSize = 8192 },
             PoolOptions.Persistent, PoolOptions.Persistent with { ExclusiveGets = true, PageSize = 512 },
+            PoolOptions.Persistent with { StoreIncompressible = true }, PoolOptions.Ephemeral with { StoreIncompressible = true },
         };
         var mine = new List<int>();
         var bobs = new List<int>();

@@ -1,40 +1,49 @@
 namespace Tmem.Compression;
 
 /// <summary>
-/// A page as the store keeps it: either the 8-byte word it repeats (same-filled: no bytes) or its
-/// LZ4 bytes. Made by <see cref="PageEncoder"/> before any lock is taken; the bytes live in the
-/// caller's scratch buffer (or a log record's payload) and must be copied before it is reused.
+/// A page as the store keeps it: the 8-byte word it repeats (same-filled: no bytes), its LZ4
+/// bytes, or (in a pool with <see cref="PoolOptions.StoreIncompressible"/>, for a page that
+/// compresses poorly) the page itself, uncompressed. Made by <see cref="PageEncoder"/> before any
+/// lock is taken; the bytes live in the caller's scratch buffer, the caller's page or a log
+/// record's payload, and must be copied before that is reused.
 /// </summary>
 internal readonly ref struct EncodedPage
 {
-    private EncodedPage(bool sameFilled, ulong pattern, ReadOnlySpan<byte> compressed)
+    private EncodedPage(bool sameFilled, bool uncompressed, ulong pattern, ReadOnlySpan<byte> bytes)
     {
         SameFilled = sameFilled;
+        Uncompressed = uncompressed;
         Pattern = pattern;
-        Compressed = compressed;
+        Bytes = bytes;
     }
 
     /// <summary>One 8-byte word repeated over the whole page (zero pages included).</summary>
     public bool SameFilled { get; }
 
+    /// <summary><see cref="Bytes"/> is the page itself, not an LZ4 block.</summary>
+    public bool Uncompressed { get; }
+
     /// <summary>The repeated word of a same-filled page.</summary>
     public ulong Pattern { get; }
 
-    /// <summary>The LZ4 bytes of any other page.</summary>
-    public ReadOnlySpan<byte> Compressed { get; }
+    /// <summary>The bytes stored: the LZ4 block, or the page when <see cref="Uncompressed"/>; empty for a same-filled page.</summary>
+    public ReadOnlySpan<byte> Bytes { get; }
 
-    /// <summary>Bytes stored: the compressed length, 0 for a same-filled page.</summary>
-    public int StoredLength => Compressed.Length;
+    /// <summary>Bytes stored: the compressed length (the page size when uncompressed), 0 for a same-filled page.</summary>
+    public int StoredLength => Bytes.Length;
 
-    public static EncodedPage OfPattern(ulong pattern) => new(true, pattern, default);
+    public static EncodedPage OfPattern(ulong pattern) => new(true, false, pattern, default);
 
-    public static EncodedPage OfCompressed(ReadOnlySpan<byte> compressed) => new(false, 0, compressed);
+    public static EncodedPage OfCompressed(ReadOnlySpan<byte> compressed) => new(false, false, 0, compressed);
+
+    public static EncodedPage OfUncompressed(ReadOnlySpan<byte> page) => new(false, true, 0, page);
 
     /// <summary>
-    /// A page as a Put record carries it: the 8-byte pattern for a same-filled page, else the LZ4 bytes.
+    /// A page as a Put record carries it: the 8-byte pattern for a same-filled page, the page
+    /// itself for an uncompressed one, else the LZ4 bytes.
     /// </summary>
-    public static EncodedPage FromPayload(bool sameFilled, ReadOnlySpan<byte> payload) =>
-        sameFilled ? OfPattern(BitConverter.ToUInt64(payload)) : OfCompressed(payload);
+    public static EncodedPage FromPayload(bool sameFilled, bool uncompressed, ReadOnlySpan<byte> payload) =>
+        sameFilled ? OfPattern(BitConverter.ToUInt64(payload)) : uncompressed ? OfUncompressed(payload) : OfCompressed(payload);
 }
 
 /// <summary>The first step of a put: same-fill detection, then LZ4 into a bounded scratch buffer, outside any lock.</summary>
@@ -45,10 +54,12 @@ internal static class PageEncoder
 
     /// <summary>
     /// Encodes <paramref name="page"/>; false when its LZ4 bytes would exceed
-    /// <paramref name="maxCompressedBytes"/> (poor compression). The result's bytes are valid until
-    /// this thread's next call.
+    /// <paramref name="maxCompressedBytes"/> (poor compression), unless
+    /// <paramref name="storeIncompressible"/>: then such a page is encoded as itself, uncompressed.
+    /// The result's bytes are valid until this thread's next call (or, uncompressed, as long as
+    /// <paramref name="page"/>).
     /// </summary>
-    public static bool TryEncode(ReadOnlySpan<byte> page, int maxCompressedBytes, out EncodedPage encoded)
+    public static bool TryEncode(ReadOnlySpan<byte> page, int maxCompressedBytes, bool storeIncompressible, out EncodedPage encoded)
     {
         if (PageCodec.TryGetFillPattern(page, out ulong pattern))
         {
@@ -57,7 +68,12 @@ internal static class PageEncoder
         }
         var scratch = _scratch ??= new byte[PoolOptions.MaxPageSize];
         int length = PageCodec.Compress(page, scratch.AsSpan(0, maxCompressedBytes));
-        encoded = length == 0 ? default : EncodedPage.OfCompressed(scratch.AsSpan(0, length));
-        return length != 0;
+        if (length != 0)
+        {
+            encoded = EncodedPage.OfCompressed(scratch.AsSpan(0, length));
+            return true;
+        }
+        encoded = storeIncompressible ? EncodedPage.OfUncompressed(page) : default;
+        return storeIncompressible;
     }
 }

@@ -32,6 +32,20 @@ public sealed record PoolOptions
     /// </summary>
     public bool ExclusiveGets { get; init; }
 
+    /// <summary>The largest page size a pool with <see cref="StoreIncompressible"/> may have (a stored length is 16 bits).</summary>
+    public const int MaxIncompressiblePageSize = 32768;
+
+    /// <summary>
+    /// A put never fails for how the page compresses: a page whose LZ4 block would exceed the
+    /// store's <c>MaxZsize</c> is stored uncompressed (the page itself, as zram keeps its "huge"
+    /// pages), and the persistent mean-size rule does not apply to this pool. For pools that back
+    /// a block device, which cannot refuse a write. Page sizes up to
+    /// <see cref="MaxIncompressiblePageSize"/>. Default false: such pages are refused
+    /// (<see cref="PutStatus.RejectedPoorCompression"/>, <see cref="PutStatus.RejectedMeanCompression"/>).
+    /// Other refusals (capacity, persistent limits, a full disk) still apply.
+    /// </summary>
+    public bool StoreIncompressible { get; init; }
+
     /// <summary>A private ephemeral pool of 4 KiB pages.</summary>
     public static PoolOptions Ephemeral { get; } = new();
 
@@ -39,7 +53,7 @@ public sealed record PoolOptions
     public static PoolOptions Persistent { get; } = new() { Kind = PoolKind.Persistent };
 
     /// <summary>Checks the options; the store calls this before it creates or joins a pool.</summary>
-    /// <exception cref="ArgumentException">A kind, page size or get mode out of range, named.</exception>
+    /// <exception cref="ArgumentException">A kind, page size, get mode or StoreIncompressible out of range, named.</exception>
     public void Validate()
     {
         if (Kind is not (PoolKind.Ephemeral or PoolKind.Persistent))
@@ -48,5 +62,7 @@ public sealed record PoolOptions
             throw new ArgumentException($"Page size {PageSize} must be a power of two from {MinPageSize} to {MaxPageSize}.", nameof(PageSize));
         if (ExclusiveGets && Kind != PoolKind.Persistent)
             throw new ArgumentException("ExclusiveGets applies to persistent pools only; ephemeral pools are exclusive when private and non-exclusive when shared.", nameof(ExclusiveGets));
+        if (StoreIncompressible && PageSize > MaxIncompressiblePageSize)
+            throw new ArgumentException($"StoreIncompressible needs a page size of at most {MaxIncompressiblePageSize} bytes (an uncompressed page's length is kept in 16 bits); this pool asks for {PageSize}.", nameof(StoreIncompressible));
     }
 }

@@ -57,7 +57,7 @@ internal sealed class Checkpointer(TmemStore store, PersistentLog log, string da
                     CoveredUntil = log.TailAddress,
                     PoolSerialHighWater = store.PoolSerialLocked,
                     Pools = pools.Select(p => new IndexCheckpoint.PoolEntry((uint)p.Serial, p.PageSize, p.ExclusiveGets, p.SharedUuid,
-                        p.LoggedMembers.ToList(), p.CapturePagesLocked())).ToList(),
+                        p.LoggedMembers.ToList(), p.CapturePagesLocked()) { StoreIncompressible = p.StoreIncompressible }).ToList(),
                 };
             }
             finally

@@ -128,7 +128,7 @@ internal sealed class LogCompactor(TmemStore store, PersistentLog log, Checkpoin
                     for (int i = 0; i < pool.LoggedMembers.Count; i++)
                     {
                         var (clientId, poolId) = pool.LoggedMembers[i];
-                        members.Add(((uint)pool.Serial, i > 0, new PoolRecord(clientId, poolId, pool.PageSize, pool.ExclusiveGets, pool.SharedUuid)));
+                        members.Add(((uint)pool.Serial, i > 0, new PoolRecord(clientId, poolId, pool.PageSize, pool.ExclusiveGets, pool.SharedUuid, pool.StoreIncompressible)));
                     }
                 }
                 baseAddress = AppendCompactionBase(new CompactionBaseRecord(begin, members));

@@ -23,8 +23,11 @@ public interface IReplayTarget
     /// <summary>A member left the pool; the pool goes with its last member.</summary>
     void LeavePool(uint serial, in PoolRecord member);
 
-    /// <summary>A page was stored: its payload is the 8-byte pattern of a same-filled page, else its LZ4 bytes; <paramref name="address"/> is the record's.</summary>
-    void Put(uint serial, in ObjectId objectId, uint index, bool sameFilled, ReadOnlySpan<byte> payload, long address);
+    /// <summary>
+    /// A page was stored: its payload is the 8-byte pattern of a same-filled page, the page itself
+    /// when <paramref name="uncompressed"/>, else its LZ4 bytes; <paramref name="address"/> is the record's.
+    /// </summary>
+    void Put(uint serial, in ObjectId objectId, uint index, bool sameFilled, bool uncompressed, ReadOnlySpan<byte> payload, long address);
 
     /// <summary>A page was flushed (or taken by an exclusive get).</summary>
     void FlushPage(uint serial, in ObjectId objectId, uint index);
@@ -69,9 +72,12 @@ public static class LogReplay
                 break;
             case LogRecordType.Put:
                 bool sameFilled = (record.Flags & LogRecordFlags.SameFilled) != 0;
+                bool uncompressed = (record.Flags & LogRecordFlags.Uncompressed) != 0;
+                if ((record.Flags & ~(LogRecordFlags.SameFilled | LogRecordFlags.Uncompressed)) != 0 || (sameFilled && uncompressed))
+                    throw new InvalidDataException($"a put with flags 0x{(ushort)record.Flags:x4}");
                 if (sameFilled ? record.Payload.Length != sizeof(ulong) : record.Payload.Length == 0)
                     throw new InvalidDataException($"a put with a {record.Payload.Length}-byte payload");
-                target.Put(record.PoolSerial, record.ObjectId, record.Index, sameFilled, record.Payload, address);
+                target.Put(record.PoolSerial, record.ObjectId, record.Index, sameFilled, uncompressed, record.Payload, address);
                 break;
             case LogRecordType.FlushPage:
                 target.FlushPage(record.PoolSerial, record.ObjectId, record.Index);

@@ -113,9 +113,9 @@ internal static class StoreRecovery
             {
                 if (pool.Members.Count == 0) throw new InvalidDataException($"pool serial {pool.Serial} has no member");
                 var (firstClient, firstPoolId) = pool.Members[0];
-                store.RestorePool(pool.Serial, new PoolRecord(firstClient, firstPoolId, pool.PageSize, pool.ExclusiveGets, pool.SharedUuid));
+                store.RestorePool(pool.Serial, new PoolRecord(firstClient, firstPoolId, pool.PageSize, pool.ExclusiveGets, pool.SharedUuid, pool.StoreIncompressible));
                 foreach (var (client, poolId) in pool.Members.Skip(1))
-                    store.RestoreJoin(pool.Serial, new PoolRecord(client, poolId, pool.PageSize, pool.ExclusiveGets, pool.SharedUuid));
+                    store.RestoreJoin(pool.Serial, new PoolRecord(client, poolId, pool.PageSize, pool.ExclusiveGets, pool.SharedUuid, pool.StoreIncompressible));
                 var restored = store.RestoredPool(pool.Serial);
                 foreach (var page in pool.Pages)
                 {
@@ -170,8 +170,8 @@ internal static class StoreRecovery
 
         public void LeavePool(uint serial, in PoolRecord member) => store.RestoreLeave(serial, member);
 
-        public void Put(uint serial, in ObjectId objectId, uint index, bool sameFilled, ReadOnlySpan<byte> payload, long address) =>
-            store.RestoredPool(serial).RestorePut(objectId, index, sameFilled, payload, address);
+        public void Put(uint serial, in ObjectId objectId, uint index, bool sameFilled, bool uncompressed, ReadOnlySpan<byte> payload, long address) =>
+            store.RestoredPool(serial).RestorePut(objectId, index, sameFilled, uncompressed, payload, address);
 
         public void FlushPage(uint serial, in ObjectId objectId, uint index) => store.RestoredPool(serial).RestoreFlushPage(objectId, index);
 

@@ -34,7 +34,11 @@ public sealed class IndexCheckpoint
     public required List<PoolEntry> Pools { get; init; }
 
     /// <summary>One pool: its settings, its members as logged, and its pages.</summary>
-    public sealed record PoolEntry(uint Serial, int PageSize, bool ExclusiveGets, Guid? SharedUuid, List<(int ClientId, int PoolId)> Members, List<PageEntry> Pages);
+    public sealed record PoolEntry(uint Serial, int PageSize, bool ExclusiveGets, Guid? SharedUuid, List<(int ClientId, int PoolId)> Members, List<PageEntry> Pages)
+    {
+        /// <summary>The pool's <see cref="PoolOptions.StoreIncompressible"/>.</summary>
+        public bool StoreIncompressible { get; init; }
+    }
 
     /// <summary>
     /// One page: its handle, compressed length (0 when same-filled), its Put record's address
@@ -66,6 +70,7 @@ public sealed class IndexCheckpoint
             BinaryPrimitives.WriteInt32LittleEndian(span[(at + 4)..], pool.PageSize);
             span[at + 8] = pool.ExclusiveGets ? (byte)1 : (byte)0;
             span[at + 9] = pool.SharedUuid is null ? (byte)0 : (byte)1;
+            span[at + 10] = pool.StoreIncompressible ? (byte)1 : (byte)0;
             pool.SharedUuid?.TryWriteBytes(span.Slice(at + 12, 16));
             BinaryPrimitives.WriteInt32LittleEndian(span[(at + 28)..], pool.Members.Count);
             BinaryPrimitives.WriteInt32LittleEndian(span[(at + 32)..], pool.Pages.Count);
@@ -132,6 +137,7 @@ public sealed class IndexCheckpoint
                 int pageSize = BinaryPrimitives.ReadInt32LittleEndian(bytes[(at + 4)..]);
                 bool exclusive = bytes[at + 8] != 0;
                 Guid? uuid = bytes[at + 9] != 0 ? new Guid(bytes.Slice(at + 12, 16)) : null;
+                bool storeIncompressible = bytes[at + 10] != 0;
                 int memberCount = BinaryPrimitives.ReadInt32LittleEndian(bytes[(at + 28)..]);
                 int pageCount = BinaryPrimitives.ReadInt32LittleEndian(bytes[(at + 32)..]);
                 at += 36;
@@ -150,7 +156,7 @@ public sealed class IndexCheckpoint
                         BinaryPrimitives.ReadInt64LittleEndian(e[32..]),
                         BinaryPrimitives.ReadUInt64LittleEndian(e[40..])));
                 }
-                pools.Add(new PoolEntry(serial, pageSize, exclusive, uuid, members, pages));
+                pools.Add(new PoolEntry(serial, pageSize, exclusive, uuid, members, pages) { StoreIncompressible = storeIncompressible });
             }
             if (at != bytes.Length - 12)
             {

@@ -3,7 +3,10 @@ namespace Tmem.LogTier;
 /// <summary>Kinds of log record (byte 5 of the header; see docs/storage-format.md).</summary>
 public enum LogRecordType : byte
 {
-    /// <summary>A persistent page: payload = LZ4 block, or the 8-byte fill pattern when flag <see cref="LogRecordFlags.SameFilled"/>.</summary>
+    /// <summary>
+    /// A persistent page: payload = LZ4 block, the 8-byte fill pattern when flag
+    /// <see cref="LogRecordFlags.SameFilled"/>, or the page itself when flag <see cref="LogRecordFlags.Uncompressed"/>.
+    /// </summary>
     Put = 1,
 
     /// <summary>Tombstone of one page (flush page, or a failed put over an existing page).</summary>
@@ -38,4 +41,7 @@ public enum LogRecordFlags : ushort
 
     /// <summary>Put only: the payload is the 8-byte word the page repeats.</summary>
     SameFilled = 1,
+
+    /// <summary>Put only: the payload is the page itself, uncompressed (a pool with <see cref="PoolOptions.StoreIncompressible"/>).</summary>
+    Uncompressed = 2,
 }

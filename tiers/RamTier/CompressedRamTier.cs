@@ -118,12 +118,12 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         }
         else
         {
-            form = PageForm.Slot;
-            var compressed = page.Compressed;
-            ulong location = _slabs.Allocate(compressed.Length);
-            compressed.CopyTo(new Span<byte>(_slabs.AddressOf(location), compressed.Length));
+            form = page.Uncompressed ? PageForm.Uncompressed : PageForm.Slot;
+            var bytes = page.Bytes;
+            ulong location = _slabs.Allocate(bytes.Length);
+            bytes.CopyTo(new Span<byte>(_slabs.AddressOf(location), bytes.Length));
             d.Location = location;
-            d.Length = (ushort)compressed.Length;
+            d.Length = (ushort)bytes.Length;
         }
         MakeLive(id, ref d, owner, index, form, persistent, backingAddress, clock: 1);
     }
@@ -241,6 +241,11 @@ internal sealed unsafe class CompressedRamTier : IDisposable
                 if (decoded != page.Length)
                     ThrowHelper.ThrowCorrupt($"RAM-tier page (descriptor {id}, {d.Length} compressed bytes) decoded to {decoded} bytes, expected {page.Length}.");
                 break;
+            case PageForm.Uncompressed:
+                if (d.Length != page.Length)
+                    ThrowHelper.ThrowCorrupt($"RAM-tier uncompressed page (descriptor {id}) holds {d.Length} bytes, expected {page.Length}.");
+                new ReadOnlySpan<byte>(_slabs.AddressOf(d.Location), d.Length).CopyTo(page);
+                break;
             default:
                 throw new InvalidOperationException($"Descriptor {id} has no RAM copy; its page is read from the tier below.");
         }
@@ -327,7 +332,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
                 flags = d.Flags;
                 if (owner.Find(index) != id || !IsVictim(flags, needBytes)) continue;
                 bool persistent = ((DescriptorFlags)flags & DescriptorFlags.Persistent) != 0;
-                if (PageDescriptor.FormOf(flags) == PageForm.Slot && BelowFor(persistent) is { } below)
+                if (HoldsSlot(PageDescriptor.FormOf(flags)) && BelowFor(persistent) is { } below)
                 {
                     long address = _descriptors.GetBackingAddress(id);
                     if (below.TryKeep(ref address, new ReadOnlySpan<byte>(_slabs.AddressOf(d.Location), d.Length)))
@@ -379,12 +384,15 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         if ((state & DescriptorFlags.Installed) == 0) return false;
         var form = PageDescriptor.FormOf(flags);
         if (form == PageForm.Below) return false;          // no RAM copy left to take
-        if (needBytes && form != PageForm.Slot) return false; // frees no bytes
+        if (needBytes && !HoldsSlot(form)) return false; // frees no bytes
         if ((state & DescriptorFlags.Persistent) == 0) return true;
         // A persistent page can only lose a RAM copy the tier below holds too; that frees bytes
         // but not the page's place under MaxPages.
         return needBytes && (state & DescriptorFlags.Backed) != 0;
     }
+
+    /// <summary>Whether pages of this form keep their bytes in a slab slot (compressed or not).</summary>
+    private static bool HoldsSlot(PageForm form) => form is PageForm.Slot or PageForm.Uncompressed;
 
     /// <summary>
     /// Called after a put, holding no lock: when slabs hold more than the threshold beyond the slot
@@ -429,7 +437,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
             {
                 ref var d = ref _descriptors[id];
                 byte flags = Volatile.Read(ref d.Flags);
-                if (((DescriptorFlags)flags & DescriptorFlags.Installed) == 0 || PageDescriptor.FormOf(flags) != PageForm.Slot) continue;
+                if (((DescriptorFlags)flags & DescriptorFlags.Installed) == 0 || !HoldsSlot(PageDescriptor.FormOf(flags))) continue;
                 if (_slabs.SlabOf(d.Location) is not { Draining: true }) continue;
                 var owner = Volatile.Read(ref d.Owner);
                 if (owner is null) continue;
@@ -437,7 +445,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
                 try
                 {
                     // Re-check under the lock: the page may have been freed, replaced or moved.
-                    if (owner.Find(d.Index) != id || d.Form != PageForm.Slot) continue;
+                    if (owner.Find(d.Index) != id || !HoldsSlot(d.Form)) continue;
                     ulong oldLocation = d.Location;
                     if (_slabs.SlabOf(oldLocation) is not { Draining: true }) continue;
                     int length = d.Length;

@@ -15,7 +15,7 @@ internal struct PageDescriptor
     public PageOwner? Owner;
 
     /// <summary>
-    /// <see cref="PageForm.Slot"/>: the slab slot (<see cref="SlabAllocator"/> location);
+    /// <see cref="PageForm.Slot"/> and <see cref="PageForm.Uncompressed"/>: the slab slot (<see cref="SlabAllocator"/> location);
     /// <see cref="PageForm.Pattern"/>: the 8-byte word; <see cref="PageForm.Below"/>: 0; the next free id while free.
     /// </summary>
     public ulong Location;
@@ -23,7 +23,7 @@ internal struct PageDescriptor
     /// <summary>The page's index within <see cref="Owner"/>.</summary>
     public uint Index;
 
-    /// <summary>Stored (compressed) length in bytes: 0 for a pattern, the record's payload length for a page below.</summary>
+    /// <summary>Stored length in bytes: compressed, the page size when uncompressed, 0 for a pattern, the record's payload length for a page below.</summary>
     public ushort Length;
 
     /// <summary><see cref="DescriptorFlags"/> in the low bits, the <see cref="PageForm"/> in bits 4-5 (see <see cref="Pack"/>).</summary>

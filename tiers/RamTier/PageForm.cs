@@ -20,4 +20,12 @@ internal enum PageForm : byte
     /// persistent page whose Put record is in the log, read back from there on a get).
     /// </summary>
     Below = 2,
+
+    /// <summary>
+    /// The page itself, uncompressed, in a RAM slab slot (<see cref="PageDescriptor.Location"/> is
+    /// the slot, <see cref="PageDescriptor.Length"/> the page size): a page that compresses poorly
+    /// in a pool with <see cref="PoolOptions.StoreIncompressible"/>. Handled as <see cref="Slot"/>
+    /// everywhere except a read, which copies instead of decompressing.
+    /// </summary>
+    Uncompressed = 3,
 }

@@ -41,6 +41,7 @@ internal sealed class Pool
         Kind = options.Kind;
         PageSize = options.PageSize;
         SharedUuid = options.SharedUuid;
+        StoreIncompressible = options.StoreIncompressible;
         // Private ephemeral: exclusive; shared ephemeral: not; persistent: as asked.
         ExclusiveGets = Kind == PoolKind.Persistent ? options.ExclusiveGets : SharedUuid is null;
         Account = new PoolAccount(PageSize);
@@ -70,6 +71,9 @@ internal sealed class Pool
 
     public bool ExclusiveGets { get; }
 
+    /// <summary>Pages that compress poorly are stored uncompressed instead of refused (<see cref="PoolOptions.StoreIncompressible"/>).</summary>
+    public bool StoreIncompressible { get; }
+
     public bool IsDestroyed => _destroyed;
 
     /// <summary>Clients holding this pool; guarded by the store's pool lock.</summary>
@@ -85,7 +89,8 @@ internal sealed class Pool
     public Bucket[] Buckets => _buckets;
 
     public bool Matches(PoolOptions options) =>
-        options.Kind == Kind && options.PageSize == PageSize && options.ExclusiveGets == (Kind == PoolKind.Persistent && ExclusiveGets);
+        options.Kind == Kind && options.PageSize == PageSize && options.ExclusiveGets == (Kind == PoolKind.Persistent && ExclusiveGets)
+        && options.StoreIncompressible == StoreIncompressible;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private Bucket BucketFor(in ObjectId id) =>
@@ -108,9 +113,11 @@ internal sealed class Pool
             return Refuse(id, index, PutStatus.RejectedStorageFull, out logAddress);
         }
         // Encode and admit before any lock: making room may evict, and eviction takes bucket locks.
-        if (!PageEncoder.TryEncode(page, _poorCompression.MaxBytes, out var encoded))
+        // A pool that backs a block device (StoreIncompressible) keeps a poorly compressing page
+        // uncompressed and is exempt from the mean rule: neither refusal applies to it.
+        if (!PageEncoder.TryEncode(page, _poorCompression.MaxBytes, StoreIncompressible, out var encoded))
             return Refuse(id, index, PutStatus.RejectedPoorCompression, out logAddress);
-        if (Kind == PoolKind.Persistent && encoded.StoredLength > _meanThresholdBytes && _meanCompression.MeanOverLimit())
+        if (Kind == PoolKind.Persistent && !StoreIncompressible && encoded.StoredLength > _meanThresholdBytes && _meanCompression.MeanOverLimit())
             return Refuse(id, index, PutStatus.RejectedMeanCompression, out logAddress);
         var record = _log is null ? default : PutRecord.Build((uint)Serial, id, index, encoded);
         if (!TryReserveRoom(encoded, out uint descriptor, out int slotBytes))
@@ -185,9 +192,11 @@ internal sealed class Pool
     /// without logging it again: with a RAM copy while the budget has room (no eviction), else
     /// spilled. Throws when even the page limit is reached: recovery never drops a page.
     /// </summary>
-    public void RestorePut(in ObjectId id, uint index, bool sameFilled, ReadOnlySpan<byte> payload, long logAddress)
+    public void RestorePut(in ObjectId id, uint index, bool sameFilled, bool uncompressed, ReadOnlySpan<byte> payload, long logAddress)
     {
-        var page = EncodedPage.FromPayload(sameFilled, payload);
+        if (uncompressed && payload.Length != PageSize)
+            throw new InvalidDataException($"an uncompressed put of {payload.Length} bytes into pool serial {Serial}, whose pages are {PageSize} bytes");
+        var page = EncodedPage.FromPayload(sameFilled, uncompressed, payload);
         int slotBytes = sameFilled ? 0 : SlabAllocator.SlotSizeFor(payload.Length);
         bool below = false;
         if (!_ram.TryReserve(slotBytes, out uint descriptor, allowEviction: false))
@@ -451,6 +460,13 @@ internal sealed class Pool
         if (!LogRecord.TryRead(entry, out var put, out string? error) || put.Type != LogRecordType.Put
             || put.PoolSerial != (uint)pool.Serial || put.ObjectId != id || put.Index != index)
             return $"The log record at address {address} is not the Put of pool serial {pool.Serial}, object {id}, index {index}: {error ?? "it names another page"}.";
+        if ((put.Flags & LogRecordFlags.Uncompressed) != 0)
+        {
+            if (put.Payload.Length != page.Length)
+                return $"The uncompressed page in the log record at address {address} is {put.Payload.Length} bytes, expected {page.Length}.";
+            put.Payload.CopyTo(page);
+            return null;
+        }
         int decoded = PageCodec.Decompress(put.Payload, page);
         return decoded == page.Length ? null : $"The page in the log record at address {address} decoded to {decoded} bytes, expected {page.Length}.";
     }

@@ -123,7 +123,7 @@ public static class Program
         else o.Line("checkpoint: none");
         o.Line($"clients: {(report.Clients.Count == 0 ? "none" : string.Join(", ", report.Clients))}");
         foreach (var p in report.Pools)
-            o.Line($"  client {p.ClientId} pool {p.PoolId}: serial {p.PoolSerial}, {p.PageSize}-byte pages{(p.ExclusiveGets ? ", exclusive gets" : "")}{(p.SharedUuid is { } u ? $", shared {u} ({Output.Members(p.Members)})" : "")}; {p.Pages} page(s) ({p.SameFilledPages} same-filled), {Output.Bytes(p.CompressedBytes)} compressed, {Output.Bytes(p.LogBytes)} of log");
+            o.Line($"  client {p.ClientId} pool {p.PoolId}: serial {p.PoolSerial}, {p.PageSize}-byte pages{(p.ExclusiveGets ? ", exclusive gets" : "")}{(p.StoreIncompressible ? $", stores incompressible pages ({p.UncompressedPages} uncompressed)" : "")}{(p.SharedUuid is { } u ? $", shared {u} ({Output.Members(p.Members)})" : "")}; {p.Pages} page(s) ({p.SameFilledPages} same-filled), {Output.Bytes(p.CompressedBytes)} compressed, {Output.Bytes(p.LogBytes)} of log");
         o.Line(string.Create(CultureInfo.InvariantCulture, $"live: {report.LivePages} page(s), {Output.Bytes(report.LiveLogBytes)} of log, live fraction {report.LiveFraction:P1}; {report.Records} record(s) read"));
         if (report.Problems.Count > 0)
         {

@@ -51,6 +51,9 @@ public static class Wire
     /// <summary>CreatePool flag: gets remove the page (persistent pools only).</summary>
     public const byte FlagExclusiveGets = 0x02;
 
+    /// <summary>CreatePool flag: pages that compress poorly are stored uncompressed, never refused for it (<see cref="PoolOptions.StoreIncompressible"/>).</summary>
+    public const byte FlagStoreIncompressible = 0x04;
+
     /// <summary>The frame size a put of a page of <paramref name="pageSize"/> bytes needs.</summary>
     public static int PutFrameSize(int pageSize) => HeaderSize + HandleSize + pageSize;
 
@@ -105,7 +108,8 @@ public static class Wire
     public static void WriteCreatePool(Span<byte> destination, PoolOptions options)
     {
         destination[0] = (byte)options.Kind;
-        destination[1] = (byte)((options.SharedUuid is null ? 0 : FlagShared) | (options.ExclusiveGets ? FlagExclusiveGets : 0));
+        destination[1] = (byte)((options.SharedUuid is null ? 0 : FlagShared) | (options.ExclusiveGets ? FlagExclusiveGets : 0)
+            | (options.StoreIncompressible ? FlagStoreIncompressible : 0));
         destination[2] = 0;
         destination[3] = 0;
         BinaryPrimitives.WriteInt32LittleEndian(destination[4..], options.PageSize);
@@ -122,7 +126,7 @@ public static class Wire
         error = null;
         byte kind = payload[0], flags = payload[1];
         if (kind > 1) error = $"pool kind {kind} is not 0 (ephemeral) or 1 (persistent)";
-        else if ((flags & ~(FlagShared | FlagExclusiveGets)) != 0) error = $"pool flags 0x{flags:x2} has bits other than 0x01 (shared) and 0x02 (exclusive gets)";
+        else if ((flags & ~(FlagShared | FlagExclusiveGets | FlagStoreIncompressible)) != 0) error = $"pool flags 0x{flags:x2} has bits other than 0x01 (shared), 0x02 (exclusive gets) and 0x04 (store incompressible)";
         else if (payload[2] != 0 || payload[3] != 0) error = "CreatePool bytes 2-3 are reserved and must be 0";
         if (error is not null) return null;
         var uuid = new Guid(payload.Slice(8, 16), bigEndian: true);
@@ -141,6 +145,7 @@ public static class Wire
         {
             Kind = (PoolKind)kind,
             ExclusiveGets = (flags & FlagExclusiveGets) != 0,
+            StoreIncompressible = (flags & FlagStoreIncompressible) != 0,
             PageSize = BinaryPrimitives.ReadInt32LittleEndian(payload[4..]),
             SharedUuid = shared ? uuid : null,
         };
@@ -156,7 +161,8 @@ public static class Wire
     {
         BinaryPrimitives.WriteInt32LittleEndian(destination, pool.PoolId);
         destination[4] = (byte)pool.Kind;
-        destination[5] = (byte)((pool.SharedUuid is null ? 0 : FlagShared) | (pool.Kind == PoolKind.Persistent && pool.ExclusiveGets ? FlagExclusiveGets : 0));
+        destination[5] = (byte)((pool.SharedUuid is null ? 0 : FlagShared) | (pool.Kind == PoolKind.Persistent && pool.ExclusiveGets ? FlagExclusiveGets : 0)
+            | (pool.StoreIncompressible ? FlagStoreIncompressible : 0));
         destination[6] = 0;
         destination[7] = 0;
         BinaryPrimitives.WriteInt32LittleEndian(destination[8..], pool.PageSize);
@@ -180,7 +186,10 @@ public static class Wire
             BinaryPrimitives.ReadInt32LittleEndian(source[8..]),
             shared ? new Guid(source.Slice(12, 16), bigEndian: true) : null,
             (flags & FlagExclusiveGets) != 0 || (kind == PoolKind.Ephemeral && !shared),
-            BinaryPrimitives.ReadInt64LittleEndian(source[28..]));
+            BinaryPrimitives.ReadInt64LittleEndian(source[28..]))
+        {
+            StoreIncompressible = (flags & FlagStoreIncompressible) != 0,
+        };
     }
 
     /// <summary>The CreatePool options that make (or join) the pool a ListPools entry describes.</summary>
@@ -190,6 +199,7 @@ public static class Wire
         PageSize = pool.PageSize,
         SharedUuid = pool.SharedUuid,
         ExclusiveGets = pool.Kind == PoolKind.Persistent && pool.ExclusiveGets,
+        StoreIncompressible = pool.StoreIncompressible,
     };
 
     /// <summary>The size of a Stats response payload for these counters.</summary>
