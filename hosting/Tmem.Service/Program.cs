@@ -10,6 +10,7 @@ using Tmem.Service.Network;
 using Tmem.Service.Sessions;
 using Tmem.Service.Startup;
 
+if (ServiceCommandLine.Handle(args) is { } early) return early; // --help, --version: before anything starts
 var builder = Host.CreateApplicationBuilder(args);
 // Configuration layers, later wins: the appsettings.json shipped beside the binary (the
 // repository's), the host's default appsettings.json in the content root, one in the working
@@ -77,6 +78,7 @@ if (builder.Configuration[$"{ServiceOptions.SectionName}:{nameof(ServiceOptions.
 // "Exit codes") and leaves nothing behind: the configuration (unknown keys, values, ranges), then
 // the listeners are bound (before the data directory is touched), then the store is opened
 // (recovery); only then does the host start its services and accept connections.
+SizeUnits.Normalize(builder.Configuration, builder.Configuration);
 var configurationErrors = ConfigurationChecker.Check(builder.Configuration);
 if (configurationErrors.Count > 0) return Fail(ExitCodes.BadConfiguration, "invalid configuration:", configurationErrors);
 using var host = builder.Build();
