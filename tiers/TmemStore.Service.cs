@@ -18,12 +18,14 @@ public sealed partial class TmemStore
     /// memory-only store). In Strict mode this wakes the commit loop; in Relaxed mode it waits
     /// for the loop's next interval commit. For the service's commit watch and for shutdown.
     /// </summary>
-    public ValueTask WaitForCommitAsync()
+    /// <param name="cancellationToken">Ends the wait (not the commit) with <see cref="OperationCanceledException"/>.</param>
+    public ValueTask WaitForCommitAsync(CancellationToken cancellationToken = default)
     {
         ThrowIfDisposed();
+        cancellationToken.ThrowIfCancellationRequested();
         if (Log is not { } log) return ValueTask.CompletedTask;
         long tail = log.TailAddress;
-        return tail > log.CommittedUntilAddress ? log.WaitCommittedAsync(tail - 1) : ValueTask.CompletedTask;
+        return tail > log.CommittedUntilAddress ? log.WaitCommittedAsync(tail - 1).WithCancellation(cancellationToken) : ValueTask.CompletedTask;
     }
 
     /// <summary>
