@@ -21,8 +21,10 @@ namespace Tmem.Client;
 /// <para>
 /// Cancelling a call stops the wait, not the request: one already sent may still be carried out.
 /// When the connection fails (the server closed it, a network error, a malformed response) every
-/// pending and later call throws <see cref="IOException"/>; reconnecting is left to the caller
-/// (open a new connection; pool ids belong to the client, not the connection, so they stay valid).
+/// pending and later call throws <see cref="IOException"/> and <see cref="IsConnected"/> turns
+/// false; it does not reconnect by itself: open a new connection, or let
+/// <see cref="TmemConnectionFactory"/> do it with back-off (pool ids belong to the client, not
+/// the connection, so they stay valid; after a restart of the service only persistent pools are back).
 /// </para>
 /// </summary>
 public sealed class TmemConnection : IAsyncDisposable, IDisposable
@@ -70,6 +72,12 @@ public sealed class TmemConnection : IAsyncDisposable, IDisposable
 
     /// <summary>Pools this client may hold at once.</summary>
     public int MaxPools { get; }
+
+    /// <summary>
+    /// False once the connection has failed or been disposed: every call then throws. Open a new
+    /// one (<see cref="TmemConnectionFactory"/> does, with back-off).
+    /// </summary>
+    public bool IsConnected => _failure is null;
 
     /// <summary>
     /// Connects and authenticates as <paramref name="clientName"/> with <paramref name="secret"/>.

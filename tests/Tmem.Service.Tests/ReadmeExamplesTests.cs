@@ -4,7 +4,7 @@ using Microsoft.CodeAnalysis.CSharp;
 namespace Tmem.Service.Tests;
 
 /// <summary>
-/// Every <c>```csharp</c> block of README.md compiles as written, as the program of a console
+/// Every <c>```csharp</c> block of README.md and docs/client.md compiles as written, as the program of a console
 /// project that references the library (the SDK's implicit usings on, as `dotnet new console`
 /// has them), so the examples cannot drift from the API.
 /// </summary>
@@ -21,27 +21,30 @@ public sealed class ReadmeExamplesTests
         global using System.Threading.Tasks;
         """;
 
-    public static TheoryData<int, string> Blocks()
+    public static TheoryData<string, int, string> Blocks()
     {
-        string readme = File.ReadAllText(Path.Combine(ToolProcess.RepositoryRoot(), "README.md"));
-        var data = new TheoryData<int, string>();
-        int at = 0, n = 0;
-        while ((at = readme.IndexOf("```csharp\n", at, StringComparison.Ordinal)) >= 0)
+        var data = new TheoryData<string, int, string>();
+        foreach (var file in new[] { "README.md", Path.Combine("docs", "client.md") })
         {
-            int start = at + "```csharp\n".Length;
-            int end = readme.IndexOf("```", start, StringComparison.Ordinal);
-            data.Add(n++, readme[start..end]);
-            at = end;
+            string text = File.ReadAllText(Path.Combine(ToolProcess.RepositoryRoot(), file));
+            int at = 0, n = 0;
+            while ((at = text.IndexOf("```csharp\n", at, StringComparison.Ordinal)) >= 0)
+            {
+                int start = at + "```csharp\n".Length;
+                int end = text.IndexOf("```", start, StringComparison.Ordinal);
+                data.Add(file, n++, text[start..end]);
+                at = end;
+            }
         }
         return data;
     }
 
     [Fact]
-    public void Readme_HasLibraryExamples() => Assert.True(Blocks().Count() >= 2);
+    public void TheDocs_HaveTheirExamples() => Assert.True(Blocks().Count() >= 5);
 
     [Theory]
     [MemberData(nameof(Blocks))]
-    public void ReadmeCSharpBlock_CompilesAsWritten(int block, string code)
+    public void CSharpBlock_CompilesAsWritten(string file, int block, string code)
     {
         // Everything this test process runs on (the framework, Tmem.Tiers, Tmem.Contracts, Tmem.Client
         // and the packages they use), less FASTER's System.Linq.Async, which Directory.Build.targets
@@ -57,6 +60,6 @@ public sealed class ReadmeExamplesTests
         using var output = new MemoryStream();
         var result = compilation.Emit(output);
         var errors = result.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error || (d.Severity == DiagnosticSeverity.Warning && d.WarningLevel <= 4)).ToList();
-        Assert.True(errors.Count == 0, $"README.md C# block {block} does not compile as written:\n{string.Join('\n', errors)}\n---\n{code}");
+        Assert.True(errors.Count == 0, $"{file} C# block {block} does not compile as written:\n{string.Join('\n', errors)}\n---\n{code}");
     }
 }
