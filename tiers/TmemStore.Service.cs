@@ -52,6 +52,33 @@ public sealed partial class TmemStore
     }
 
     /// <summary>
+    /// Changes <see cref="TmemOptions.RamBudgetBytes"/> while the store runs (and the page limit
+    /// with it when <see cref="TmemOptions.MaxPages"/> is 0). Growing takes effect at once.
+    /// Shrinking evicts down to the new budget before it returns, with the same CLOCK eviction a
+    /// put uses (ephemeral pages are dropped; committed persistent pages of a durable store lose
+    /// their RAM copy and stay readable from the log); puts running meanwhile see the new budget.
+    /// What cannot be evicted (persistent pages of a memory-only store, pages being read) stays,
+    /// and puts are then refused for capacity until it goes. Returns the slot bytes in use after.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">Under 65536 bytes.</exception>
+    public long SetRamBudget(long budgetBytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(budgetBytes, 1L << 16);
+        ThrowIfDisposed();
+        lock (_budgetLock)
+        {
+            _options.RamBudgetBytes = budgetBytes;
+            _ram.SetBudget(budgetBytes);
+            // A reservation of nothing evicts until what is in use fits the new budget and page limit.
+            if (_ram.SlotBytes > budgetBytes || _ram.Pages > _options.EffectiveMaxPages)
+                if (_ram.TryReserve(0, out uint id)) _ram.CancelReservation(id, 0);
+            return _ram.SlotBytes;
+        }
+    }
+
+    private readonly Lock _budgetLock = new();
+
+    /// <summary>
     /// Whether some client other than <paramref name="clientId"/> has a pool under
     /// <paramref name="poolId"/>. The service uses it only to tell a client that an id it does not
     /// own is another client's (which stays unreachable) rather than unknown.
