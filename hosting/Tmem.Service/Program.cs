@@ -7,11 +7,13 @@ using Tmem;
 using Tmem.Service;
 using Tmem.Service.Handlers;
 using Tmem.Service.Network;
+using Tmem.Service.Operators;
 using Tmem.Service.Sessions;
 using Tmem.Service.Startup;
 
 if (ServiceCommandLine.Handle(args) is { } early) return early; // --help, --version: before anything starts
 var builder = Host.CreateApplicationBuilder(args);
+var runtimeConfiguration = new RuntimeConfigurationSource();
 // Configuration layers, later wins: the appsettings.json shipped beside the binary (the
 // repository's), the host's default appsettings.json in the content root, one in the working
 // directory, then environment variables (Tmem__RamBudgetBytes=...) and the command line
@@ -44,6 +46,10 @@ builder.Services.AddSingleton<ClientDirectory>();
 builder.Services.AddSingleton<ConnectionGovernor>();
 builder.Services.AddSingleton<ResponseBudget>();
 builder.Services.AddSingleton<SessionManager>();
+builder.Services.AddSingleton<ConnectionRegistry>();
+builder.Services.AddSingleton(runtimeConfiguration);
+builder.Services.AddSingleton<RuntimeSettings>();
+builder.Services.AddSingleton<InfoReport>();
 // The tmem protocol: one handler per opcode, behind the dispatcher the transport calls.
 builder.Services.AddSingleton<RequestHandler, HelloHandler>();
 builder.Services.AddSingleton<RequestHandler, CreatePoolHandler>();
@@ -54,6 +60,12 @@ builder.Services.AddSingleton<RequestHandler, FlushPageHandler>();
 builder.Services.AddSingleton<RequestHandler, FlushObjectHandler>();
 builder.Services.AddSingleton<RequestHandler, StatsHandler>();
 builder.Services.AddSingleton<RequestHandler, ListPoolsHandler>();
+builder.Services.AddSingleton<RequestHandler, PingHandler>();
+builder.Services.AddSingleton<RequestHandler, InfoHandler>();
+builder.Services.AddSingleton<RequestHandler, ConfigGetHandler>();
+builder.Services.AddSingleton<RequestHandler, ConfigSetHandler>();
+builder.Services.AddSingleton<RequestHandler, ClientListHandler>();
+builder.Services.AddSingleton<RequestHandler, ClientKillHandler>();
 builder.Services.AddSingleton<RequestDispatcher>();
 builder.Services.AddSingleton<ListenerService>();
 // Hosted services start in this order and stop in the reverse one: the listeners stop first
@@ -79,6 +91,7 @@ if (builder.Configuration[$"{ServiceOptions.SectionName}:{nameof(ServiceOptions.
 // the listeners are bound (before the data directory is touched), then the store is opened
 // (recovery); only then does the host start its services and accept connections.
 SizeUnits.Normalize(builder.Configuration, builder.Configuration);
+builder.Configuration.Sources.Add(runtimeConfiguration); // ConfigSet's layer, over every other
 var configurationErrors = ConfigurationChecker.Check(builder.Configuration);
 if (configurationErrors.Count > 0) return Fail(ExitCodes.BadConfiguration, "invalid configuration:", configurationErrors);
 using var host = builder.Build();

@@ -39,7 +39,17 @@ internal sealed class ServiceMetrics : IDisposable
         _meter.CreateObservableGauge("commit_check_ms", () => Volatile.Read(ref _commitCheckMilliseconds), "ms", "how long the last commit check waited for the log to commit what was appended");
     }
 
-    public void RequestStarted() => Interlocked.Increment(ref _requests);
+    private readonly long[] _requestsByOpcode = new long[256];
+
+    /// <summary>A request with <paramref name="opcode"/> (byte 4 of its frame) was received.</summary>
+    public void RequestStarted(byte opcode)
+    {
+        Interlocked.Increment(ref _requests);
+        Interlocked.Increment(ref _requestsByOpcode[opcode]);
+    }
+
+    /// <summary>Requests received with this opcode byte.</summary>
+    public long RequestsOf(byte opcode) => Volatile.Read(ref _requestsByOpcode[opcode]);
 
     public void RequestRefused() => Interlocked.Increment(ref _refused);
 

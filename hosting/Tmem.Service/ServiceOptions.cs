@@ -145,4 +145,19 @@ public sealed class ClientOptions
     /// that connection until one completes. Default 256.
     /// </summary>
     public int MaxInFlight { get; set; } = 256;
+
+    /// <summary>
+    /// Whether the client may administer the service: change settings at run time (ConfigSet:
+    /// the RAM budget, the log level), list the connections and close one. Default false.
+    /// </summary>
+    public bool Admin { get; set; }
+
+    /// <summary>
+    /// A Unix user id (0 or more) whose local programs are this client without a secret: a Hello
+    /// naming the client over the Unix socket from a process of that user (as the kernel tells,
+    /// <c>SO_PEERCRED</c>) is accepted whatever secret it carries. Others still need the secret;
+    /// with an empty secret, only that user can be this client (so it is allowed with TCP on).
+    /// -1 (the default): not bound.
+    /// </summary>
+    public int UnixUid { get; set; } = -1;
 }

@@ -52,6 +52,7 @@ public static class Program
         };
         foreach (var command in StatsCommand.Create()) root.Subcommands.Add(command);
         foreach (var command in DataCommands.Create()) root.Subcommands.Add(command);
+        foreach (var command in OperatorCommands.Create()) root.Subcommands.Add(command);
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)

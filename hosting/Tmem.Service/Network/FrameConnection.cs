@@ -43,7 +43,7 @@ namespace Tmem.Service.Network;
 /// and the connection closes: every request read gets an answer before the end of the stream.
 /// </para>
 /// </summary>
-internal sealed partial class FrameConnection : IRequestContext, IEvictable, IThreadPoolWorkItem
+internal sealed partial class FrameConnection : IRequestContext, IEvictable, IClientConnection, IThreadPoolWorkItem
 {
     /// <summary>This connection's queued response bytes at which its reader stops reading.</summary>
     internal const int OutputHighWaterBytes = 192 * 1024;
@@ -82,14 +82,20 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
     private int _flushScheduled;         // a pool-thread flush is queued
     private volatile bool _broken;       // the socket failed or timed out: responses are dropped
     private volatile bool _evicted;      // the governor wants this unauthenticated connection gone
+    private volatile bool _killed;       // an administrator closed it (ClientKill)
+    private long _requests;              // requests received (written by the reader only)
     private bool _closing;               // reader: stop after this frame (an error that closes)
     private int _inFlight;
     private Session? _session;
     private int _maxFrameBytes = Wire.HandshakeMaxFrameBytes;
     private int _maxInFlight = 1;
 
-    public FrameConnection(Socket socket, SessionManager sessions, RequestDispatcher dispatcher, ServiceOptions options, ILogger logger, string peer, CancellationToken stopping)
+    public FrameConnection(Socket socket, SessionManager sessions, RequestDispatcher dispatcher, ServiceOptions options, ILogger logger, string peer,
+        PeerCredentials? credentials, CancellationToken stopping)
     {
+        Id = sessions.Connections.NextId();
+        ConnectedAt = DateTimeOffset.UtcNow;
+        Credentials = credentials;
         _socket = socket;
         _sessions = sessions;
         _dispatcher = dispatcher;
@@ -101,9 +107,22 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
         _stopping = stopping;
         _receiveCancel = CancellationTokenSource.CreateLinkedTokenSource(stopping);
         _ticket = sessions.Governor.AdmitUnauthenticated(this);
+        sessions.Connections.Add(this);
     }
 
+    public long Id { get; }
+
     public string Peer { get; }
+
+    public PeerCredentials? Credentials { get; }
+
+    public DateTimeOffset ConnectedAt { get; }
+
+    public long Requests => Volatile.Read(ref _requests);
+
+    public int InFlight => Volatile.Read(ref _inFlight);
+
+    public long QueuedBytes => Volatile.Read(ref _queuedBytes);
 
     public Session? Session => _session;
 
@@ -146,6 +165,7 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
         finally
         {
             _sessions.Governor.Release(_ticket);
+            _sessions.Connections.Remove(this);
             _reader.Dispose();
             DropOutput();
             _receiveCancel.Dispose();
@@ -185,7 +205,8 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
                     break;
                 }
                 Interlocked.Increment(ref _inFlight);
-                _metrics.RequestStarted();
+                Volatile.Write(ref _requests, _requests + 1);
+                _metrics.RequestStarted(frame[4]);
                 _dispatcher.Dispatch(this, frame);
             }
             if (_closing || _broken) return;
@@ -270,7 +291,7 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
             while ((result = _reader.TryRead(_maxFrameBytes, out var frame, out _)) == FrameResult.Complete)
             {
                 Interlocked.Increment(ref _inFlight);
-                _metrics.RequestStarted();
+                _metrics.RequestStarted(frame[4]);
                 this.RespondError(frame[4], Wire.ReadRequestId(frame), ProtocolStatus.ShuttingDown, "the service is stopping; the request was not carried out");
                 if (Volatile.Read(ref _queuedBytes) > OutputHighWaterBytes) break;
             }
@@ -317,6 +338,11 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
     /// </summary>
     private bool ContinueAfterTimeout()
     {
+        if (_killed)
+        {
+            LogKilled(_session?.Name ?? "(before handshake)", Peer);
+            return false;
+        }
         if (_evicted && _session is null)
         {
             LogEvicted(Peer, _options.MaxUnauthenticatedConnections);
@@ -347,6 +373,20 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
     public void Evict()
     {
         _evicted = true;
+        try
+        {
+            _receiveCancel.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // closed already
+        }
+    }
+
+    /// <summary>An administrator closes this connection: its reader stops at its next wait for input, answers what it started, and closes.</summary>
+    public void Kill()
+    {
+        _killed = true;
         try
         {
             _receiveCancel.Cancel();
@@ -609,6 +649,9 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Closing the idle connection of {Name} ({Peer}): no request for {Seconds}s (Tmem:Service:IdleTimeoutSeconds)")]
     private partial void LogIdleTimeout(string name, string peer, int seconds);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Closing the connection of {Name} ({Peer}): an administrator asked (ClientKill)")]
+    private partial void LogKilled(string name, string peer);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Connection {Peer} failed")]
     private partial void LogConnectionFailed(Exception exception, string peer);
