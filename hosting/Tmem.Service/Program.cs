@@ -1,6 +1,8 @@
 using Microsoft.Extensions.Configuration.EnvironmentVariables;
 using Microsoft.Extensions.Configuration.Json;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.FileProviders;
+using Microsoft.Extensions.Hosting.Systemd;
 using Microsoft.Extensions.Options;
 using OpenTelemetry.Metrics;
 using Tmem;
@@ -33,6 +35,9 @@ sources.Insert(beforeEnvironment < 0 ? sources.Count : beforeEnvironment, new Js
     FileProvider = new PhysicalFileProvider(Directory.GetCurrentDirectory()),
 });
 builder.Services.AddSystemd();
+// The notifier also outside a systemd-started process (AddSystemd adds it only there), so the
+// watchdog and status notifications follow NOTIFY_SOCKET wherever it is set.
+builder.Services.TryAddSingleton<ISystemdNotifier, SystemdNotifier>();
 // An empty Tmem:DataDirectory (--Tmem:DataDirectory=) runs the store in memory only.
 builder.Services.AddOptions<TmemOptions>().BindConfiguration(TmemOptions.SectionName)
     .PostConfigure(o => o.DataDirectory = string.IsNullOrEmpty(o.DataDirectory) ? null : o.DataDirectory)
@@ -76,6 +81,7 @@ builder.Services.AddHostedService<ReclaimService>();
 builder.Services.AddHostedService<StatsLogService>();
 builder.Services.AddHostedService<CheckpointService>();
 builder.Services.AddHostedService<CompactionService>();
+builder.Services.AddHostedService<WatchdogService>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<ListenerService>());
 if (builder.Configuration[$"{ServiceOptions.SectionName}:{nameof(ServiceOptions.OtlpEndpoint)}"] is { Length: > 0 } otlp
     && Uri.TryCreate(otlp, UriKind.Absolute, out var otlpUri))

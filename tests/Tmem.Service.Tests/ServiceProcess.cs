@@ -44,6 +44,9 @@ public sealed class ServiceProcess : IAsyncDisposable
 
     public string Root { get; }
 
+    /// <summary>Environment variables the service process gets besides the test's.</summary>
+    public Dictionary<string, string> Environment { get; } = new(StringComparer.Ordinal);
+
     public string SocketPath => Path.Combine(Root, _shipped ? "tmem.sock" : "s.sock");
 
     public string DataDirectory => Path.Combine(Root, "data");
@@ -65,7 +68,7 @@ public sealed class ServiceProcess : IAsyncDisposable
     /// </summary>
     public static string ServiceDll()
     {
-        if (Environment.GetEnvironmentVariable("TMEM_TEST_SERVICE_DLL") is { Length: > 0 } other) return other;
+        if (System.Environment.GetEnvironmentVariable("TMEM_TEST_SERVICE_DLL") is { Length: > 0 } other) return other;
         string here = AppContext.BaseDirectory;
         string config = typeof(ServiceProcess).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()?.Configuration ?? "Debug";
         string tfm = new DirectoryInfo(here).Name;
@@ -151,6 +154,7 @@ public sealed class ServiceProcess : IAsyncDisposable
         info.ArgumentList.Add(ServiceDll());
         foreach (var a in Arguments()) info.ArgumentList.Add(a);
         info.Environment["DOTNET_ENVIRONMENT"] = "Production";
+        foreach (var (key, value) in Environment) info.Environment[key] = value;
         var process = new Process { StartInfo = info };
         process.OutputDataReceived += (_, e) => Append(e.Data);
         process.ErrorDataReceived += (_, e) => Append(e.Data);
