@@ -190,4 +190,26 @@ public sealed class OperatorTests : IAsyncLifetime
         await using (var alice = await TmemConnection.ConnectAsync($"tcp:127.0.0.1:{port}", "alice", "alice-secret"))
             Assert.Equal(1, alice.ClientId);
     }
+
+    [Fact]
+    public async Task TmemBench_LoadsTheService_AndReportsThroughputAndLatencyPercentilesPerTest()
+    {
+        var (code, json, stderr) = await ToolProcess.RunAsync(ToolProcess.CliDll(),
+            ["--socket", _service.SocketPath, "--client", "bob", "--secret", "bob-secret", "bench", "-c", "2", "-P", "4", "-n", "2000", "--pool", "Persistent", "--json"], _service.Root);
+        Assert.True(code == 0, stderr);
+        using var document = JsonDocument.Parse(json);
+        var tests = document.RootElement.GetProperty("tests").EnumerateArray().ToList();
+        Assert.Equal(["put", "get"], tests.Select(t => t.GetProperty("test").GetString()));
+        foreach (var t in tests)
+        {
+            Assert.True(t.GetProperty("opsPerSecond").GetDouble() > 0);
+            var latency = t.GetProperty("latencyMs");
+            Assert.True(latency.GetProperty("p50").GetDouble() <= latency.GetProperty("p99").GetDouble());
+            Assert.True(latency.GetProperty("p99").GetDouble() <= latency.GetProperty("max").GetDouble());
+            Assert.Equal(0, t.GetProperty("refused").GetInt32());
+            Assert.Equal(0, t.GetProperty("misses").GetInt32());
+        }
+        var stats = await _service.StatsAsync();
+        Assert.Equal(0, stats["pools"]); // its pool is gone again
+    }
 }

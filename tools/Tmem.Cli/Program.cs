@@ -53,6 +53,7 @@ public static class Program
         foreach (var command in StatsCommand.Create()) root.Subcommands.Add(command);
         foreach (var command in DataCommands.Create()) root.Subcommands.Add(command);
         foreach (var command in OperatorCommands.Create()) root.Subcommands.Add(command);
+        root.Subcommands.Add(BenchCommand.Create());
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
