@@ -52,6 +52,8 @@ internal sealed class ServiceOptionsValidator : IValidateOptions<ServiceOptions>
             errors.Add($"{S}:{nameof(o.TcpAddress)} is '{o.TcpAddress}'; it must be an IP address (default 127.0.0.1, loopback only).");
         if (o.OtlpEndpoint is { Length: > 0 } otlp && !Uri.TryCreate(otlp, UriKind.Absolute, out _))
             errors.Add($"{S}:{nameof(o.OtlpEndpoint)} is '{otlp}'; it must be an absolute URI such as http://localhost:4317, or unset.");
+        if (o.OtlpProtocol is { Length: > 0 } protocol && protocol is not ("grpc" or "http/protobuf"))
+            errors.Add($"{S}:{nameof(o.OtlpProtocol)} is '{protocol}'; it must be grpc or http/protobuf.");
         var names = new HashSet<string>(StringComparer.Ordinal);
         var ids = new HashSet<int>();
         for (int i = 0; i < o.Clients.Count; i++)

@@ -4,11 +4,11 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.FileProviders;
 using Microsoft.Extensions.Hosting.Systemd;
 using Microsoft.Extensions.Options;
-using OpenTelemetry.Metrics;
 using Tmem;
 using Tmem.Service;
 using Tmem.Service.Handlers;
 using Tmem.Service.Network;
+using Tmem.Service.Observability;
 using Tmem.Service.Operators;
 using Tmem.Service.Sessions;
 using Tmem.Service.Startup;
@@ -83,14 +83,8 @@ builder.Services.AddHostedService<CheckpointService>();
 builder.Services.AddHostedService<CompactionService>();
 builder.Services.AddHostedService<WatchdogService>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<ListenerService>());
-if (builder.Configuration[$"{ServiceOptions.SectionName}:{nameof(ServiceOptions.OtlpEndpoint)}"] is { Length: > 0 } otlp
-    && Uri.TryCreate(otlp, UriKind.Absolute, out var otlpUri))
-{
-    // Optional: export the Tmem meter (the store's counters and the service's) over OTLP.
-    builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
-        .AddMeter("Tmem")
-        .AddOtlpExporter(exporter => exporter.Endpoint = otlpUri));
-}
+// Optional: export the Tmem meter over OTLP (Tmem:Service:OtlpEndpoint or OTEL_EXPORTER_OTLP_ENDPOINT).
+OtlpExport.Add(builder.Services, builder.Configuration);
 
 // Start-up, step by step, so that each failure is one message with its exit code (docs/service.md,
 // "Exit codes") and leaves nothing behind: the configuration (unknown keys, values, ranges), then

@@ -104,10 +104,17 @@ public sealed class ServiceOptions
     public int MinThreadPoolThreads { get; set; } = 32;
 
     /// <summary>
-    /// OTLP endpoint (for example <c>http://localhost:4317</c>) to export the <c>Tmem</c> meter
-    /// to with OpenTelemetry; unset (the default) exports nothing.
+    /// OTLP endpoint (for example <c>http://localhost:4318</c>) to export the <c>Tmem</c> meter
+    /// to with OpenTelemetry; unset (the default) exports only when the standard
+    /// <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> is set.
     /// </summary>
     public string? OtlpEndpoint { get; set; }
+
+    /// <summary>
+    /// <c>grpc</c> or <c>http/protobuf</c>; unset (the default): <c>OTEL_EXPORTER_OTLP_PROTOCOL</c>,
+    /// else grpc for port 4317 and http/protobuf for any other.
+    /// </summary>
+    public string? OtlpProtocol { get; set; }
 
     /// <summary>The clients that may connect; see <see cref="ClientOptions"/>.</summary>
     public List<ClientOptions> Clients { get; set; } = [];

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Net.Sockets;
 using Tmem.Protocol;
 using Tmem.Service.Handlers;
@@ -84,6 +85,16 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ICl
     private volatile bool _evicted;      // the governor wants this unauthenticated connection gone
     private volatile bool _killed;       // an administrator closed it (ClientKill)
     private long _requests;              // requests received (written by the reader only)
+    // Request latency (ServiceMetrics.RequestAnswered). A request answered while the reader
+    // dispatches it (most) is timed without a lock from these fields; one answered later is
+    // matched by id under _outLock, whichever of its answer and its registration comes first.
+    private uint _dispatchId;
+    private long _dispatchStart;
+    private int _dispatchThread;         // the reader's thread while it dispatches, else 0
+    private bool _answeredInDispatch;
+    private bool _untimed;               // shutting down or closing on a bad frame: answers not timed
+    private Dictionary<uint, long>? _startedLater;  // under _outLock: id -> start of a request not answered in its dispatch
+    private Dictionary<uint, (long At, byte Opcode)>? _answeredEarly; // under _outLock: id -> answer of one answered before it was registered
     private bool _closing;               // reader: stop after this frame (an error that closes)
     private int _inFlight;
     private Session? _session;
@@ -207,7 +218,15 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ICl
                 Interlocked.Increment(ref _inFlight);
                 Volatile.Write(ref _requests, _requests + 1);
                 _metrics.RequestStarted(frame[4]);
+                uint requestId = Wire.ReadRequestId(frame);
+                long start = Stopwatch.GetTimestamp();
+                _dispatchId = requestId;
+                _dispatchStart = start;
+                _answeredInDispatch = false;
+                _dispatchThread = Environment.CurrentManagedThreadId;
                 _dispatcher.Dispatch(this, frame);
+                _dispatchThread = 0;
+                if (!_answeredInDispatch) TimeLater(requestId, start);
             }
             if (_closing || _broken) return;
             await FlushAsync(fromReader: true).ConfigureAwait(false);
@@ -284,6 +303,7 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ICl
     /// </summary>
     private async Task AnswerShuttingDownAsync()
     {
+        _untimed = true;
         long deadline = Environment.TickCount64 + ShutdownDrainMilliseconds;
         while (!_broken)
         {
@@ -310,6 +330,7 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ICl
     /// <summary>A header that cannot be trusted: answered (with the opcode and id if they were there), then the connection closes.</summary>
     private void RespondUntrusted(FrameResult result, int length)
     {
+        _untimed = true;
         var pending = _reader.Pending;
         byte opcode = pending.Length > 4 ? pending[4] : (byte)0;
         uint id = pending.Length >= Wire.HeaderSize ? Wire.ReadRequestId(pending) : 0;
@@ -421,8 +442,15 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ICl
     {
         int length = Wire.HeaderSize + payload.Length + more.Length;
         bool wake;
+        bool inDispatch = _dispatchThread == Environment.CurrentManagedThreadId && id == _dispatchId;
+        if (inDispatch)
+        {
+            _answeredInDispatch = true;
+            _metrics.RequestAnswered(opcode, Stopwatch.GetTimestamp() - _dispatchStart);
+        }
         lock (_outLock)
         {
+            if (!inDispatch && !_untimed) TimeAnswerLocked(opcode, id);
             if (!_broken)
             {
                 if (_out is null)
@@ -452,6 +480,32 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ICl
         // Only the transitions someone may wait for: a slot under the limit again (the reader), none left (RunAsync).
         int left = Interlocked.Decrement(ref _inFlight);
         if (left == 0 || left == _maxInFlight - 1) _slotFreed.Set();
+    }
+
+    /// <summary>The reader: a request its dispatch did not answer; timed when its answer comes (or now, if it came meanwhile).</summary>
+    private void TimeLater(uint id, long start)
+    {
+        lock (_outLock)
+        {
+            if (_answeredEarly is { } early && early.Remove(id, out var answer))
+                _metrics.RequestAnswered(answer.Opcode, answer.At - start);
+            else
+                (_startedLater ??= [])[id] = start;
+        }
+    }
+
+    /// <summary>Under _outLock: a request answered outside its dispatch.</summary>
+    private void TimeAnswerLocked(byte opcode, uint id)
+    {
+        long now = Stopwatch.GetTimestamp();
+        if (_startedLater is { } later && later.Remove(id, out long start))
+        {
+            _metrics.RequestAnswered(opcode, now - start);
+        }
+        else
+        {
+            (_answeredEarly ??= [])[id] = (now, opcode);
+        }
     }
 
     private void ScheduleFlush()
