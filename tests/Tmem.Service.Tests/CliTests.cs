@@ -61,7 +61,7 @@ public sealed class CliTests
         Assert.Equal(1, jsonCode);
         using var document = JsonDocument.Parse(json);
         var refused = document.RootElement.GetProperty("refused").EnumerateArray().ToList();
-        Assert.Contains(refused, r => r.GetProperty("status").GetString() == "rejectedMeanCompression" && r.GetProperty("reason").GetString()!.Contains("Tmem:MaxMeanZsize", StringComparison.Ordinal));
+        Assert.Contains(refused, r => r.GetProperty("status").GetString() == "RejectedMeanCompression" && r.GetProperty("reason").GetString()!.Contains("Tmem:MaxMeanZsize", StringComparison.Ordinal));
         Assert.Equal(27, document.RootElement.GetProperty("pages").GetInt32());
         Assert.True(document.RootElement.GetProperty("stored").GetInt32() < 27);
     }

@@ -17,7 +17,7 @@ internal sealed class Output(bool json)
         Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
         DictionaryKeyPolicy = null,
-        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
+        Converters = { new JsonStringEnumConverter() }, // enum values by their names, as tmem-admin writes them
     };
 
     public bool Json { get; } = json;
