@@ -61,6 +61,7 @@ internal sealed class TmemMeter : IDisposable
         "log_bytes" => ("By", "the log from its begin to its tail"),
         "log_disk_bytes" => ("By", "the log's segment files on disk"),
         "log_live_bytes" => ("By", "log bytes the live pages' records take"),
+        "log_reserve_bytes" => ("By", "the log's space reserve on disk: the segment file allocated ahead of the tail"),
         "log_compactions" => ("{compaction}", "log compactions finished"),
         "log_compaction_copied_bytes" => ("By", "bytes log compactions copied"),
         "log_truncated_bytes" => ("By", "log bytes log compactions released"),
