@@ -201,6 +201,8 @@ public sealed class OperatorTests : IAsyncLifetime
             ["--socket", _service.SocketPath, "--client", "bob", "--secret", "bob-secret", "bench", "-c", "2", "-P", "4", "-n", "2000", "--pool", "Persistent", "--json"], _service.Root);
         Assert.True(code == 0, stderr);
         using var document = JsonDocument.Parse(json);
+        Assert.Equal(2, document.RootElement.GetProperty("connections").GetInt32());
+        Assert.Equal(4, document.RootElement.GetProperty("pipeline").GetInt32());
         var tests = document.RootElement.GetProperty("tests").EnumerateArray().ToList();
         Assert.Equal(["put", "get"], tests.Select(t => t.GetProperty("test").GetString()));
         foreach (var t in tests)

@@ -17,7 +17,7 @@ public static class Program
         DefaultValueFactory = _ => Environment.GetEnvironmentVariable("TMEM_SOCKET") is { Length: > 0 } s ? s : ServiceAddress.DefaultSocket,
     };
 
-    internal static readonly Option<string> Client = new("--client", "-c")
+    internal static readonly Option<string> Client = new("--client")
     {
         Description = $"The configured client to act as (Tmem:Service:Clients:N:Name). Default $TMEM_CLIENT, else \"{ServiceAddress.DefaultClient}\" (the one in the shipped appsettings.json).",
         Recursive = true,
