@@ -102,19 +102,24 @@ public sealed partial class TmemClient
     /// durable store in <see cref="DurabilityMode.Strict"/> mode, once the log commit covering it
     /// is on disk (group commit); otherwise at once (an ephemeral put completes synchronously).
     /// The page is read before this returns, so the caller may reuse its buffer at once.
+    /// Cancelling <paramref name="cancellationToken"/> ends the wait with
+    /// <see cref="OperationCanceledException"/>: before the put, while the log device is behind
+    /// (then nothing was put), or after it, while its commit is awaited (then it was carried out
+    /// and becomes durable as any other; only its acknowledgement is not awaited).
     /// </summary>
     /// <exception cref="ArgumentException">Wrong page length or invalid object id.</exception>
     /// <exception cref="TmemException">No such pool.</exception>
-    public ValueTask<PutStatus> PutAsync(int poolId, ObjectId objectId, uint index, ReadOnlySpan<byte> page)
+    public ValueTask<PutStatus> PutAsync(int poolId, ObjectId objectId, uint index, ReadOnlySpan<byte> page, CancellationToken cancellationToken = default)
     {
+        cancellationToken.ThrowIfCancellationRequested();
         var pool = Resolve(poolId);
         CheckHandle(pool, objectId, page.Length, nameof(page));
         // When the log device is behind, wait for it here without holding a thread (the
         // synchronous path inside Put would block one).
         if (pool.Kind == PoolKind.Persistent && _store.Log is { IsBacklogged: true } log)
-            return PutAfterRoomAsync(log, pool, objectId, index, CopyOf(page), page.Length);
+            return PutAfterRoomAsync(log, pool, objectId, index, CopyOf(page), page.Length, cancellationToken);
         var status = pool.Put(objectId, index, page, out long logAddress);
-        return logAddress == 0 ? ValueTask.FromResult(status) : AwaitDurable(logAddress, status);
+        return logAddress == 0 ? ValueTask.FromResult(status) : AwaitDurable(logAddress, status, cancellationToken);
     }
 
     /// <summary>A pooled copy of the page, for a put that waits before it reads it.</summary>
@@ -125,7 +130,7 @@ public sealed partial class TmemClient
         return copy;
     }
 
-    private async ValueTask<PutStatus> PutAfterRoomAsync(LogTier.PersistentLog log, Pool pool, ObjectId objectId, uint index, byte[] copy, int length)
+    private async ValueTask<PutStatus> PutAfterRoomAsync(LogTier.PersistentLog log, Pool pool, ObjectId objectId, uint index, byte[] copy, int length, CancellationToken cancellationToken)
     {
         // The caller may reuse its buffer as soon as PutAsync returns (the page is consumed
         // before the first await): the copy is what waits for the device.
@@ -133,38 +138,40 @@ public sealed partial class TmemClient
         PutStatus status;
         try
         {
-            await log.WaitForRoomAsync().ConfigureAwait(false);
+            await log.WaitForRoomAsync().WithCancellation(cancellationToken).ConfigureAwait(false);
             status = pool.Put(objectId, index, copy.AsSpan(0, length), out logAddress);
         }
         finally
         {
             System.Buffers.ArrayPool<byte>.Shared.Return(copy);
         }
-        if (logAddress != 0) await _store.Log!.WaitDurableAsync(logAddress).ConfigureAwait(false);
+        if (logAddress != 0) await _store.Log!.WaitDurableAsync(logAddress).WithCancellation(cancellationToken).ConfigureAwait(false);
         return status;
     }
 
-    /// <summary><see cref="FlushPage"/>, completing when the flush is durable (as <see cref="PutAsync"/>).</summary>
-    public ValueTask<bool> FlushPageAsync(int poolId, ObjectId objectId, uint index)
+    /// <summary><see cref="FlushPage"/>, completing when the flush is durable (as <see cref="PutAsync"/>; cancelling ends the wait for the commit, not the flush).</summary>
+    public ValueTask<bool> FlushPageAsync(int poolId, ObjectId objectId, uint index, CancellationToken cancellationToken = default)
     {
+        cancellationToken.ThrowIfCancellationRequested();
         var pool = Resolve(poolId);
         if (!objectId.IsValid) ThrowHelper.ThrowInvalidObjectId(nameof(objectId));
         bool found = pool.FlushPage(objectId, index, out long logAddress);
-        return logAddress == 0 ? ValueTask.FromResult(found) : AwaitDurable(logAddress, found);
+        return logAddress == 0 ? ValueTask.FromResult(found) : AwaitDurable(logAddress, found, cancellationToken);
     }
 
-    /// <summary><see cref="FlushObject"/>, completing when the flush is durable (as <see cref="PutAsync"/>).</summary>
-    public ValueTask<int> FlushObjectAsync(int poolId, ObjectId objectId)
+    /// <summary><see cref="FlushObject"/>, completing when the flush is durable (as <see cref="PutAsync"/>; cancelling ends the wait for the commit, not the flush).</summary>
+    public ValueTask<int> FlushObjectAsync(int poolId, ObjectId objectId, CancellationToken cancellationToken = default)
     {
+        cancellationToken.ThrowIfCancellationRequested();
         var pool = Resolve(poolId);
         if (!objectId.IsValid) ThrowHelper.ThrowInvalidObjectId(nameof(objectId));
         int removed = pool.FlushObject(objectId, out long logAddress);
-        return logAddress == 0 ? ValueTask.FromResult(removed) : AwaitDurable(logAddress, removed);
+        return logAddress == 0 ? ValueTask.FromResult(removed) : AwaitDurable(logAddress, removed, cancellationToken);
     }
 
-    private async ValueTask<T> AwaitDurable<T>(long logAddress, T result)
+    private async ValueTask<T> AwaitDurable<T>(long logAddress, T result, CancellationToken cancellationToken)
     {
-        await _store.Log!.WaitDurableAsync(logAddress).ConfigureAwait(false);
+        await _store.Log!.WaitDurableAsync(logAddress).WithCancellation(cancellationToken).ConfigureAwait(false);
         return result;
     }
 
@@ -187,14 +194,20 @@ public sealed partial class TmemClient
     /// synchronously, allocating nothing, for a RAM hit, a miss or a durable page, and waits
     /// without a thread for a commit the sync path would block on (Strict mode: a page or a
     /// flush that is not committed yet, or a spilled page whose record is that new).
+    /// Cancelling <paramref name="cancellationToken"/> ends a wait that comes before the page is
+    /// read (a commit the look-up or the read of a spilled page waits for) with
+    /// <see cref="OperationCanceledException"/>, and then nothing was read or taken and
+    /// <paramref name="page"/> is not written afterwards; a hit already copied into
+    /// <paramref name="page"/> that waits only for its commit completes regardless.
     /// </summary>
     /// <exception cref="ArgumentException">Wrong page length or invalid object id.</exception>
     /// <exception cref="TmemException">No such pool.</exception>
-    public ValueTask<GetStatus> GetAsync(int poolId, ObjectId objectId, uint index, Memory<byte> page)
+    public ValueTask<GetStatus> GetAsync(int poolId, ObjectId objectId, uint index, Memory<byte> page, CancellationToken cancellationToken = default)
     {
+        cancellationToken.ThrowIfCancellationRequested();
         var pool = Resolve(poolId);
         CheckHandle(pool, objectId, page.Length, nameof(page));
-        return pool.GetAsync(objectId, index, page);
+        return pool.GetAsync(objectId, index, page, cancellationToken);
     }
 
     /// <summary>Removes the page under the handle; true if there was one.</summary>

@@ -124,7 +124,10 @@ public sealed class TmemOptions
     /// </summary>
     internal Tmem.Diagnostics.StoreDiagnostics? Diagnostics { get; set; }
 
-    internal long EffectiveMaxPages => MaxPages > 0 ? MaxPages : Math.Max(1024, RamBudgetBytes / 256);
+    internal long EffectiveMaxPages => MaxPages > 0 ? MaxPages : DerivedMaxPages(RamBudgetBytes);
+
+    /// <summary>The page limit when <see cref="MaxPages"/> is 0: budget / 256, at least 1024.</summary>
+    internal static long DerivedMaxPages(long ramBudgetBytes) => Math.Max(1024, ramBudgetBytes / 256);
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting and its allowed range.</summary>
     public void Validate()

@@ -18,12 +18,14 @@ public sealed partial class TmemStore
     /// memory-only store). In Strict mode this wakes the commit loop; in Relaxed mode it waits
     /// for the loop's next interval commit. For the service's commit watch and for shutdown.
     /// </summary>
-    public ValueTask WaitForCommitAsync()
+    /// <param name="cancellationToken">Ends the wait (not the commit) with <see cref="OperationCanceledException"/>.</param>
+    public ValueTask WaitForCommitAsync(CancellationToken cancellationToken = default)
     {
         ThrowIfDisposed();
+        cancellationToken.ThrowIfCancellationRequested();
         if (Log is not { } log) return ValueTask.CompletedTask;
         long tail = log.TailAddress;
-        return tail > log.CommittedUntilAddress ? log.WaitCommittedAsync(tail - 1) : ValueTask.CompletedTask;
+        return tail > log.CommittedUntilAddress ? log.WaitCommittedAsync(tail - 1).WithCancellation(cancellationToken) : ValueTask.CompletedTask;
     }
 
     /// <summary>
@@ -48,6 +50,33 @@ public sealed partial class TmemStore
         if (gap > 0 && _ram.TryReserve(gap, out uint id)) _ram.CancelReservation(id, gap);
         return Math.Max(0, before - _ram.SlotBytes);
     }
+
+    /// <summary>
+    /// Changes <see cref="TmemOptions.RamBudgetBytes"/> while the store runs (and the page limit
+    /// with it when <see cref="TmemOptions.MaxPages"/> is 0). Growing takes effect at once.
+    /// Shrinking evicts down to the new budget before it returns, with the same CLOCK eviction a
+    /// put uses (ephemeral pages are dropped; committed persistent pages of a durable store lose
+    /// their RAM copy and stay readable from the log); puts running meanwhile see the new budget.
+    /// What cannot be evicted (persistent pages of a memory-only store, pages being read) stays,
+    /// and puts are then refused for capacity until it goes. Returns the slot bytes in use after.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">Under 65536 bytes.</exception>
+    public long SetRamBudget(long budgetBytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(budgetBytes, 1L << 16);
+        ThrowIfDisposed();
+        lock (_budgetLock)
+        {
+            _options.RamBudgetBytes = budgetBytes;
+            _ram.SetBudget(budgetBytes);
+            // A reservation of nothing evicts until what is in use fits the new budget and page limit.
+            if (_ram.SlotBytes > budgetBytes || _ram.Pages > _options.EffectiveMaxPages)
+                if (_ram.TryReserve(0, out uint id)) _ram.CancelReservation(id, 0);
+            return _ram.SlotBytes;
+        }
+    }
+
+    private readonly Lock _budgetLock = new();
 
     /// <summary>
     /// Whether some client other than <paramref name="clientId"/> has a pool under

@@ -17,7 +17,7 @@ namespace Tmem;
 /// drop their RAM copy, and they come back after a restart. docs/architecture.md shows the parts.
 /// </para>
 /// </summary>
-public sealed partial class TmemStore : IDisposable
+public sealed partial class TmemStore : IDisposable, IAsyncDisposable
 {
     private readonly TmemOptions _options;
     private readonly ConcurrentDictionary<int, TmemClient> _clients = new();
@@ -402,6 +402,12 @@ public sealed partial class TmemStore : IDisposable
     {
         if (_disposed) ThrowHelper.ThrowDisposed();
     }
+
+    /// <summary>
+    /// <see cref="Dispose"/> without blocking the caller's thread: the checkpoint and the last
+    /// commit of a durable store run on the thread pool (<c>await using var store = TmemStore.Open(...)</c>).
+    /// </summary>
+    public ValueTask DisposeAsync() => _disposed ? ValueTask.CompletedTask : new ValueTask(Task.Run(Dispose));
 
     /// <summary>
     /// Closes the store: every pool is dropped from memory (after operations in flight on them

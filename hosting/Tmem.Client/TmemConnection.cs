@@ -21,8 +21,10 @@ namespace Tmem.Client;
 /// <para>
 /// Cancelling a call stops the wait, not the request: one already sent may still be carried out.
 /// When the connection fails (the server closed it, a network error, a malformed response) every
-/// pending and later call throws <see cref="IOException"/>; reconnecting is left to the caller
-/// (open a new connection; pool ids belong to the client, not the connection, so they stay valid).
+/// pending and later call throws <see cref="IOException"/> and <see cref="IsConnected"/> turns
+/// false; it does not reconnect by itself: open a new connection, or let
+/// <see cref="TmemConnectionFactory"/> do it with back-off (pool ids belong to the client, not
+/// the connection, so they stay valid; after a restart of the service only persistent pools are back).
 /// </para>
 /// </summary>
 public sealed class TmemConnection : IAsyncDisposable, IDisposable
@@ -70,6 +72,12 @@ public sealed class TmemConnection : IAsyncDisposable, IDisposable
 
     /// <summary>Pools this client may hold at once.</summary>
     public int MaxPools { get; }
+
+    /// <summary>
+    /// False once the connection has failed or been disposed: every call then throws. Open a new
+    /// one (<see cref="TmemConnectionFactory"/> does, with back-off).
+    /// </summary>
+    public bool IsConnected => _failure is null;
 
     /// <summary>
     /// Connects and authenticates as <paramref name="clientName"/> with <paramref name="secret"/>.
@@ -249,6 +257,87 @@ public sealed class TmemConnection : IAsyncDisposable, IDisposable
         return pools;
     }
 
+    /// <summary>A Ping (its payload echoed back): the round trip's time. For health checks.</summary>
+    public async Task<TimeSpan> PingAsync(CancellationToken cancellationToken = default)
+    {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        var p = await SendEmptyAsync(Opcode.Ping, cancellationToken).ConfigureAwait(false);
+        await EndAsync(p, cancellationToken).ConfigureAwait(false);
+        return System.Diagnostics.Stopwatch.GetElapsedTime(start);
+    }
+
+    /// <summary>The service's Info report: server, clients, requests, store, log and configuration sections.</summary>
+    public async Task<TmemInfo> GetInfoAsync(CancellationToken cancellationToken = default)
+    {
+        var p = await SendEmptyAsync(Opcode.Info, cancellationToken).ConfigureAwait(false);
+        await EndAsync(p, cancellationToken).ConfigureAwait(false);
+        return TmemInfo.Parse(Encoding.UTF8.GetString(p.Payload));
+    }
+
+    /// <summary>Administrator clients: the settings that can change at run time whose key matches <paramref name="pattern"/> (empty: all; <c>Logging:*</c>: a prefix).</summary>
+    /// <exception cref="TmemRemoteException"><see cref="ProtocolStatus.NotPermitted"/> for a client that is not an administrator.</exception>
+    public async Task<IReadOnlyList<KeyValuePair<string, string>>> GetConfigAsync(string pattern = "", CancellationToken cancellationToken = default)
+    {
+        var p = await SendTextAsync(Opcode.ConfigGet, pattern ?? "", cancellationToken).ConfigureAwait(false);
+        await EndAsync(p, cancellationToken).ConfigureAwait(false);
+        return TmemInfo.ParsePairs(Encoding.UTF8.GetString(p.Payload));
+    }
+
+    /// <summary>Administrator clients: changes a setting at run time (<c>Tmem:RamBudgetBytes</c>, <c>Logging:LogLevel:CATEGORY</c>); returns the value now in force.</summary>
+    /// <exception cref="TmemRemoteException">Not permitted, or a key or value the service refuses (the message says what it takes).</exception>
+    public async Task<string> SetConfigAsync(string key, string value, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(key);
+        ArgumentNullException.ThrowIfNull(value);
+        var p = await SendTextAsync(Opcode.ConfigSet, $"{key}={value}", cancellationToken).ConfigureAwait(false);
+        await EndAsync(p, cancellationToken).ConfigureAwait(false);
+        string answer = Encoding.UTF8.GetString(p.Payload);
+        int equals = answer.IndexOf('=', StringComparison.Ordinal);
+        return equals >= 0 ? answer[(equals + 1)..] : answer;
+    }
+
+    /// <summary>Administrator clients: the connections open now, each as its fields (id, client, client_id, admin, peer, uid, pid, since, age_seconds, requests, in_flight, queued_bytes).</summary>
+    public async Task<IReadOnlyList<IReadOnlyDictionary<string, string>>> ListClientsAsync(CancellationToken cancellationToken = default)
+    {
+        var p = await SendEmptyAsync(Opcode.ClientList, cancellationToken).ConfigureAwait(false);
+        await EndAsync(p, cancellationToken).ConfigureAwait(false);
+        var list = new List<IReadOnlyDictionary<string, string>>();
+        foreach (var line in Encoding.UTF8.GetString(p.Payload).Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var fields = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var field in line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            {
+                int equals = field.IndexOf('=', StringComparison.Ordinal);
+                if (equals > 0) fields[field[..equals]] = field[(equals + 1)..];
+            }
+            list.Add(fields);
+        }
+        return list;
+    }
+
+    /// <summary>Administrator clients: closes connection <paramref name="connectionId"/> (an id from <see cref="ListClientsAsync"/>); false if none is open under it.</summary>
+    public async Task<bool> KillClientAsync(long connectionId, CancellationToken cancellationToken = default)
+    {
+        var p = await BeginAsync(Opcode.ClientKill, cancellationToken).ConfigureAwait(false);
+        lock (_sendLock)
+        {
+            var frame = ReserveLocked(p, Wire.HeaderSize + 8);
+            BinaryPrimitives.WriteInt64LittleEndian(frame[Wire.HeaderSize..], connectionId);
+        }
+        Signal();
+        return await EndAsync(p, cancellationToken).ConfigureAwait(false) != 0;
+    }
+
+    private async ValueTask<Pending> SendTextAsync(Opcode opcode, string text, CancellationToken cancellationToken)
+    {
+        byte[] bytes = Encoding.UTF8.GetBytes(text);
+        if (Wire.HeaderSize + bytes.Length > MaxFrameBytes) throw new ArgumentException($"The request is {bytes.Length} bytes, over this client's frame limit.", nameof(text));
+        var p = await BeginAsync(opcode, cancellationToken).ConfigureAwait(false);
+        lock (_sendLock) bytes.CopyTo(ReserveLocked(p, Wire.HeaderSize + bytes.Length)[Wire.HeaderSize..]);
+        Signal();
+        return p;
+    }
+
     private async ValueTask<Pending> SendEmptyAsync(Opcode opcode, CancellationToken cancellationToken)
     {
         var p = await BeginAsync(opcode, cancellationToken).ConfigureAwait(false);
@@ -407,7 +496,14 @@ public sealed class TmemConnection : IAsyncDisposable, IDisposable
                     break;
                 case Opcode.Stats:
                 case Opcode.ListPools:
+                case Opcode.Info:
+                case Opcode.ConfigGet:
+                case Opcode.ConfigSet:
+                case Opcode.ClientList:
                     p.Payload = payload.ToArray();
+                    break;
+                case Opcode.ClientKill:
+                    result = payload[0];
                     break;
             }
             p.Done.TrySetResult(result);

@@ -40,6 +40,7 @@ internal sealed partial class CommitService(StoreHost host, ServiceMetrics metri
         }
         long elapsed = clock.ElapsedMilliseconds;
         metrics.CommitChecked(elapsed);
+        if (uncommitted > 0) metrics.CommitTook(clock.Elapsed);
         if (elapsed > warnMilliseconds && _storage == StorageState.Healthy)
             LogSlowCommit(elapsed, uncommitted, storeOptions.Value.Durability, storeOptions.Value.CommitIntervalMs);
     }

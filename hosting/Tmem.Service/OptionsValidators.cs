@@ -52,6 +52,8 @@ internal sealed class ServiceOptionsValidator : IValidateOptions<ServiceOptions>
             errors.Add($"{S}:{nameof(o.TcpAddress)} is '{o.TcpAddress}'; it must be an IP address (default 127.0.0.1, loopback only).");
         if (o.OtlpEndpoint is { Length: > 0 } otlp && !Uri.TryCreate(otlp, UriKind.Absolute, out _))
             errors.Add($"{S}:{nameof(o.OtlpEndpoint)} is '{otlp}'; it must be an absolute URI such as http://localhost:4317, or unset.");
+        if (o.OtlpProtocol is { Length: > 0 } protocol && protocol is not ("grpc" or "http/protobuf"))
+            errors.Add($"{S}:{nameof(o.OtlpProtocol)} is '{protocol}'; it must be grpc or http/protobuf.");
         var names = new HashSet<string>(StringComparer.Ordinal);
         var ids = new HashSet<int>();
         for (int i = 0; i < o.Clients.Count; i++)
@@ -64,8 +66,9 @@ internal sealed class ServiceOptionsValidator : IValidateOptions<ServiceOptions>
             if (c.Id < 0) errors.Add($"{key}:Id is {c.Id}; it must be set, 0 or more.");
             else if (!ids.Add(c.Id)) errors.Add($"{key}:Id {c.Id} is given to two clients; ids must be unique.");
             if (Encoding.UTF8.GetByteCount(c.Secret) > 255) errors.Add($"{key}:Secret is over 255 UTF-8 bytes.");
-            if (c.Secret.Length == 0 && o.TcpPort != 0)
-                errors.Add($"{key}:Secret is empty while a TCP listener is configured ({S}:TcpPort); give every client a secret, or turn TCP off.");
+            if (c.Secret.Length == 0 && o.TcpPort != 0 && c.UnixUid < 0)
+                errors.Add($"{key}:Secret is empty while a TCP listener is configured ({S}:TcpPort); give every client a secret, bind it to a Unix user ({key}:UnixUid), or turn TCP off.");
+            if (c.UnixUid < -1) errors.Add($"{key}:UnixUid is {c.UnixUid}; it must be a Unix user id (0 or more), or -1 for none.");
             foreach (var uuid in c.SharedPools)
                 if (uuid != "*" && !Guid.TryParse(uuid, out _)) errors.Add($"{key}:SharedPools has '{uuid}'; each entry must be a UUID or *.");
             if (c.MaxPools is < 0 or > 65536) errors.Add($"{key}:MaxPools is {c.MaxPools}; it must be 0 (Tmem:MaxPoolsPerClient) or from 1 to 65536.");

@@ -1,16 +1,21 @@
 using Microsoft.Extensions.Configuration.EnvironmentVariables;
 using Microsoft.Extensions.Configuration.Json;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.FileProviders;
+using Microsoft.Extensions.Hosting.Systemd;
 using Microsoft.Extensions.Options;
-using OpenTelemetry.Metrics;
 using Tmem;
 using Tmem.Service;
 using Tmem.Service.Handlers;
 using Tmem.Service.Network;
+using Tmem.Service.Observability;
+using Tmem.Service.Operators;
 using Tmem.Service.Sessions;
 using Tmem.Service.Startup;
 
+if (ServiceCommandLine.Handle(args) is { } early) return early; // --help, --version: before anything starts
 var builder = Host.CreateApplicationBuilder(args);
+var runtimeConfiguration = new RuntimeConfigurationSource();
 // Configuration layers, later wins: the appsettings.json shipped beside the binary (the
 // repository's), the host's default appsettings.json in the content root, one in the working
 // directory, then environment variables (Tmem__RamBudgetBytes=...) and the command line
@@ -30,6 +35,9 @@ sources.Insert(beforeEnvironment < 0 ? sources.Count : beforeEnvironment, new Js
     FileProvider = new PhysicalFileProvider(Directory.GetCurrentDirectory()),
 });
 builder.Services.AddSystemd();
+// The notifier also outside a systemd-started process (AddSystemd adds it only there), so the
+// watchdog and status notifications follow NOTIFY_SOCKET wherever it is set.
+builder.Services.TryAddSingleton<ISystemdNotifier, SystemdNotifier>();
 // An empty Tmem:DataDirectory (--Tmem:DataDirectory=) runs the store in memory only.
 builder.Services.AddOptions<TmemOptions>().BindConfiguration(TmemOptions.SectionName)
     .PostConfigure(o => o.DataDirectory = string.IsNullOrEmpty(o.DataDirectory) ? null : o.DataDirectory)
@@ -43,6 +51,10 @@ builder.Services.AddSingleton<ClientDirectory>();
 builder.Services.AddSingleton<ConnectionGovernor>();
 builder.Services.AddSingleton<ResponseBudget>();
 builder.Services.AddSingleton<SessionManager>();
+builder.Services.AddSingleton<ConnectionRegistry>();
+builder.Services.AddSingleton(runtimeConfiguration);
+builder.Services.AddSingleton<RuntimeSettings>();
+builder.Services.AddSingleton<InfoReport>();
 // The tmem protocol: one handler per opcode, behind the dispatcher the transport calls.
 builder.Services.AddSingleton<RequestHandler, HelloHandler>();
 builder.Services.AddSingleton<RequestHandler, CreatePoolHandler>();
@@ -53,6 +65,12 @@ builder.Services.AddSingleton<RequestHandler, FlushPageHandler>();
 builder.Services.AddSingleton<RequestHandler, FlushObjectHandler>();
 builder.Services.AddSingleton<RequestHandler, StatsHandler>();
 builder.Services.AddSingleton<RequestHandler, ListPoolsHandler>();
+builder.Services.AddSingleton<RequestHandler, PingHandler>();
+builder.Services.AddSingleton<RequestHandler, InfoHandler>();
+builder.Services.AddSingleton<RequestHandler, ConfigGetHandler>();
+builder.Services.AddSingleton<RequestHandler, ConfigSetHandler>();
+builder.Services.AddSingleton<RequestHandler, ClientListHandler>();
+builder.Services.AddSingleton<RequestHandler, ClientKillHandler>();
 builder.Services.AddSingleton<RequestDispatcher>();
 builder.Services.AddSingleton<ListenerService>();
 // Hosted services start in this order and stop in the reverse one: the listeners stop first
@@ -63,20 +81,17 @@ builder.Services.AddHostedService<ReclaimService>();
 builder.Services.AddHostedService<StatsLogService>();
 builder.Services.AddHostedService<CheckpointService>();
 builder.Services.AddHostedService<CompactionService>();
+builder.Services.AddHostedService<WatchdogService>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<ListenerService>());
-if (builder.Configuration[$"{ServiceOptions.SectionName}:{nameof(ServiceOptions.OtlpEndpoint)}"] is { Length: > 0 } otlp
-    && Uri.TryCreate(otlp, UriKind.Absolute, out var otlpUri))
-{
-    // Optional: export the Tmem meter (the store's counters and the service's) over OTLP.
-    builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
-        .AddMeter("Tmem")
-        .AddOtlpExporter(exporter => exporter.Endpoint = otlpUri));
-}
+// Optional: export the Tmem meter over OTLP (Tmem:Service:OtlpEndpoint or OTEL_EXPORTER_OTLP_ENDPOINT).
+OtlpExport.Add(builder.Services, builder.Configuration);
 
 // Start-up, step by step, so that each failure is one message with its exit code (docs/service.md,
 // "Exit codes") and leaves nothing behind: the configuration (unknown keys, values, ranges), then
 // the listeners are bound (before the data directory is touched), then the store is opened
 // (recovery); only then does the host start its services and accept connections.
+SizeUnits.Normalize(builder.Configuration, builder.Configuration);
+builder.Configuration.Sources.Add(runtimeConfiguration); // ConfigSet's layer, over every other
 var configurationErrors = ConfigurationChecker.Check(builder.Configuration);
 if (configurationErrors.Count > 0) return Fail(ExitCodes.BadConfiguration, "invalid configuration:", configurationErrors);
 using var host = builder.Build();

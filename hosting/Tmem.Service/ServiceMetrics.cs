@@ -19,6 +19,10 @@ internal sealed class ServiceMetrics : IDisposable
     private long _handshakeTimeouts;
     private long _idleTimeouts;
     private long _commitCheckMilliseconds;
+    private readonly Histogram<double> _requestDuration;
+    private readonly Histogram<double> _commitDuration;
+    private static readonly KeyValuePair<string, object?>[] OpcodeTags = Enumerable.Range(0, 256)
+        .Select(b => new KeyValuePair<string, object?>("opcode", Enum.IsDefined((Tmem.Protocol.Opcode)b) ? ((Tmem.Protocol.Opcode)b).ToString() : "unknown")).ToArray();
 
     public ServiceMetrics(StoreHost host, ConnectionGovernor governor, ResponseBudget budget)
     {
@@ -37,9 +41,23 @@ internal sealed class ServiceMetrics : IDisposable
         _meter.CreateObservableCounter("reads_paused", () => budget.Pauses, "{pause}", "times a connection stopped reading because queued_response_bytes was over MaxQueuedResponseBytes");
         _meter.CreateObservableUpDownCounter("log_uncommitted_bytes", () => host.IsOpen ? host.Store.UncommittedLogBytes : 0, "By", "log bytes appended and not yet committed");
         _meter.CreateObservableGauge("commit_check_ms", () => Volatile.Read(ref _commitCheckMilliseconds), "ms", "how long the last commit check waited for the log to commit what was appended");
+        _requestDuration = _meter.CreateHistogram<double>("request_duration", "s", "time from a request's arrival to its answer being queued, by opcode (a persistent put's includes its wait for the log's commit)",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] });
+        _commitDuration = _meter.CreateHistogram<double>("commit_duration", "s", "how long the log took to commit what was appended, measured by each commit check that found appended records",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
     }
 
-    public void RequestStarted() => Interlocked.Increment(ref _requests);
+    private readonly long[] _requestsByOpcode = new long[256];
+
+    /// <summary>A request with <paramref name="opcode"/> (byte 4 of its frame) was received.</summary>
+    public void RequestStarted(byte opcode)
+    {
+        Interlocked.Increment(ref _requests);
+        Interlocked.Increment(ref _requestsByOpcode[opcode]);
+    }
+
+    /// <summary>Requests received with this opcode byte.</summary>
+    public long RequestsOf(byte opcode) => Volatile.Read(ref _requestsByOpcode[opcode]);
 
     public void RequestRefused() => Interlocked.Increment(ref _refused);
 
@@ -48,6 +66,15 @@ internal sealed class ServiceMetrics : IDisposable
     public void IdleTimedOut() => Interlocked.Increment(ref _idleTimeouts);
 
     public void CommitChecked(long milliseconds) => Volatile.Write(ref _commitCheckMilliseconds, milliseconds);
+
+    /// <summary>A commit check waited <paramref name="elapsed"/> for appended records to be committed.</summary>
+    public void CommitTook(TimeSpan elapsed) => _commitDuration.Record(elapsed.TotalSeconds);
+
+    /// <summary>A request with <paramref name="opcode"/> was answered <paramref name="elapsedTicks"/> (Stopwatch ticks) after it arrived.</summary>
+    public void RequestAnswered(byte opcode, long elapsedTicks)
+    {
+        if (_requestDuration.Enabled) _requestDuration.Record(elapsedTicks / (double)System.Diagnostics.Stopwatch.Frequency, OpcodeTags[opcode]);
+    }
 
     /// <summary>The service's counters (as on the meter), after the store's in a Stats response.</summary>
     public void AppendCounters(List<KeyValuePair<string, long>> list)

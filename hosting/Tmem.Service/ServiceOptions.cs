@@ -104,10 +104,17 @@ public sealed class ServiceOptions
     public int MinThreadPoolThreads { get; set; } = 32;
 
     /// <summary>
-    /// OTLP endpoint (for example <c>http://localhost:4317</c>) to export the <c>Tmem</c> meter
-    /// to with OpenTelemetry; unset (the default) exports nothing.
+    /// OTLP endpoint (for example <c>http://localhost:4318</c>) to export the <c>Tmem</c> meter
+    /// to with OpenTelemetry; unset (the default) exports only when the standard
+    /// <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> is set.
     /// </summary>
     public string? OtlpEndpoint { get; set; }
+
+    /// <summary>
+    /// <c>grpc</c> or <c>http/protobuf</c>; unset (the default): <c>OTEL_EXPORTER_OTLP_PROTOCOL</c>,
+    /// else grpc for port 4317 and http/protobuf for any other.
+    /// </summary>
+    public string? OtlpProtocol { get; set; }
 
     /// <summary>The clients that may connect; see <see cref="ClientOptions"/>.</summary>
     public List<ClientOptions> Clients { get; set; } = [];
@@ -145,4 +152,19 @@ public sealed class ClientOptions
     /// that connection until one completes. Default 256.
     /// </summary>
     public int MaxInFlight { get; set; } = 256;
+
+    /// <summary>
+    /// Whether the client may administer the service: change settings at run time (ConfigSet:
+    /// the RAM budget, the log level), list the connections and close one. Default false.
+    /// </summary>
+    public bool Admin { get; set; }
+
+    /// <summary>
+    /// A Unix user id (0 or more) whose local programs are this client without a secret: a Hello
+    /// naming the client over the Unix socket from a process of that user (as the kernel tells,
+    /// <c>SO_PEERCRED</c>) is accepted whatever secret it carries. Others still need the secret;
+    /// with an empty secret, only that user can be this client (so it is allowed with TCP on).
+    /// -1 (the default): not bound.
+    /// </summary>
+    public int UnixUid { get; set; } = -1;
 }

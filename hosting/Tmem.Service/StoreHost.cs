@@ -26,6 +26,7 @@ internal sealed partial class StoreHost(IOptions<TmemOptions> options, IOptions<
     public void Open()
     {
         if (_store is not null) return;
+        LogStarting(ServiceVersion.Text, Environment.ProcessId, Environment.Version.ToString());
         // FASTER completes log writes on pool threads: with every pool thread busy serving
         // requests, commits stall until the pool grows (see tests/Tmem.CrashHost).
         int minThreads = serviceOptions.Value.MinThreadPoolThreads;
@@ -106,6 +107,9 @@ internal sealed partial class StoreHost(IOptions<TmemOptions> options, IOptions<
         _closed = true;
         _store?.Dispose();
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Tmem service {Version} starting (pid {Pid}, .NET {Runtime})")]
+    private partial void LogStarting(string version, int pid, string runtime);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Store open in memory only (no Tmem:DataDirectory): persistent pools will not survive a restart. RAM budget {RamBudgetBytes} bytes")]
     private partial void LogOpenedInMemory(long ramBudgetBytes);

@@ -18,19 +18,36 @@ public sealed class ServiceProcess : IAsyncDisposable
     public static readonly Guid ForbiddenUuid = Guid.Parse("00000000-0000-4000-8000-000000000001");
 
     private readonly string[] _extraArgs;
+    private readonly bool _shipped;
     private readonly StringBuilder _output = new();
     private Process? _process;
 
     public ServiceProcess(params string[] extraArgs)
+        : this(shipped: false, extraArgs)
     {
+    }
+
+    private ServiceProcess(bool shipped, string[] extraArgs)
+    {
+        _shipped = shipped;
         _extraArgs = extraArgs;
         Root = Path.Combine("/tmp", "tmem-it-" + Guid.NewGuid().ToString("N")[..10]);
         Directory.CreateDirectory(Root);
     }
 
+    /// <summary>
+    /// The service as a new user runs it: the shipped configuration (client <c>local</c>, no
+    /// secret; <c>tmem.sock</c> and <c>data</c> in its working directory, <see cref="Root"/>),
+    /// only the stats log off, plus <paramref name="extraArgs"/>.
+    /// </summary>
+    public static ServiceProcess Shipped(params string[] extraArgs) => new(shipped: true, extraArgs);
+
     public string Root { get; }
 
-    public string SocketPath => Path.Combine(Root, "s.sock");
+    /// <summary>Environment variables the service process gets besides the test's.</summary>
+    public Dictionary<string, string> Environment { get; } = new(StringComparer.Ordinal);
+
+    public string SocketPath => Path.Combine(Root, _shipped ? "tmem.sock" : "s.sock");
 
     public string DataDirectory => Path.Combine(Root, "data");
 
@@ -51,7 +68,7 @@ public sealed class ServiceProcess : IAsyncDisposable
     /// </summary>
     public static string ServiceDll()
     {
-        if (Environment.GetEnvironmentVariable("TMEM_TEST_SERVICE_DLL") is { Length: > 0 } other) return other;
+        if (System.Environment.GetEnvironmentVariable("TMEM_TEST_SERVICE_DLL") is { Length: > 0 } other) return other;
         string here = AppContext.BaseDirectory;
         string config = typeof(ServiceProcess).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()?.Configuration ?? "Debug";
         string tfm = new DirectoryInfo(here).Name;
@@ -63,7 +80,7 @@ public sealed class ServiceProcess : IAsyncDisposable
         throw new FileNotFoundException($"Tmem.Service.dll ({config}, {tfm}) not found above {here}; build the solution first.");
     }
 
-    public string[] Arguments() =>
+    public string[] Arguments() => _shipped ? ["--Tmem:Service:StatsLogIntervalSeconds=0", .. _extraArgs] :
     [
         $"--Tmem:DataDirectory={DataDirectory}",
         $"--Tmem:Service:SocketPath={SocketPath}",
@@ -137,6 +154,7 @@ public sealed class ServiceProcess : IAsyncDisposable
         info.ArgumentList.Add(ServiceDll());
         foreach (var a in Arguments()) info.ArgumentList.Add(a);
         info.Environment["DOTNET_ENVIRONMENT"] = "Production";
+        foreach (var (key, value) in Environment) info.Environment[key] = value;
         var process = new Process { StartInfo = info };
         process.OutputDataReceived += (_, e) => Append(e.Data);
         process.ErrorDataReceived += (_, e) => Append(e.Data);

@@ -472,11 +472,50 @@ public sealed class OfflineToolTests : IDisposable
         Assert.Equal(before.SegmentBytes, report.SegmentBytesBefore);
         Assert.True(report.SegmentBytesAfter < report.SegmentBytesBefore, $"{report.SegmentBytesBefore} -> {report.SegmentBytesAfter}");
         Assert.False(File.Exists(Segment(0)));
-        Assert.True(report.Result.BeginAfter > report.Result.BeginBefore);
+        Assert.False(report.Skipped);
+        Assert.True(report.Result!.BeginAfter > report.Result.BeginBefore);
         using var reopened = TmemStore.Open(new TmemOptions { DataDirectory = Dir });
         var client = reopened.GetClient(3);
         foreach (var ((oid, index), page) in expected) Assert.Equal(page, Read(client, 0, oid, index));
         Assert.Equal(expected.Count, reopened.GetStats().PersPages);
+    }
+
+    [Fact]
+    public void Compact_OfANearlyAllLiveLog_IsSkippedSayingSo_AndTheDirectoryDoesNotGrow_ThenRunsOnceItWouldGain()
+    {
+        WriteManyPages(9000); // about 20 MiB, all live, in two 16 MiB segments
+        var files = Directory.GetFiles(Dir, "*", SearchOption.AllDirectories).ToDictionary(f => f, f => new FileInfo(f).Length);
+        var report = OfflineCompactor.Compact(Dir);
+        Assert.True(report.Skipped, $"not skipped: {report}");
+        Assert.Null(report.Result);
+        Assert.Contains("would not shrink", report.Reason);
+        Assert.Equal(report.SegmentBytesBefore, report.SegmentBytesAfter);
+        Assert.True(report.SegmentFilesExpected >= report.SegmentFilesBefore);
+        Assert.Equal(files, Directory.GetFiles(Dir, "*", SearchOption.AllDirectories).ToDictionary(f => f, f => new FileInfo(f).Length));
+
+        var (code, stdout, _) = RunTool("compact", Dir, "--json");
+        Assert.Equal(0, code);
+        using (var skipped = JsonDocument.Parse(stdout))
+        {
+            Assert.True(skipped.RootElement.GetProperty("skipped").GetBoolean());
+            Assert.Contains("would not shrink", skipped.RootElement.GetProperty("reason").GetString());
+        }
+        var (plainCode, plainOut, _) = RunTool("compact", Dir);
+        Assert.Equal(0, plainCode);
+        Assert.StartsWith("skipped: compacting would not shrink", plainOut.Trim());
+
+        using (var store = TmemStore.Open(new TmemOptions { DataDirectory = Dir, LogCompactionLiveFraction = 0 }))
+        {
+            var c = store.GetClient(3);
+            for (int o = 0; o < 120; o++) c.FlushObject(0, Oid(o));
+        }
+        (code, stdout, _) = RunTool("compact", Dir, "--json");
+        Assert.Equal(0, code);
+        using var ran = JsonDocument.Parse(stdout);
+        var root = ran.RootElement;
+        Assert.False(root.GetProperty("skipped").GetBoolean());
+        Assert.True(root.GetProperty("segmentBytesAfter").GetInt64() < root.GetProperty("segmentBytesBefore").GetInt64());
+        Assert.Equal(JsonValueKind.Number, root.GetProperty("result").GetProperty("elapsed").ValueKind); // a duration is a number (seconds)
     }
 
     [Fact]
@@ -510,7 +549,7 @@ public sealed class OfflineToolTests : IDisposable
         // Once the holder is gone the tool works.
         var (okCode, okOut, _) = RunTool("verify", Dir, "--json");
         Assert.Equal(0, okCode);
-        Assert.True(JsonDocument.Parse(okOut).RootElement.GetProperty("IsClean").GetBoolean());
+        Assert.True(JsonDocument.Parse(okOut).RootElement.GetProperty("isClean").GetBoolean());
     }
 
     [Fact]
@@ -524,8 +563,8 @@ public sealed class OfflineToolTests : IDisposable
 
         var (code, stdout, _) = RunTool("verify", Dir, "--json");
         Assert.Equal(1, code);
-        var problems = JsonDocument.Parse(stdout).RootElement.GetProperty("Problems");
-        Assert.Equal("BadRecord", problems[0].GetProperty("Kind").GetString());
+        var problems = JsonDocument.Parse(stdout).RootElement.GetProperty("problems");
+        Assert.Equal("BadRecord", problems[0].GetProperty("kind").GetString());
         var (plainCode, plainOut, _) = RunTool("verify", Dir);
         Assert.Equal(1, plainCode);
         Assert.Contains("DAMAGE BadRecord", plainOut);
@@ -535,11 +574,11 @@ public sealed class OfflineToolTests : IDisposable
         var (recoverCode, recoverOut, _) = RunTool("recover", Dir, "--truncate-at-first-corruption", "--json");
         Assert.Equal(0, recoverCode);
         var report = JsonDocument.Parse(recoverOut).RootElement;
-        Assert.True(report.GetProperty("Truncated").GetBoolean());
-        Assert.Equal(11, report.GetProperty("LostPages").GetArrayLength());
+        Assert.True(report.GetProperty("truncated").GetBoolean());
+        Assert.Equal(11, report.GetProperty("lostPages").GetArrayLength());
         Assert.Equal(0, RunTool("verify", Dir).Code);
         var inspect = JsonDocument.Parse(RunTool("inspect", Dir, "--json").Stdout).RootElement;
-        Assert.Equal(50, inspect.GetProperty("LivePages").GetInt64());
+        Assert.Equal(50, inspect.GetProperty("livePages").GetInt64());
         Assert.Equal(2, RunTool("verify").Code); // usage
         Assert.Equal(4, RunTool("verify", Path.Combine(_root, "nothing-here")).Code); // refused
     }

@@ -30,8 +30,9 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     private readonly StoreCounters _counters;
     private readonly ITierBelow? _persistentBelow; // the log of a durable store
     private readonly ITierBelow? _ephemeralBelow;  // none yet: evicted ephemeral pages are dropped
-    private readonly long _budgetBytes;
-    private readonly long _maxPages;
+    private readonly bool _maxPagesFollowsBudget; // MaxPages unset: budget / 256, so it follows a new budget
+    private long _budgetBytes;   // changed at run time by SetBudget
+    private long _maxPages;      // ditto
     private readonly double _slabCompactionThreshold;
 
     private long _slotBytes;      // reserved + installed slot bytes
@@ -48,10 +49,22 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         _ephemeralBelow = ephemeralBelow;
         _budgetBytes = options.RamBudgetBytes;
         _maxPages = options.EffectiveMaxPages;
+        _maxPagesFollowsBudget = options.MaxPages == 0;
         _slabCompactionThreshold = options.SlabCompactionThreshold;
     }
 
-    public long BudgetBytes => _budgetBytes;
+    public long BudgetBytes => Volatile.Read(ref _budgetBytes);
+
+    /// <summary>
+    /// A new budget, in force for every reservation from now on (and the page limit with it, when
+    /// <c>MaxPages</c> was left to follow the budget). Shrinking evicts nothing by itself: the next
+    /// reservations evict (or a caller reclaims) down to it.
+    /// </summary>
+    public void SetBudget(long budgetBytes)
+    {
+        Volatile.Write(ref _budgetBytes, budgetBytes);
+        if (_maxPagesFollowsBudget) Volatile.Write(ref _maxPages, TmemOptions.DerivedMaxPages(budgetBytes));
+    }
 
     public long SlotBytes => Volatile.Read(ref _slotBytes);
 
@@ -67,7 +80,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     public bool TryReserve(int slotBytes, out uint id, bool allowEviction = true)
     {
         id = 0;
-        while (Interlocked.Increment(ref _pages) > _maxPages)
+        while (Interlocked.Increment(ref _pages) > Volatile.Read(ref _maxPages))
         {
             Interlocked.Decrement(ref _pages);
             if (!allowEviction || !EvictOne(needBytes: false)) return false;
@@ -75,7 +88,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         while (true)
         {
             long used = Volatile.Read(ref _slotBytes);
-            if (used + slotBytes <= _budgetBytes)
+            if (used + slotBytes <= Volatile.Read(ref _budgetBytes))
             {
                 if (Interlocked.CompareExchange(ref _slotBytes, used + slotBytes, used) == used) break;
                 continue;

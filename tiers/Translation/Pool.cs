@@ -351,7 +351,12 @@ internal sealed class Pool
     /// <see cref="Get"/> that waits for commits without holding a thread: completes synchronously
     /// (and allocates nothing) for a RAM hit, a miss or a durable page.
     /// </summary>
-    public async ValueTask<GetStatus> GetAsync(ObjectId id, uint index, Memory<byte> page)
+    /// <remarks>
+    /// <paramref name="cancellationToken"/> ends only the waits before anything is read or taken
+    /// (a miss's, a retry's, a spilled read's), so a cancelled get never writes
+    /// <paramref name="page"/> later; a hit already copied waits for its commit regardless.
+    /// </remarks>
+    public async ValueTask<GetStatus> GetAsync(ObjectId id, uint index, Memory<byte> page, CancellationToken cancellationToken = default)
     {
         while (true)
         {
@@ -365,14 +370,14 @@ internal sealed class Pool
                     await _log!.WaitCommittedAsync(address).ConfigureAwait(false);
                     return GetStatus.Hit;
                 case GetStep.MissOnceDurable:
-                    await _log!.WaitDurableAsync(address).ConfigureAwait(false);
+                    await _log!.WaitDurableAsync(address).WithCancellation(cancellationToken).ConfigureAwait(false);
                     return GetStatus.Miss;
                 case GetStep.RetryOnceCommitted:
-                    await _log!.WaitCommittedAsync(address).ConfigureAwait(false);
+                    await _log!.WaitCommittedAsync(address).WithCancellation(cancellationToken).ConfigureAwait(false);
                     continue;
                 default:
                     // The read itself waits only for a record that is not committed yet.
-                    await _log!.WaitCommittedAsync(address).ConfigureAwait(false);
+                    await _log!.WaitCommittedAsync(address).WithCancellation(cancellationToken).ConfigureAwait(false);
                     if (TryReadSpilled(id, index, address, compressedLength, page.Span)) return GetStatus.Hit;
                     continue;
             }

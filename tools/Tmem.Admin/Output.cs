@@ -13,15 +13,28 @@ namespace Tmem.Admin;
 /// </summary>
 internal sealed class Output(bool json)
 {
+    /// <summary>
+    /// One naming policy for every document, success and error alike: camelCase names, enum
+    /// values by their names, durations as numbers of seconds.
+    /// </summary>
     private static readonly JsonSerializerOptions JsonOptions = new()
     {
         WriteIndented = true,
-        Converters = { new JsonStringEnumConverter() },
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        Converters = { new JsonStringEnumConverter(), new SecondsConverter() },
         DefaultIgnoreCondition = JsonIgnoreCondition.Never,
         IncludeFields = true,
     };
 
     public bool Json { get; } = json;
+
+    /// <summary>A <see cref="TimeSpan"/> as its seconds (a number), not "00:00:01.5".</summary>
+    private sealed class SecondsConverter : JsonConverter<TimeSpan>
+    {
+        public override TimeSpan Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) => TimeSpan.FromSeconds(reader.GetDouble());
+
+        public override void Write(Utf8JsonWriter writer, TimeSpan value, JsonSerializerOptions options) => writer.WriteNumberValue(Math.Round(value.TotalSeconds, 6));
+    }
 
     private static bool Interactive => !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
 

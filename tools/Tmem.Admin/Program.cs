@@ -179,7 +179,11 @@ public static class Program
     {
         var report = o.WithProgress("compact", p => OfflineCompactor.Compact(dir, p));
         o.Document(report);
-        var r = report.Result;
+        if (report.Result is not { } r)
+        {
+            o.Line($"skipped: {report.Reason}");
+            return ExitCodes.Ok;
+        }
         o.Line($"compacted {report.DataDirectory} in {r.Elapsed.TotalSeconds:0.00} s");
         o.Line($"  segment files: {report.SegmentFilesBefore} -> {report.SegmentFilesAfter}, {Output.Bytes(report.SegmentBytesBefore)} -> {Output.Bytes(report.SegmentBytesAfter)}");
         o.Line($"  log: begin {r.BeginBefore} -> {r.BeginAfter}, {Output.Bytes(r.LogBytesBefore)} -> {Output.Bytes(r.LogBytesAfter)}; {r.CopiedRecords} live record(s) copied ({Output.Bytes(r.CopiedBytes)})");

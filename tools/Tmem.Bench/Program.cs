@@ -1,68 +1,55 @@
+using System.CommandLine;
 using Tmem.Bench;
 
 // tools/Tmem.Bench: dotnet run -c Release --project tools/Tmem.Bench -- SUITE [--corpus FILE]... [--json FILE]
-const string Usage = "usage: Tmem.Bench SUITE [--corpus FILE]... [--json FILE]\n  suites: engine, persistent, service";
-
-string? suite = null, json = null;
-var corpusFiles = new List<string>();
-for (int i = 0; i < args.Length; i++)
+var suite = new Argument<string>("SUITE") { Description = "engine (in-process store), persistent (durable puts, commits, replay) or service (the service beside redis-server)." };
+suite.AcceptOnlyFromAmong("engine", "persistent", "service");
+var corpusFiles = new Option<FileInfo[]>("--corpus")
 {
-    switch (args[i])
+    Description = "A file of 4 KiB pages to benchmark with (repeat for more). Default: ../shared/corpus/anon.pages and file.pages beside the repository when present, else pages cut from the installed .NET runtime's assemblies.",
+    AllowMultipleArgumentsPerToken = false,
+};
+var json = new Option<FileInfo?>("--json") { Description = "Also write every metric to this JSON file." };
+var root = new RootCommand("Tmem.Bench: the benchmark; prints each metric, its ratio to baselines measured in the same run, and whether each target is met.") { suite, corpusFiles, json };
+root.SetAction(r =>
+{
+    var files = r.GetValue(corpusFiles) ?? [];
+    foreach (var file in files)
     {
-        case "--corpus" when i + 1 < args.Length:
-            corpusFiles.Add(args[++i]);
+        if (!file.Exists)
+        {
+            Console.Error.WriteLine($"Tmem.Bench: corpus file not found: {file.FullName}");
+            return 2;
+        }
+    }
+    var corpus = Corpus.Load(files.Select(f => f.FullName).ToList());
+    string name = r.GetValue(suite)!;
+    var report = new Report(name, corpus.Description);
+    switch (name)
+    {
+        case "engine":
+            new EngineSuite(corpus, report).Run();
             break;
-        case "--json" when i + 1 < args.Length:
-            json = args[++i];
+        case "persistent":
+            new PersistentSuite(corpus, report).Run();
             break;
-        case "-h" or "--help":
-            Console.WriteLine(Usage);
-            return 0;
         default:
-            if (args[i].StartsWith('-') || suite is not null)
-            {
-                Console.Error.WriteLine($"unexpected argument '{args[i]}'\n{Usage}");
-                return 2;
-            }
-            suite = args[i];
+            new ServiceSuite(corpus, report).Run();
             break;
     }
-}
-if (suite is null)
+    report.PrintTargets();
+    if (r.GetValue(json) is { } output)
+    {
+        report.WriteJson(output.FullName);
+        Console.WriteLine($"wrote {output.FullName}");
+    }
+    return 0;
+});
+var parse = root.Parse(args);
+if (parse.Errors.Count > 0)
 {
-    Console.Error.WriteLine(Usage);
+    foreach (var error in parse.Errors) Console.Error.WriteLine($"Tmem.Bench: {error.Message}");
+    Console.Error.WriteLine("Run with --help for the arguments.");
     return 2;
 }
-foreach (var file in corpusFiles)
-{
-    if (!File.Exists(file))
-    {
-        Console.Error.WriteLine($"corpus file not found: {file}");
-        return 2;
-    }
-}
-
-var corpus = Corpus.Load(corpusFiles);
-var report = new Report(suite, corpus.Description);
-switch (suite)
-{
-    case "engine":
-        new EngineSuite(corpus, report).Run();
-        break;
-    case "persistent":
-        new PersistentSuite(corpus, report).Run();
-        break;
-    case "service":
-        new ServiceSuite(corpus, report).Run();
-        break;
-    default:
-        Console.Error.WriteLine($"unknown suite '{suite}'\n{Usage}");
-        return 2;
-}
-report.PrintTargets();
-if (json is not null)
-{
-    report.WriteJson(json);
-    Console.WriteLine($"wrote {json}");
-}
-return 0;
+return parse.Invoke();

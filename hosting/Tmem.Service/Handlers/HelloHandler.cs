@@ -41,7 +41,7 @@ internal sealed partial class HelloHandler(SessionManager sessions, ILogger<Hell
             return;
         }
         string name = Encoding.UTF8.GetString(payload.Slice(3, nameLength));
-        var session = sessions.Authenticate(name, payload.Slice(secretAt + 1, payload[secretAt]));
+        var session = sessions.Authenticate(name, payload.Slice(secretAt + 1, payload[secretAt]), context.Credentials);
         if (session is null)
         {
             LogAuthenticationFailed(LogText.Escape(name), context.Peer);

@@ -17,6 +17,9 @@ internal interface IRequestContext
     /// <summary>Who is at the other end, for logs (not peer-supplied).</summary>
     string Peer { get; }
 
+    /// <summary>The kernel's word on a Unix socket's peer (SO_PEERCRED); null for TCP.</summary>
+    PeerCredentials? Credentials { get; }
+
     /// <summary>
     /// Hello succeeded: counts the connection as authenticated and switches it to the client's
     /// limits. False when <c>MaxConnections</c> are authenticated already (answer and close).
@@ -75,6 +78,16 @@ internal abstract class RequestHandler
             return;
         }
         answer(context, id, result);
+    }
+
+    /// <summary>Requests for administrator clients: false (answered NotPermitted) for others.</summary>
+    protected bool CheckAdmin(IRequestContext context, uint id)
+    {
+        var session = context.Session!;
+        if (session.Client.Options.Admin) return true;
+        context.RespondError((byte)Opcode, id, ProtocolStatus.NotPermitted,
+            $"{Opcode} is for administrator clients; client {session.Name} is not one (Tmem:Service:Clients:N:Admin)");
+        return false;
     }
 
     protected bool CheckLength(IRequestContext context, uint id, ReadOnlySpan<byte> payload, int expected)

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Net.Sockets;
 using Tmem.Protocol;
 using Tmem.Service.Handlers;
@@ -43,7 +44,7 @@ namespace Tmem.Service.Network;
 /// and the connection closes: every request read gets an answer before the end of the stream.
 /// </para>
 /// </summary>
-internal sealed partial class FrameConnection : IRequestContext, IEvictable, IThreadPoolWorkItem
+internal sealed partial class FrameConnection : IRequestContext, IEvictable, IClientConnection, IThreadPoolWorkItem
 {
     /// <summary>This connection's queued response bytes at which its reader stops reading.</summary>
     internal const int OutputHighWaterBytes = 192 * 1024;
@@ -82,14 +83,30 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
     private int _flushScheduled;         // a pool-thread flush is queued
     private volatile bool _broken;       // the socket failed or timed out: responses are dropped
     private volatile bool _evicted;      // the governor wants this unauthenticated connection gone
+    private volatile bool _killed;       // an administrator closed it (ClientKill)
+    private long _requests;              // requests received (written by the reader only)
+    // Request latency (ServiceMetrics.RequestAnswered). A request answered while the reader
+    // dispatches it (most) is timed without a lock from these fields; one answered later is
+    // matched by id under _outLock, whichever of its answer and its registration comes first.
+    private uint _dispatchId;
+    private long _dispatchStart;
+    private int _dispatchThread;         // the reader's thread while it dispatches, else 0
+    private bool _answeredInDispatch;
+    private bool _untimed;               // shutting down or closing on a bad frame: answers not timed
+    private Dictionary<uint, long>? _startedLater;  // under _outLock: id -> start of a request not answered in its dispatch
+    private Dictionary<uint, (long At, byte Opcode)>? _answeredEarly; // under _outLock: id -> answer of one answered before it was registered
     private bool _closing;               // reader: stop after this frame (an error that closes)
     private int _inFlight;
     private Session? _session;
     private int _maxFrameBytes = Wire.HandshakeMaxFrameBytes;
     private int _maxInFlight = 1;
 
-    public FrameConnection(Socket socket, SessionManager sessions, RequestDispatcher dispatcher, ServiceOptions options, ILogger logger, string peer, CancellationToken stopping)
+    public FrameConnection(Socket socket, SessionManager sessions, RequestDispatcher dispatcher, ServiceOptions options, ILogger logger, string peer,
+        PeerCredentials? credentials, CancellationToken stopping)
     {
+        Id = sessions.Connections.NextId();
+        ConnectedAt = DateTimeOffset.UtcNow;
+        Credentials = credentials;
         _socket = socket;
         _sessions = sessions;
         _dispatcher = dispatcher;
@@ -101,9 +118,22 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
         _stopping = stopping;
         _receiveCancel = CancellationTokenSource.CreateLinkedTokenSource(stopping);
         _ticket = sessions.Governor.AdmitUnauthenticated(this);
+        sessions.Connections.Add(this);
     }
 
+    public long Id { get; }
+
     public string Peer { get; }
+
+    public PeerCredentials? Credentials { get; }
+
+    public DateTimeOffset ConnectedAt { get; }
+
+    public long Requests => Volatile.Read(ref _requests);
+
+    public int InFlight => Volatile.Read(ref _inFlight);
+
+    public long QueuedBytes => Volatile.Read(ref _queuedBytes);
 
     public Session? Session => _session;
 
@@ -146,6 +176,7 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
         finally
         {
             _sessions.Governor.Release(_ticket);
+            _sessions.Connections.Remove(this);
             _reader.Dispose();
             DropOutput();
             _receiveCancel.Dispose();
@@ -185,8 +216,17 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
                     break;
                 }
                 Interlocked.Increment(ref _inFlight);
-                _metrics.RequestStarted();
+                Volatile.Write(ref _requests, _requests + 1);
+                _metrics.RequestStarted(frame[4]);
+                uint requestId = Wire.ReadRequestId(frame);
+                long start = Stopwatch.GetTimestamp();
+                _dispatchId = requestId;
+                _dispatchStart = start;
+                _answeredInDispatch = false;
+                _dispatchThread = Environment.CurrentManagedThreadId;
                 _dispatcher.Dispatch(this, frame);
+                _dispatchThread = 0;
+                if (!_answeredInDispatch) TimeLater(requestId, start);
             }
             if (_closing || _broken) return;
             await FlushAsync(fromReader: true).ConfigureAwait(false);
@@ -263,6 +303,7 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
     /// </summary>
     private async Task AnswerShuttingDownAsync()
     {
+        _untimed = true;
         long deadline = Environment.TickCount64 + ShutdownDrainMilliseconds;
         while (!_broken)
         {
@@ -270,7 +311,7 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
             while ((result = _reader.TryRead(_maxFrameBytes, out var frame, out _)) == FrameResult.Complete)
             {
                 Interlocked.Increment(ref _inFlight);
-                _metrics.RequestStarted();
+                _metrics.RequestStarted(frame[4]);
                 this.RespondError(frame[4], Wire.ReadRequestId(frame), ProtocolStatus.ShuttingDown, "the service is stopping; the request was not carried out");
                 if (Volatile.Read(ref _queuedBytes) > OutputHighWaterBytes) break;
             }
@@ -289,6 +330,7 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
     /// <summary>A header that cannot be trusted: answered (with the opcode and id if they were there), then the connection closes.</summary>
     private void RespondUntrusted(FrameResult result, int length)
     {
+        _untimed = true;
         var pending = _reader.Pending;
         byte opcode = pending.Length > 4 ? pending[4] : (byte)0;
         uint id = pending.Length >= Wire.HeaderSize ? Wire.ReadRequestId(pending) : 0;
@@ -317,6 +359,11 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
     /// </summary>
     private bool ContinueAfterTimeout()
     {
+        if (_killed)
+        {
+            LogKilled(_session?.Name ?? "(before handshake)", Peer);
+            return false;
+        }
         if (_evicted && _session is null)
         {
             LogEvicted(Peer, _options.MaxUnauthenticatedConnections);
@@ -357,6 +404,20 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
         }
     }
 
+    /// <summary>An administrator closes this connection: its reader stops at its next wait for input, answers what it started, and closes.</summary>
+    public void Kill()
+    {
+        _killed = true;
+        try
+        {
+            _receiveCancel.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // closed already
+        }
+    }
+
     public bool TryAuthenticate(Session session)
     {
         if (!_sessions.Governor.TryAuthenticate(_ticket)) return false;
@@ -381,8 +442,15 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
     {
         int length = Wire.HeaderSize + payload.Length + more.Length;
         bool wake;
+        bool inDispatch = _dispatchThread == Environment.CurrentManagedThreadId && id == _dispatchId;
+        if (inDispatch)
+        {
+            _answeredInDispatch = true;
+            _metrics.RequestAnswered(opcode, Stopwatch.GetTimestamp() - _dispatchStart);
+        }
         lock (_outLock)
         {
+            if (!inDispatch && !_untimed) TimeAnswerLocked(opcode, id);
             if (!_broken)
             {
                 if (_out is null)
@@ -412,6 +480,32 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
         // Only the transitions someone may wait for: a slot under the limit again (the reader), none left (RunAsync).
         int left = Interlocked.Decrement(ref _inFlight);
         if (left == 0 || left == _maxInFlight - 1) _slotFreed.Set();
+    }
+
+    /// <summary>The reader: a request its dispatch did not answer; timed when its answer comes (or now, if it came meanwhile).</summary>
+    private void TimeLater(uint id, long start)
+    {
+        lock (_outLock)
+        {
+            if (_answeredEarly is { } early && early.Remove(id, out var answer))
+                _metrics.RequestAnswered(answer.Opcode, answer.At - start);
+            else
+                (_startedLater ??= [])[id] = start;
+        }
+    }
+
+    /// <summary>Under _outLock: a request answered outside its dispatch.</summary>
+    private void TimeAnswerLocked(byte opcode, uint id)
+    {
+        long now = Stopwatch.GetTimestamp();
+        if (_startedLater is { } later && later.Remove(id, out long start))
+        {
+            _metrics.RequestAnswered(opcode, now - start);
+        }
+        else
+        {
+            (_answeredEarly ??= [])[id] = (now, opcode);
+        }
     }
 
     private void ScheduleFlush()
@@ -609,6 +703,9 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ITh
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Closing the idle connection of {Name} ({Peer}): no request for {Seconds}s (Tmem:Service:IdleTimeoutSeconds)")]
     private partial void LogIdleTimeout(string name, string peer, int seconds);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Closing the connection of {Name} ({Peer}): an administrator asked (ClientKill)")]
+    private partial void LogKilled(string name, string peer);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Connection {Peer} failed")]
     private partial void LogConnectionFailed(Exception exception, string peer);

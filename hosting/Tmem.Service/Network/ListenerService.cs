@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Options;
@@ -171,10 +170,13 @@ internal sealed partial class ListenerService(SessionManager sessions, RequestDi
                 continue;
             }
             if (socket.AddressFamily != AddressFamily.Unix) socket.NoDelay = true;
-            string peer = socket.AddressFamily == AddressFamily.Unix ? $"unix#{socket.Handle.ToInt64().ToString(CultureInfo.InvariantCulture)}" : socket.RemoteEndPoint?.ToString() ?? "tcp";
+            // A Unix socket's peer as the kernel knows it (SO_PEERCRED), for logs, the client list
+            // and clients bound to a Unix user; a TCP peer by its address.
+            var credentials = PeerCredentials.Of(socket);
+            string peer = credentials?.ToString() ?? (socket.AddressFamily == AddressFamily.Unix ? "unix" : socket.RemoteEndPoint?.ToString() ?? "tcp");
             // Admission (ConnectionGovernor) happens in the constructor: it counts the connection
             // as unauthenticated, closing the oldest such one if they are at their limit.
-            var connection = new FrameConnection(socket, sessions, dispatcher, o, loggerFactory.CreateLogger<FrameConnection>(), peer, _stopping.Token);
+            var connection = new FrameConnection(socket, sessions, dispatcher, o, loggerFactory.CreateLogger<FrameConnection>(), peer, credentials, _stopping.Token);
             _connections[connection] = Task.Run(async () =>
             {
                 try

@@ -20,8 +20,13 @@ internal sealed class ClientDirectory
     /// <summary>The client with this name, or null.</summary>
     public ConfiguredClient? Find(string name) => _byName.GetValueOrDefault(name);
 
-    /// <summary>The client with this name and secret; null for an unknown name or a wrong secret alike.</summary>
-    public ConfiguredClient? Authenticate(string name, ReadOnlySpan<byte> secret)
+    /// <summary>
+    /// The client with this name and secret; null for an unknown name or a wrong secret alike. A
+    /// client bound to a Unix user (<see cref="ClientOptions.UnixUid"/>) is also the one of a Unix
+    /// socket peer running as that user, whatever secret it gives (the kernel vouches for it, as
+    /// PostgreSQL's peer authentication trusts it); such a client with an empty secret is only that.
+    /// </summary>
+    public ConfiguredClient? Authenticate(string name, ReadOnlySpan<byte> secret, PeerCredentials? peer = null)
     {
         Span<byte> given = stackalloc byte[32];
         SHA256.HashData(secret, given);
@@ -31,7 +36,13 @@ internal sealed class ClientDirectory
             CryptographicOperations.FixedTimeEquals(given, given);
             return null;
         }
-        return CryptographicOperations.FixedTimeEquals(given, client.SecretHash) ? client : null;
+        bool secretMatches = CryptographicOperations.FixedTimeEquals(given, client.SecretHash);
+        if (client.Options.UnixUid >= 0)
+        {
+            if (peer is { } p && p.Uid == (uint)client.Options.UnixUid) return client;
+            return client.Options.Secret.Length > 0 && secretMatches ? client : null;
+        }
+        return secretMatches ? client : null;
     }
 }
 

@@ -7,7 +7,7 @@ namespace Tmem.Service.Sessions;
 /// limits all front ends share (<see cref="Governor"/>, <see cref="ResponseBudget"/>).
 /// </summary>
 internal sealed class SessionManager(StoreHost host, ClientDirectory clients, ServiceMetrics metrics, ConnectionGovernor governor,
-    ResponseBudget responseBudget, ILogger<Session> logger)
+    ResponseBudget responseBudget, ConnectionRegistry connections, ILogger<Session> logger)
 {
     public TmemStore Store => host.Store;
 
@@ -23,9 +23,16 @@ internal sealed class SessionManager(StoreHost host, ClientDirectory clients, Se
 
     public ServiceMetrics Metrics => metrics;
 
-    /// <summary>A session for the client with this name and secret; null for an unknown name or a wrong secret alike.</summary>
-    public Session? Authenticate(string name, ReadOnlySpan<byte> secret) =>
-        clients.Authenticate(name, secret) is { } client ? new Session(this, client, host.Store.GetClient(client.Options.Id)) : null;
+    /// <summary>The connections open now (every front end registers its own), for the client list and kill.</summary>
+    public ConnectionRegistry Connections => connections;
+
+    /// <summary>
+    /// A session for the client with this name and secret, or with this name when the client is
+    /// bound to the Unix user <paramref name="peer"/> runs as (<c>Clients:N:UnixUid</c>); null for
+    /// an unknown name or a wrong secret alike.
+    /// </summary>
+    public Session? Authenticate(string name, ReadOnlySpan<byte> secret, PeerCredentials? peer = null) =>
+        clients.Authenticate(name, secret, peer) is { } client ? new Session(this, client, host.Store.GetClient(client.Options.Id)) : null;
 
     /// <summary>A session for the configured client <paramref name="name"/>, with no secret checked (a front end's own configuration names it).</summary>
     /// <exception cref="KeyNotFoundException">No such client is configured.</exception>

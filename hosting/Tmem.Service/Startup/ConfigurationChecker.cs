@@ -66,8 +66,10 @@ internal static class ConfigurationChecker
             _ when underlying.IsEnum => Enum.TryParse(underlying, value, ignoreCase: true, out var parsed) && Enum.IsDefined(underlying, parsed!) && !char.IsDigit(value[0]) && value[0] != '-'
                 ? null
                 : $"it must be one of {string.Join(", ", Enum.GetNames(underlying))}",
-            _ when underlying == typeof(int) => int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out _) ? null : $"it must be a whole number from {int.MinValue} to {int.MaxValue}",
-            _ when underlying == typeof(long) => long.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out _) ? null : "it must be a whole number",
+            _ when underlying == typeof(int) => int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out _) ? null
+                : SizeUnits.IsSizeKey(item.Path) ? "it must be a byte count or a size such as 64KiB" : $"it must be a whole number from {int.MinValue} to {int.MaxValue}",
+            _ when underlying == typeof(long) => long.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out _) ? null
+                : SizeUnits.IsSizeKey(item.Path) ? "it must be a byte count or a size such as 256MiB or 4GiB" : "it must be a whole number",
             _ when underlying == typeof(double) => double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double d) && double.IsFinite(d) ? null : "it must be a number such as 0.5",
             _ when underlying == typeof(bool) => bool.TryParse(value, out _) ? null : "it must be true or false",
             _ => null,

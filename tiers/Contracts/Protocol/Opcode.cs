@@ -32,4 +32,22 @@ public enum Opcode : byte
 
     /// <summary>The client's pools.</summary>
     ListPools = 0x09,
+
+    /// <summary>Answers its payload back (a health check and round-trip time).</summary>
+    Ping = 0x0A,
+
+    /// <summary>An INFO-like report in sections (server, clients, requests, store, log, configuration), as UTF-8 text.</summary>
+    Info = 0x0B,
+
+    /// <summary>Administrator clients: the settings that can change at run time and their values.</summary>
+    ConfigGet = 0x0C,
+
+    /// <summary>Administrator clients: changes one setting at run time (the RAM budget, the log level).</summary>
+    ConfigSet = 0x0D,
+
+    /// <summary>Administrator clients: the connections open now.</summary>
+    ClientList = 0x0E,
+
+    /// <summary>Administrator clients: closes one connection by its id.</summary>
+    ClientKill = 0x0F,
 }

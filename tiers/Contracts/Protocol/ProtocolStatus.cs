@@ -74,4 +74,10 @@ public enum ProtocolStatus : byte
     /// may (<c>Tmem:Service:MaxConnections</c>). Closes; try again later.
     /// </summary>
     TooManyConnections = 18,
+
+    /// <summary>
+    /// The request is for administrator clients (<c>Tmem:Service:Clients:N:Admin</c>) and this
+    /// client is not one. The connection stays open.
+    /// </summary>
+    NotPermitted = 19,
 }
