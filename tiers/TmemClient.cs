@@ -279,7 +279,8 @@ public sealed partial class TmemClient
         lock (_lock)
         {
             if ((uint)poolId >= (uint)_pools.Length)
-                throw new InvalidDataException($"The log gives client {Id} pool id {poolId}, over {TmemOptions.SectionName}:{nameof(TmemOptions.MaxPoolsPerClient)} ({_pools.Length}); raise it to open this store.");
+                throw new TmemOptionsMismatchException($"{TmemOptions.SectionName}:{nameof(TmemOptions.MaxPoolsPerClient)}",
+                    $"The store holds pool id {poolId} of client {Id}, over {TmemOptions.SectionName}:{nameof(TmemOptions.MaxPoolsPerClient)} ({_pools.Length}); raise it to at least {poolId + 1} to open this store.");
             if (_pools[poolId] is not null)
                 throw new InvalidDataException($"The log maps client {Id} pool id {poolId} twice.");
             _pools[poolId] = pool;

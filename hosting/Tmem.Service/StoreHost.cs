@@ -62,6 +62,10 @@ internal sealed partial class StoreHost(IOptions<TmemOptions> options, IOptions<
         {
             throw new StartupFailure(ExitCodes.DataDirectoryUnusable, $"{key} {directory} cannot be opened: {e.Message}; check that the service's user may create and write files there and that its disk has room.", e);
         }
+        catch (TmemOptionsMismatchException e)
+        {
+            throw new StartupFailure(ExitCodes.BadConfiguration, $"{key} {directory} was not opened (nothing was changed): {e.Message}", e);
+        }
         catch (InvalidDataException e)
         {
             throw new StartupFailure(ExitCodes.DataDirectoryDamaged, $"{key} {directory} cannot be recovered: {e.Message}", e);

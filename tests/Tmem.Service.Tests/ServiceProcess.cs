@@ -17,7 +17,7 @@ public sealed class ServiceProcess : IAsyncDisposable
     public static readonly Guid SharedUuid = Guid.Parse("6f1c2a4e-8b3d-4c5e-9a7f-0123456789ab");
     public static readonly Guid ForbiddenUuid = Guid.Parse("00000000-0000-4000-8000-000000000001");
 
-    private readonly string[] _extraArgs;
+    private string[] _extraArgs;
     private readonly bool _shipped;
     private readonly StringBuilder _output = new();
     private Process? _process;
@@ -43,6 +43,13 @@ public sealed class ServiceProcess : IAsyncDisposable
     public static ServiceProcess Shipped(params string[] extraArgs) => new(shipped: true, extraArgs);
 
     public string Root { get; }
+
+    /// <summary>The arguments after the configured ones; set between runs to restart differently.</summary>
+    public string[] ExtraArguments
+    {
+        get => _extraArgs;
+        set => _extraArgs = value;
+    }
 
     /// <summary>Environment variables the service process gets besides the test's.</summary>
     public Dictionary<string, string> Environment { get; } = new(StringComparer.Ordinal);

@@ -86,6 +86,35 @@ public sealed class StartupTests
     }
 
     [Fact]
+    public async Task StoreNeedingMorePoolsThanConfigured_ExitsBadConfiguration_NamingTheKey_AndChangesNothing()
+    {
+        await using var service = new ServiceProcess();
+        await service.StartAsync();
+        var handle = new ObjectId(7);
+        int last;
+        await using (var alice = await service.ConnectAsync())
+        {
+            for (int i = 0; i < 2; i++) await alice.CreatePoolAsync(PoolOptions.Persistent);
+            last = await alice.CreatePoolAsync(PoolOptions.Persistent);
+            Assert.Equal(PutStatus.Stored, await alice.PutAsync(last, handle, 0, Pages.Make("mismatch", 1)));
+        }
+        Assert.Equal(0, await service.StopAsync());
+
+        service.ExtraArguments = [$"--Tmem:MaxPoolsPerClient={last}"];
+        var (code, output) = await service.RunUntilExitAsync();
+        Assert.Equal(2, code);
+        AssertOneClearMessage(output, "Tmem:MaxPoolsPerClient", $"raise it to at least {last + 1}", "nothing was changed");
+
+        // Nothing was changed: with the setting back, the page is there.
+        service.ExtraArguments = [];
+        await service.StartAsync();
+        await using var again = await service.ConnectAsync();
+        var page = new byte[4096];
+        Assert.Equal(GetStatus.Hit, await again.GetAsync(last, handle, 0, page));
+        Assert.Equal(Pages.Make("mismatch", 1), page);
+    }
+
+    [Fact]
     public async Task MisspelledKey_AndInvalidEnum_AreRefused_WithTheNearestNameAndTheAllowedValues()
     {
         await using var service = new ServiceProcess("--Tmem:RamBudgtBytes=1", "--Tmem:Durability=Strictt", "--Tmem:Service:Clients:0:MaxInFlite=3");
