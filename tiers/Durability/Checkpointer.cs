@@ -71,6 +71,6 @@ internal sealed class Checkpointer(TmemStore store, PersistentLog log, string da
     public void WriteWhenCommitted(IndexCheckpoint checkpoint)
     {
         if (checkpoint.CoveredUntil > 0) log.WaitCommitted(checkpoint.CoveredUntil - 1);
-        IndexCheckpoint.WriteAtomically(dataDirectory, checkpoint.Serialize());
+        IndexCheckpoint.WriteAtomically(dataDirectory, checkpoint.Serialize(), log.Io);
     }
 }

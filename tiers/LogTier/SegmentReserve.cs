@@ -1,6 +1,3 @@
-using System.Runtime.InteropServices;
-using Microsoft.Win32.SafeHandles;
-
 namespace Tmem.LogTier;
 
 /// <summary>
@@ -40,6 +37,9 @@ internal sealed partial class SegmentReserve : IDisposable
         _segmentSizeBits = segmentSizeBits;
         _health = health;
     }
+
+    /// <summary>The file operations it goes through (<see cref="IStorageIo"/>).</summary>
+    internal IStorageIo Io { get; init; } = NativeStorageIo.Instance;
 
     /// <summary>
     /// Allocates the segment after <paramref name="tailAddress"/>'s now (a full disk leaves the
@@ -104,12 +104,12 @@ internal sealed partial class SegmentReserve : IDisposable
     {
         error = null;
         string path = $"{_baseName}.{segment}";
-        SafeFileHandle handle;
+        IStorageFile handle;
         bool created;
         try
         {
             created = !File.Exists(path);
-            handle = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+            handle = Io.Open(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -119,15 +119,14 @@ internal sealed partial class SegmentReserve : IDisposable
         using (handle)
         {
             long size = 1L << _segmentSizeBits;
-            long length = RandomAccess.GetLength(handle);
+            long length = handle.GetLength();
             if (length > size) return true; // another segment size: the device refuses it on use
-            int fd = (int)handle.DangerousGetHandle();
-            int errno = PosixFallocate(fd, 0, size);
-            if (errno == 0 && length < size && Fsync(fd) != 0) errno = Marshal.GetLastPInvokeError();
+            int errno = handle.Allocate(0, size);
+            if (errno == 0 && length < size) errno = handle.Fsync();
             if (errno != 0)
             {
                 // Give the blocks back (see the class remarks for why the file stays).
-                if (created || length == 0) Ftruncate(fd, 0);
+                if (created || length == 0) handle.Truncate(0);
                 error = $"allocating {size} bytes for log segment file {path} failed ({RetryingDevice.Describe((uint)errno)}): the disk of the data directory is full or failing";
                 return false;
             }
@@ -136,7 +135,7 @@ internal sealed partial class SegmentReserve : IDisposable
         {
             try
             {
-                DirectorySync.Fsync(_directory);
+                Io.FsyncDirectory(_directory);
             }
             catch (IOException e)
             {
@@ -160,14 +159,4 @@ internal sealed partial class SegmentReserve : IDisposable
         _stop.Dispose();
         _signal.Dispose();
     }
-
-    /// <summary>Returns the error number itself (it does not set errno).</summary>
-    [LibraryImport("libc", EntryPoint = "posix_fallocate")]
-    private static partial int PosixFallocate(int fd, long offset, long length);
-
-    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
-    private static partial int Fsync(int fd);
-
-    [LibraryImport("libc", EntryPoint = "ftruncate", SetLastError = true)]
-    private static partial int Ftruncate(int fd, long length);
 }
