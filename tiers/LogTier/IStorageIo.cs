@@ -95,6 +95,22 @@ internal static class StorageIoExtensions
         file.FsyncOrThrow();
     }
 
+    /// <summary>
+    /// Creates <paramref name="path"/> and any missing parents, and makes each new directory's entry
+    /// durable (an fsync of the directory that holds it) before returning: a directory whose entry
+    /// was never synced may vanish in a power cut, with every file written into it since, however
+    /// well those files were synced themselves. Directories that exist already are left alone.
+    /// </summary>
+    public static void CreateDirectoryDurably(this IStorageIo io, string path)
+    {
+        path = Path.GetFullPath(path);
+        var created = new List<string>();
+        for (string? p = path; p is not null && !Directory.Exists(p); p = Path.GetDirectoryName(p)) created.Add(p);
+        if (created.Count == 0) return;
+        io.CreateDirectory(path);
+        foreach (string directory in created) io.FsyncDirectory(Path.GetDirectoryName(directory)!);
+    }
+
     /// <summary>The whole file, read through the seam.</summary>
     public static byte[] ReadAllBytes(this IStorageIo io, string path)
     {

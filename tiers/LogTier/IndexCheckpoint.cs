@@ -185,7 +185,7 @@ public sealed class IndexCheckpoint
     internal static void WriteAtomically(string dataDirectory, byte[] bytes, IStorageIo io)
     {
         string dir = Path.Combine(dataDirectory, Folder);
-        io.CreateDirectory(dir);
+        io.CreateDirectoryDurably(dir);
         string temp = Path.Combine(dir, FileName + ".tmp");
         try
         {

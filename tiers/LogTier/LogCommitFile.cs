@@ -134,7 +134,7 @@ public sealed class LogCommitFile : ILogCommitManager
     /// <summary><see cref="CreateFresh(string)"/> through <paramref name="io"/>.</summary>
     internal static void CreateFresh(string commitDirectory, IStorageIo io)
     {
-        io.CreateDirectory(commitDirectory);
+        io.CreateDirectoryDurably(commitDirectory);
         string path = PathIn(commitDirectory);
         string temp = path + ".tmp";
         var bytes = new byte[2 * SlotSize];

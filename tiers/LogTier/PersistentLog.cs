@@ -110,10 +110,13 @@ internal sealed class PersistentLog : IDisposable
         string logDir = Path.Combine(dataDirectory, DataLayout.LogFolder);
         string commitDir = Path.Combine(dataDirectory, DataLayout.CommitFolder);
         var io = NativeStorageIo.For(options);
-        io.CreateDirectory(dataDirectory);
+        // Each new directory's entry is synced before anything is written into it (IStorageIo.CreateDirectoryDurably);
+        // the data directory's own entry on every open, since the lock file (or the user) may have created it.
+        io.CreateDirectoryDurably(dataDirectory);
+        io.FsyncDirectory(Path.GetDirectoryName(Path.GetFullPath(dataDirectory))!);
         var format = DataFormat.OpenOrCreate(dataDirectory, logDir, options.LogSegmentSizeBytes, io);
-        io.CreateDirectory(logDir);
-        io.CreateDirectory(commitDir);
+        io.CreateDirectoryDurably(logDir);
+        io.CreateDirectoryDurably(commitDir);
         bool hadSegments = Directory.EnumerateFiles(logDir).Any(f => new FileInfo(f).Length > 0);
 
         string baseName = Path.Combine(logDir, DataLayout.SegmentBaseName);

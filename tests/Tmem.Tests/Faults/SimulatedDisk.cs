@@ -465,8 +465,13 @@ internal sealed unsafe partial class SimulatedDisk : IStorageIo, IDisposable
         if (errno != 0) throw Error(errno, what);
         lock (_lock)
         {
-            if (!_frozen && (path == _root || Governed(path)) && _current.TryGetValue(path, out var dir) && dir.IsDirectory)
+            if (!_frozen && (path == _root || Governed(path)) && Directory.Exists(path))
             {
+                // Entries made outside the model (the lock file and the directory it creates, files
+                // FASTER's File device opens) are learnt here: not durable before this sync.
+                if (!_current.ContainsKey(path)) _current[path] = NewNode(true, path);
+                foreach (var sub in Directory.EnumerateDirectories(path)) if (!_current.ContainsKey(sub)) _current[sub] = NewNode(true, sub);
+                foreach (var file in Directory.EnumerateFiles(path)) if (!_current.ContainsKey(file)) _current[file] = NewNode(false, file);
                 var entries = new Dictionary<string, Node>(StringComparer.Ordinal);
                 foreach (var (p, node) in _current)
                 {
