@@ -99,16 +99,19 @@ internal static class StorageIoExtensions
     /// Creates <paramref name="path"/> and any missing parents, and makes each new directory's entry
     /// durable (an fsync of the directory that holds it) before returning: a directory whose entry
     /// was never synced may vanish in a power cut, with every file written into it since, however
-    /// well those files were synced themselves. Directories that exist already are left alone.
+    /// well those files were synced themselves. The entry of <paramref name="path"/> itself is synced
+    /// even when the directory exists already: an earlier attempt may have created it and then
+    /// failed to sync it.
     /// </summary>
     public static void CreateDirectoryDurably(this IStorageIo io, string path)
     {
         path = Path.GetFullPath(path);
         var created = new List<string>();
         for (string? p = path; p is not null && !Directory.Exists(p); p = Path.GetDirectoryName(p)) created.Add(p);
-        if (created.Count == 0) return;
-        io.CreateDirectory(path);
-        foreach (string directory in created) io.FsyncDirectory(Path.GetDirectoryName(directory)!);
+        if (created.Count > 0) io.CreateDirectory(path);
+        if (created.Count == 0 || created[0] != path) created.Insert(0, path);
+        foreach (string? directory in created.Select(Path.GetDirectoryName).Distinct())
+            if (directory is not null) io.FsyncDirectory(directory);
     }
 
     /// <summary>The whole file, read through the seam.</summary>

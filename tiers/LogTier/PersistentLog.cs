@@ -110,10 +110,11 @@ internal sealed class PersistentLog : IDisposable
         string logDir = Path.Combine(dataDirectory, DataLayout.LogFolder);
         string commitDir = Path.Combine(dataDirectory, DataLayout.CommitFolder);
         var io = NativeStorageIo.For(options);
-        // Each new directory's entry is synced before anything is written into it (IStorageIo.CreateDirectoryDurably);
-        // the data directory's own entry on every open, since the lock file (or the user) may have created it.
+        // Every open makes the directory's skeleton durable before anything is acknowledged, whatever
+        // created it (the lock file creates DATA) and whatever an earlier open that failed half-way left
+        // unsynced: DATA's entry in its parent, the format file, log/ and commits/ in DATA
+        // (IStorageIo.CreateDirectoryDurably), and below, the commit file in commits/.
         io.CreateDirectoryDurably(dataDirectory);
-        io.FsyncDirectory(Path.GetDirectoryName(Path.GetFullPath(dataDirectory))!);
         var format = DataFormat.OpenOrCreate(dataDirectory, logDir, options.LogSegmentSizeBytes, io);
         io.CreateDirectoryDurably(logDir);
         io.CreateDirectoryDurably(commitDir);
@@ -132,6 +133,7 @@ internal sealed class PersistentLog : IDisposable
         try
         {
             commits = new LogCommitFile(commitDir, create: !hadSegments, io) { Health = health };
+            io.FsyncDirectory(commitDir);
             log = new FasterLog(new FasterLogSettings
             {
                 LogDevice = device,

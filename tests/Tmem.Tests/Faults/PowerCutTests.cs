@@ -100,7 +100,14 @@ public sealed class PowerCutTests(ITestOutputHelper output)
                         checkedOps += must;
                         output.WriteLine($"cycle {cycle}: reopened ({report.RecordsReplayed} records replayed, {report.PagesRecovered} pages{(report.CheckpointProblem is null ? "" : $"; {report.CheckpointProblem}")}); {detail}");
                         if (errors.Count > 0)
-                            Assert.Fail($"{where}: {errors.Count} handle(s) wrong after {lastCut}:\n{string.Join("\n", errors.Take(12))}");
+                        {
+                            // Leave the directory as the cut left it, for the offline tool: nothing this open wrote counts.
+                            disk.Cut("the check failed");
+                            store.Dispose();
+                            disk.Restore(CutMode.Old, rng);
+                            Assert.Fail($"{where}: {errors.Count} handle(s) wrong after {lastCut}; recovery: begin {report.BeginAddress}, committed until {report.CommittedUntilAddress}, " +
+                                $"checkpoint until {report.CheckpointCoveredUntil?.ToString(CultureInfo.InvariantCulture) ?? "none"} ({report.CheckpointProblem ?? "used"}), {report.RecordsReplayed} records replayed:\n{string.Join("\n", errors.Take(12))}\n{errors[^1]}");
+                        }
                     }
                     Assert.Equal(StorageState.Healthy, store.Storage.State);
                     if (last) break;

@@ -68,4 +68,37 @@ public sealed class PowerLossOrderingTests : IDisposable
             Assert.NotNull(recovery.CheckpointCoveredUntil);
         }
     }
+
+    [Theory]
+    [InlineData(LogDeviceKind.Mapped, "data", 1)]
+    [InlineData(LogDeviceKind.Mapped, "data", 2)]
+    [InlineData(LogDeviceKind.Mapped, "data", 3)]
+    [InlineData(LogDeviceKind.File, "data", 3)]
+    [InlineData(LogDeviceKind.Mapped, "data/commits", 1)]
+    [InlineData(LogDeviceKind.File, "data/commits", 1)]
+    public void DirectorySyncFailsWhileTheStoreCreatesItsFiles_TheRetriedOpenSyncsThem(LogDeviceKind device, string directory, int failing)
+    {
+        // The first open fails (ENOSPC) to sync DATA after the format file (1), after creating
+        // log/ (2) or commits/ (3), or to sync commits/ after renaming the new commit file into
+        // it; the second open finds what the first created and must still make it durable, or a
+        // power cut takes the directory or the file, and with it every acknowledged operation.
+        Directory.CreateDirectory(_root);
+        var page = Compressible(4096, 1);
+        var disk = new SimulatedDisk(_root);
+        int seen = 0;
+        disk.FailErrno = SimulatedDisk.Enospc;
+        disk.FailIf = (kind, what) => kind == IoKind.Sync && what == $"fsync directory {directory}" && ++seen == failing;
+        Assert.Throws<IOException>(() => TmemStore.Open(Options(disk, device)));
+        using (var store = TmemStore.Open(Options(disk, device)))
+        {
+            var c = store.GetClient(1);
+            int p = c.CreatePool(PoolOptions.Persistent);
+            Assert.Equal(PutStatus.Stored, c.Put(p, Oid(1), 0, page));
+            disk.Cut();
+        }
+        var report = disk.Restore(CutMode.Old, new Random(1));
+        disk.Dispose();
+        using (var store = TmemStore.Open(Options(null, device)))
+            Assert.True(page.AsSpan().SequenceEqual(Read(store.GetClient(1), 0, Oid(1), 0)), report + "\n" + string.Join("\n", report.Details));
+    }
 }

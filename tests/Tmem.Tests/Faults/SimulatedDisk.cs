@@ -159,6 +159,9 @@ internal sealed unsafe partial class SimulatedDisk : IStorageIo, IDisposable
 
     public int FailErrno { get; set; } = Eio;
 
+    /// <summary>Fails every operation this says to (kind, description), whatever its number; null: none.</summary>
+    public Func<IoKind, string, bool>? FailIf { get; set; }
+
     /// <summary>The failures injected: "#N kind what: errno".</summary>
     public ConcurrentQueue<string> Failures { get; } = new();
 
@@ -211,7 +214,7 @@ internal sealed unsafe partial class SimulatedDisk : IStorageIo, IDisposable
         if (n == CutAt && !CutAfterOperation) Cut($"#{n} before {kind} {what}");
         errno = 0;
         long at = FailAt;
-        if (at != 0 && (FailKinds & kind) != 0 && (n == at || (FailFromThereOn && n > at)))
+        if ((at != 0 && (FailKinds & kind) != 0 && (n == at || (FailFromThereOn && n > at))) || FailIf?.Invoke(kind, what) == true)
         {
             errno = FailErrno;
             Interlocked.Increment(ref _failed);
@@ -257,6 +260,7 @@ internal sealed unsafe partial class SimulatedDisk : IStorageIo, IDisposable
         public byte[]? AtCut;
         public int InFlight;
         public bool Unsynced;           // written by a plain write, durable only after an fsync
+        public bool Poisoned;           // a sync of it failed: Linux marks such pages clean, so later syncs skip it until it is written again
     }
 
     private string Full(string path) => Path.GetFullPath(path).TrimEnd('/');
@@ -370,6 +374,7 @@ internal sealed unsafe partial class SimulatedDisk : IStorageIo, IDisposable
             }
             if (inFlight) sector!.InFlight++;
             if (unsynced) sector!.Unsynced = true;
+            sector!.Poisoned = false;
         }
     }
 
@@ -387,7 +392,21 @@ internal sealed unsafe partial class SimulatedDisk : IStorageIo, IDisposable
             data[(int)(start - offset)..(int)(end - offset)].CopyTo(sector.Durable.AsSpan((int)(start - s * SectorSize)));
             if (sector.InFlight == 0 && !sector.Unsynced) node.Dirty.Remove(s); // the file holds exactly the durable bytes
         }
-        if (succeeded && !_frozen) node.DurableLength = Math.Max(node.DurableLength, offset + data.Length);
+        if (succeeded && !_frozen) node.DurableLength = Math.Max(node.DurableLength, Math.Max(offset + data.Length, CurrentLength(node)));
+    }
+
+    /// <summary>An O_DSYNC write or an msync is fdatasync for its range: the file's size is made durable with it (needed to read the data back).</summary>
+    private long CurrentLength(Node node)
+    {
+        var reader = ReaderOf(node);
+        return reader is null ? 0 : RandomAccess.GetLength(reader);
+    }
+
+    /// <summary>Under the lock: a sync that failed leaves the dirty sectors of the range behind for good (fsyncgate), until they are written again.</summary>
+    private void SyncFailed(Node node, long offset, long length)
+    {
+        foreach (var (s, sector) in node.Dirty)
+            if (s * SectorSize < offset + length && (s + 1) * SectorSize > offset && sector.InFlight == 0) sector.Poisoned = true;
     }
 
     private void LengthChanging(Node node, long currentLength)
@@ -657,7 +676,14 @@ internal sealed unsafe partial class SimulatedDisk : IStorageIo, IDisposable
         {
             string what = $"fsync {disk.Rel(Path)}";
             long n = disk.Begin(IoKind.Sync, what, out int errno);
-            if (errno != 0) return errno;
+            if (errno != 0)
+            {
+                if (node is not null)
+                {
+                    lock (disk._lock) disk.SyncFailed(node, 0, long.MaxValue / 2);
+                }
+                return errno;
+            }
             if (node is not null)
             {
                 lock (disk._lock)
@@ -666,7 +692,7 @@ internal sealed unsafe partial class SimulatedDisk : IStorageIo, IDisposable
                     {
                         foreach (var (s, sector) in node.Dirty.ToArray())
                         {
-                            if (sector.InFlight == 0) node.Dirty.Remove(s);
+                            if (sector.InFlight == 0 && !sector.Poisoned) node.Dirty.Remove(s);
                         }
                         node.DurableLength = RandomAccess.GetLength(Handle);
                     }
@@ -730,7 +756,14 @@ internal sealed unsafe partial class SimulatedDisk : IStorageIo, IDisposable
         {
             string what = $"msync {disk.Rel(Path)} [{offset}, +{length})";
             long n = disk.Begin(IoKind.Sync, what, out int errno);
-            if (errno != 0) return errno;
+            if (errno != 0)
+            {
+                if (node is not null)
+                {
+                    lock (disk._lock) disk.SyncFailed(node, offset, length);
+                }
+                return errno;
+            }
             if (node is not null)
             {
                 lock (disk._lock)
@@ -741,8 +774,9 @@ internal sealed unsafe partial class SimulatedDisk : IStorageIo, IDisposable
                         // still copying into stays as it was durable (it may or may not have made it).
                         for (long s = offset / SectorSize; s <= (offset + length - 1) / SectorSize; s++)
                         {
-                            if (node.Dirty.TryGetValue(s, out var sector) && sector.InFlight == 0) node.Dirty.Remove(s);
+                            if (node.Dirty.TryGetValue(s, out var sector) && sector.InFlight == 0 && !sector.Poisoned) node.Dirty.Remove(s);
                         }
+                        node.DurableLength = Math.Max(node.DurableLength, RandomAccess.GetLength(Handle));
                     }
                 }
             }
