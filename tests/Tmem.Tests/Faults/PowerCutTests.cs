@@ -46,12 +46,13 @@ public sealed class PowerCutTests(ITestOutputHelper output)
         long checkedOps = 0, issuedOps = 0;
         var phases = new Dictionary<string, int>();
         var modes = new Dictionary<CutMode, int>();
+        SimulatedDisk? current = null;
         try
         {
             for (int cycle = 1; cycle <= cycles + 1; cycle++)
             {
                 bool last = cycle == cycles + 1;
-                var disk = new SimulatedDisk(root);
+                var disk = current = new SimulatedDisk(root);
                 var options = new TmemOptions
                 {
                     DataDirectory = dir,
@@ -90,7 +91,7 @@ public sealed class PowerCutTests(ITestOutputHelper output)
                 {
                     throw new InvalidOperationException($"{where}: reopening after the cut failed ({lastCut}): {e.Message}", e);
                 }
-                using (store)
+                try
                 {
                     if (baseline is null) await StoreWorkload.EnsurePoolsAsync(store);
                     var states = StoreWorkload.ReadAll(store);
@@ -103,7 +104,7 @@ public sealed class PowerCutTests(ITestOutputHelper output)
                         {
                             // Leave the directory as the cut left it, for the offline tool: nothing this open wrote counts.
                             disk.Cut("the check failed");
-                            store.Dispose();
+                            Close(store, where);
                             disk.Restore(CutMode.Old, rng);
                             Assert.Fail($"{where}: {errors.Count} handle(s) wrong after {lastCut}; recovery: begin {report.BeginAddress}, committed until {report.CommittedUntilAddress}, " +
                                 $"checkpoint until {report.CheckpointCoveredUntil?.ToString(CultureInfo.InvariantCulture) ?? "none"} ({report.CheckpointProblem ?? "used"}), {report.RecordsReplayed} records replayed:\n{string.Join("\n", errors.Take(12))}\n{errors[^1]}");
@@ -133,6 +134,10 @@ public sealed class PowerCutTests(ITestOutputHelper output)
                     issuedOps += history.Ops.Count;
                     phases[phase] = phases.GetValueOrDefault(phase) + 1;
                 }
+                finally
+                {
+                    Close(store, where);
+                }
                 var cutMode = rng.Next(8) == 0 ? CutMode.Torn : (CutMode)rng.Next((int)CutMode.Torn);
                 modes[cutMode] = modes.GetValueOrDefault(cutMode) + 1;
                 lastCut = disk.Restore(cutMode, rng);
@@ -146,10 +151,21 @@ public sealed class PowerCutTests(ITestOutputHelper output)
             output.WriteLine($"failed; directory {root} kept");
             throw;
         }
+        finally
+        {
+            current?.Dispose();
+        }
         output.WriteLine($"{mode} {device}: {cycles} power cuts in {clock.Elapsed.TotalSeconds:F1} s; {issuedOps} operations issued, {checkedOps} acknowledged ones checked; " +
             $"{refused} refused (torn disk); cuts during [{string.Join(", ", phases.Select(p => $"{p.Key} {p.Value}"))}]; modes [{string.Join(", ", modes.Select(p => $"{p.Key} {p.Value}"))}]");
         PowerCutCounts.Add(cycles, issuedOps, checkedOps);
         Directory.Delete(root, recursive: true);
+    }
+
+    /// <summary>Closes the store, failing (not hanging the run) when that takes over a minute.</summary>
+    internal static void Close(TmemStore store, string where)
+    {
+        if (!Task.Run(store.Dispose).Wait(TimeSpan.FromSeconds(60)))
+            Assert.Fail($"{where}: the store did not close within 60 s: it hangs (take a dump of this process)");
     }
 }
 
