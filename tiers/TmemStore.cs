@@ -253,9 +253,13 @@ public sealed partial class TmemStore : IDisposable, IAsyncDisposable
         lock (_poolLock) _poolSerial = Math.Max(_poolSerial, serial);
     }
 
-    internal Pool CreateOrJoinPool(PoolOptions options, int clientId, int poolId)
+    /// <summary>
+    /// Creates or joins a pool in memory and logs it; <paramref name="logAddress"/> is the record
+    /// the caller waits to be durable before handing the id out (0 when nothing was logged).
+    /// </summary>
+    internal Pool CreateOrJoinPool(PoolOptions options, int clientId, int poolId, out long logAddress)
     {
-        long logAddress = 0;
+        logAddress = 0;
         Pool pool;
         lock (_poolLock)
         {
@@ -277,8 +281,6 @@ public sealed partial class TmemStore : IDisposable, IAsyncDisposable
                 logAddress = AppendPoolRecord(LogRecordType.PoolCreate, pool, clientId, poolId);
             }
         }
-        // Creating or joining a persistent pool is durable before its id is handed out.
-        if (logAddress != 0) WaitDurable(logAddress);
         return pool;
     }
 
