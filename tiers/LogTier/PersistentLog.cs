@@ -64,7 +64,7 @@ internal sealed class PersistentLog : IDisposable
         _policy = CommitPolicy.For(options.Durability, options.CommitIntervalMs, log, _waiters, AfterCommit, Diagnostics);
         _strict = _policy.Mode == DurabilityMode.Strict;
         _backpressure = new AppendBackpressure(log, _waiters);
-        _reader = new LogRecordReader(log, mapped, Diagnostics);
+        _reader = new LogRecordReader(log, mapped, Diagnostics, health);
         _scanner = new LogScanner(log, logDirectory, segmentSizeBits);
         var token = _stop.Token;
         _committer = Task.Run(() => _policy.RunAsync(token));
