@@ -122,7 +122,9 @@ internal sealed partial class SegmentReserve : IDisposable
             long length = handle.GetLength();
             if (length > size) return true; // another segment size: the device refuses it on use
             int errno = handle.Allocate(0, size);
-            if (errno == 0 && length < size) errno = handle.Fsync();
+            // fsync even when the file is already whole: the attempt that allocated it may have
+            // failed in its fsync, and a failed fsync is not retried as if it had succeeded.
+            if (errno == 0) errno = handle.Fsync();
             if (errno != 0)
             {
                 // Give the blocks back (see the class remarks for why the file stays).
@@ -131,17 +133,18 @@ internal sealed partial class SegmentReserve : IDisposable
                 return false;
             }
         }
-        if (created)
+        // The directory entry every time, not only when this call created the file: an earlier
+        // attempt may have created it and failed (in the allocation, or in this very sync), and
+        // a retry that skipped the sync left a name that a power cut takes away, with every page
+        // the log then acknowledged in the file.
+        try
         {
-            try
-            {
-                Io.FsyncDirectory(_directory);
-            }
-            catch (IOException e)
-            {
-                error = e.Message;
-                return false;
-            }
+            Io.FsyncDirectory(_directory);
+        }
+        catch (IOException e)
+        {
+            error = e.Message;
+            return false;
         }
         return true;
     }

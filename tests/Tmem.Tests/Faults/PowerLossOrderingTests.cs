@@ -21,13 +21,13 @@ public sealed class PowerLossOrderingTests : IDisposable
         if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
     }
 
-    private TmemOptions Options(SimulatedDisk? disk, LogDeviceKind device, DurabilityMode mode = DurabilityMode.Strict) => new()
+    private TmemOptions Options(SimulatedDisk? disk, LogDeviceKind device, DurabilityMode mode = DurabilityMode.Strict, long ramBudgetBytes = 16L << 20) => new()
     {
         DataDirectory = DataDirectory,
         LogDevice = device,
         Durability = mode,
         LogSegmentSizeBytes = 16L << 20,
-        RamBudgetBytes = 16L << 20,
+        RamBudgetBytes = ramBudgetBytes,
         Diagnostics = disk is null ? null : new()
         {
             StorageIo = disk,
@@ -100,5 +100,69 @@ public sealed class PowerLossOrderingTests : IDisposable
         disk.Dispose();
         using (var store = TmemStore.Open(Options(null, device)))
             Assert.True(page.AsSpan().SequenceEqual(Read(store.GetClient(1), 0, Oid(1), 0)), report + "\n" + string.Join("\n", report.Details));
+    }
+
+    [Theory]
+    [InlineData(LogDeviceKind.Mapped, "fallocate")]
+    [InlineData(LogDeviceKind.File, "fallocate")]
+    [InlineData(LogDeviceKind.Mapped, "directory fsync")]
+    [InlineData(LogDeviceKind.File, "directory fsync")]
+    public async Task ReserveAllocationFailsOnce_TheRetryMakesTheSegmentsEntryDurable_BeforeThePagesInItAreAcknowledged(LogDeviceKind device, string failing)
+    {
+        // A reopened store's space reserve creates segment 1 while the tail is in segment 0. Its
+        // fallocate fails once (ENOSPC: the disk was full a moment), or the fsync of the log
+        // directory after it: the reserve is missing, and retried a second later. The retry finds
+        // the file the first attempt created and must still sync its directory entry, or a power
+        // cut takes the file and every page acknowledged in it. (Segment 2's allocation is held up
+        // until the cut: its directory sync would make segment 1's entry durable too, and the
+        // first open's marker file sync already did, which is why the store is reopened.)
+        Directory.CreateDirectory(_root);
+        using (var first = new SimulatedDisk(_root) { FailIf = (_, what) => what.Contains("data/log/segment.1", StringComparison.Ordinal) })
+        {
+            // The first open's reserve cannot create segment 1 (the disk is full), so the second one does.
+            using var store = TmemStore.Open(Options(first, device));
+            store.GetClient(1).CreatePool(PoolOptions.Persistent with { StoreIncompressible = true });
+        }
+        Assert.False(File.Exists(Path.Combine(DataDirectory, "log", "segment.1")));
+        var disk = new SimulatedDisk(_root) { FailErrno = SimulatedDisk.Enospc };
+        bool sawSegment1 = false, failed = false;
+        using var segment2 = new ManualResetEventSlim();
+        disk.FailIf = (kind, what) =>
+        {
+            if (what.Contains("data/log/segment.2", StringComparison.Ordinal)) segment2.Wait();
+            if (what.Contains("data/log/segment.1", StringComparison.Ordinal)) sawSegment1 = true;
+            if (failed || !sawSegment1) return false;
+            if (failing == "fallocate" ? !what.StartsWith("fallocate data/log/segment.1", StringComparison.Ordinal) : what != "fsync directory data/log") return false;
+            return failed = true;
+        };
+        const int Pages = 4300; // 4 KiB stored each: past the 16 MiB of segment 0
+        using (var store = TmemStore.Open(Options(disk, device, ramBudgetBytes: 64L << 20)))
+        {
+            try
+            {
+                Assert.True(failed);
+                Assert.True(SpinWait.SpinUntil(() => store.Storage.State == StorageState.Healthy, 10_000), $"the reserve stayed missing: {store.Storage.LastError}");
+                var c = store.GetClient(1);
+                for (int batch = 0; batch < Pages; batch += 100)
+                {
+                    var puts = await Task.WhenAll(Enumerable.Range(batch, 100).Select(i => c.PutAsync(0, Oid(i), 0, Random(4096, i)).AsTask()));
+                    Assert.All(puts, put => Assert.Equal(PutStatus.Stored, put));
+                }
+                Assert.True(store.Log!.TailAddress > 16L << 20, "the tail never reached segment 1");
+                disk.Cut();
+            }
+            finally
+            {
+                segment2.Set();
+            }
+        }
+        var report = disk.Restore(CutMode.Old, new Random(1));
+        disk.Dispose();
+        using (var store = TmemStore.Open(Options(null, device)))
+        {
+            var c = store.GetClient(1);
+            var lost = Enumerable.Range(0, Pages).Where(i => Read(c, 0, Oid(i), 0) is not { } got || !got.AsSpan().SequenceEqual(Random(4096, i))).ToList();
+            Assert.True(lost.Count == 0, $"{lost.Count} acknowledged pages lost, from page {lost.FirstOrDefault()}; {report}\n{string.Join("\n", report.Details)}");
+        }
     }
 }
