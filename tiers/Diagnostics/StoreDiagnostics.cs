@@ -36,6 +36,9 @@ internal sealed class StoreDiagnostics
     /// </summary>
     public Action<string>? CompactionStageHook { get; set; }
 
+    /// <summary>Called by DestroyPool (the last member leaving a persistent pool) once the pool's pages are gone, before its departure is logged. Default null.</summary>
+    public Action? PoolDestroyedHook { get; set; }
+
     /// <summary>Commits the Strict group-commit loop made (for the benchmark's group-commit figures). Starts at 0.</summary>
     public long CommitCount;
 

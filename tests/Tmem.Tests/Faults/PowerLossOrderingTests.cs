@@ -1,4 +1,5 @@
 using Tmem.Recovery;
+using Tmem.Recovery.Offline;
 using static Tmem.Tests.TestPages;
 
 namespace Tmem.Tests.Faults;
@@ -163,6 +164,56 @@ public sealed class PowerLossOrderingTests : IDisposable
             var c = store.GetClient(1);
             var lost = Enumerable.Range(0, Pages).Where(i => Read(c, 0, Oid(i), 0) is not { } got || !got.AsSpan().SequenceEqual(Random(4096, i))).ToList();
             Assert.True(lost.Count == 0, $"{lost.Count} acknowledged pages lost, from page {lost.FirstOrDefault()}; {report}\n{string.Join("\n", report.Details)}");
+        }
+    }
+
+    [Theory]
+    [InlineData(LogDeviceKind.Mapped)]
+    [InlineData(LogDeviceKind.File)]
+    public async Task CheckpointWhileAPoolIsDestroyed_ThePowerGoesBeforeItsDepartureIsDurable_ThePoolKeepsItsPages(LogDeviceKind device)
+    {
+        // DestroyPool removes the pool's pages in memory, then logs its departure. A checkpoint
+        // taken between the two listed the pool without its pages, covering a log that still
+        // held them; if the departure never became durable, the next open (from the checkpoint)
+        // had the pool with none of its acknowledged pages, a full replay had them all, and the
+        // offline verify called the directory damaged. A checkpoint waits for the departure.
+        Directory.CreateDirectory(_root);
+        var disk = new SimulatedDisk(_root);
+        var options = Options(disk, device);
+        Task<long>? checkpoint = null;
+        bool checkpointDoneInside = false;
+        using (var store = TmemStore.Open(options))
+        {
+            var c = store.GetClient(1);
+            int kept = c.CreatePool(PoolOptions.Persistent);
+            int destroyed = c.CreatePool(PoolOptions.Persistent);
+            for (int i = 0; i < 8; i++)
+            {
+                Assert.Equal(PutStatus.Stored, c.Put(kept, Oid(i), 0, Compressible(4096, i)));
+                Assert.Equal(PutStatus.Stored, c.Put(destroyed, Oid(i), 0, Compressible(4096, 100 + i)));
+            }
+            options.Diagnostics!.PoolDestroyedHook = () =>
+            {
+                checkpoint = Task.Run(store.Checkpoint);
+                checkpointDoneInside = checkpoint.Wait(300);
+                disk.Cut("after the checkpoint, before the departure");
+            };
+            c.DestroyPool(destroyed);
+            await checkpoint!;
+        }
+        disk.Restore(CutMode.Old, new Random(1));
+        disk.Dispose();
+        var verified = DataDirectoryVerifier.Verify(DataDirectory);
+        Assert.True(verified.IsClean, $"checkpoint written inside the destroy: {checkpointDoneInside}; {string.Join("; ", verified.Problems.Select(p => p.Message))}");
+        using (var store = TmemStore.Open(Options(null, device)))
+        {
+            var c = store.GetClient(1);
+            Assert.Equal(2, c.GetPools().Count); // the destruction was not durable: it did not happen
+            for (int i = 0; i < 8; i++)
+            {
+                Assert.Equal(Compressible(4096, i), Read(c, 0, Oid(i), 0));
+                Assert.Equal(Compressible(4096, 100 + i), Read(c, 1, Oid(i), 0));
+            }
         }
     }
 }
