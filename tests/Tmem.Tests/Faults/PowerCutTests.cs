@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Tmem.Recovery;
+using Tmem.Recovery.Offline;
 using Xunit.Abstractions;
 
 namespace Tmem.Tests.Faults;
@@ -15,6 +16,8 @@ namespace Tmem.Tests.Faults;
 /// (<see cref="HistoryCheck"/>): in Strict mode every operation acknowledged before the cut, gets
 /// included, and nothing older; in Relaxed mode a prefix. A cut beyond a sector-atomic disk
 /// (<see cref="CutMode.Torn"/>) may instead be refused, with a <see cref="TmemCorruptionException"/>.
+/// Before each reopen the offline tool's verify (which reads every record) checks the directory
+/// too: clean after every cut a sector-atomic disk can make, and never clean where the open refuses.
 /// One directory lives through all the cycles of a test, so recovery meets checkpoints, truncated
 /// logs and half-done compactions. TMEM_SOAK=1 runs ten times the cycles; TMEM_POWER_SEED replays a seed.
 /// </summary>
@@ -69,12 +72,18 @@ public sealed class PowerCutTests(ITestOutputHelper output)
                 string where = $"{mode} {device} cycle {cycle} (seed {seed}, directory {root})";
                 TmemStore store;
                 RecoveryReport report;
+                // The offline tool's verify reads every record: it must agree with the open.
+                var verified = lastCut is null ? null : DataDirectoryVerifier.Verify(dir);
+                if (verified is { IsClean: false } && lastCut!.WithinPowerLossModel)
+                    Assert.Fail($"{where}: the offline verify found damage after {lastCut}: {string.Join("; ", verified.Problems.Select(p => p.Message))}");
                 try
                 {
                     store = TmemStore.Open(options, out report);
                 }
                 catch (TmemCorruptionException e) when (lastCut is { WithinPowerLossModel: false })
                 {
+                    if (verified!.IsClean)
+                        Assert.Fail($"{where}: the open refused the directory ({e.Message}) that the offline verify found clean, after {lastCut}");
                     // A disk that tears inside sectors or zeroes synced data may leave a directory
                     // the store refuses; it says so, and changes nothing. Start a new one.
                     refused++;
