@@ -42,8 +42,12 @@ public sealed partial class TmemClient
                     $"Client {Id} already has {_pools.Length} pools (the limit, {TmemOptions.SectionName}:{nameof(TmemOptions.MaxPoolsPerClient)}).");
             if (options.SharedUuid is { } uuid && Array.Exists(_pools, p => p?.SharedUuid == uuid))
                 throw new TmemException(TmemError.SharedPoolAlreadyJoined, $"Client {Id} is already a member of shared pool {uuid}.");
-            var pool = _store.CreateOrJoinPool(options, Id, slot);
+            var pool = _store.CreateOrJoinPool(options, Id, slot, out long logAddress);
+            // The client holds the pool before its record is durable: when that wait answers
+            // NotDurable the pool exists in memory and in the log all the same (as every
+            // NotDurable effect), and its id must not be handed out a second time.
             Volatile.Write(ref _pools[slot], pool);
+            if (logAddress != 0) _store.WaitDurable(logAddress);
             return slot;
         }
     }

@@ -29,6 +29,7 @@ public sealed partial class TmemStore : IDisposable, IAsyncDisposable
     private readonly TmemMeter _meter;
     private readonly IDisposable? _directoryLock;
     private readonly Dictionary<int, Pool> _persistentPools = new(); // by serial; durable stores only
+    private int _poolsBeingDestroyed; // under _poolLock: between a last member's Destroy and the departure record
     private int _poolSerial;
     private long _livePools;
     private volatile bool _disposed;
@@ -217,6 +218,9 @@ public sealed partial class TmemStore : IDisposable, IAsyncDisposable
     /// <summary>Durability module: the store's pool lock (persistent records are appended under it or a bucket lock).</summary>
     internal Lock PoolLock => _poolLock;
 
+    /// <summary>Durability module, under <see cref="PoolLock"/>: pools whose pages are being removed and whose departure is not logged yet (a checkpoint waits for none).</summary>
+    internal int PoolsBeingDestroyedLocked => _poolsBeingDestroyed;
+
     /// <summary>Durability module, under <see cref="PoolLock"/>: the live persistent pools.</summary>
     internal IReadOnlyCollection<Pool> PersistentPoolsLocked()
     {
@@ -253,9 +257,13 @@ public sealed partial class TmemStore : IDisposable, IAsyncDisposable
         lock (_poolLock) _poolSerial = Math.Max(_poolSerial, serial);
     }
 
-    internal Pool CreateOrJoinPool(PoolOptions options, int clientId, int poolId)
+    /// <summary>
+    /// Creates or joins a pool in memory and logs it; <paramref name="logAddress"/> is the record
+    /// the caller waits to be durable before handing the id out (0 when nothing was logged).
+    /// </summary>
+    internal Pool CreateOrJoinPool(PoolOptions options, int clientId, int poolId, out long logAddress)
     {
-        long logAddress = 0;
+        logAddress = 0;
         Pool pool;
         lock (_poolLock)
         {
@@ -277,8 +285,6 @@ public sealed partial class TmemStore : IDisposable, IAsyncDisposable
                 logAddress = AppendPoolRecord(LogRecordType.PoolCreate, pool, clientId, poolId);
             }
         }
-        // Creating or joining a persistent pool is durable before its id is handed out.
-        if (logAddress != 0) WaitDurable(logAddress);
         return pool;
     }
 
@@ -297,16 +303,21 @@ public sealed partial class TmemStore : IDisposable, IAsyncDisposable
             {
                 if (pool.SharedUuid is { } uuid) _sharedPools.Remove(uuid);
                 _livePools--;
+                if (pool.Kind == PoolKind.Persistent) _poolsBeingDestroyed++;
             }
         }
         // Destroy first: every operation in flight on the pool finishes (its record precedes the
-        // departure in the log) or fails; then the departure is logged. Until then the pool stays
-        // in the persistent table, so a checkpoint taken meanwhile still lists it and the
-        // departure record that follows the checkpoint removes it on replay.
+        // departure in the log) or fails; then the departure is logged. In between, the pool's
+        // pages are gone from memory but not from the log: a checkpoint waits
+        // (PoolsBeingDestroyedLocked), or it would list the pool without the pages the log still
+        // holds at its address, and a power cut before the departure is durable would leave the
+        // pool with none of its acknowledged pages.
         if (last) pool.Destroy();
+        if (last && durable) Diagnostics?.PoolDestroyedHook?.Invoke();
         long logAddress = 0;
         lock (_poolLock)
         {
+            if (last && pool.Kind == PoolKind.Persistent) _poolsBeingDestroyed--;
             if (durable) logAddress = AppendPoolRecord(LogRecordType.PoolLeave, pool, clientId, poolId);
             if (last) _persistentPools.Remove(pool.Serial);
         }

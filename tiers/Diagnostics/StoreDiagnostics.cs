@@ -16,6 +16,14 @@ internal sealed class StoreDiagnostics
     public Func<FASTER.core.IDevice, FASTER.core.IDevice>? WrapLogDevice { get; set; }
 
     /// <summary>
+    /// The store's own file operations (<see cref="LogTier.IStorageIo"/>: format, commit, checkpoint
+    /// and marker files, the mapped device's files and syncs, the space reserve, directory syncs),
+    /// such as a model of the disk that fails chosen operations or simulates a power cut. Read
+    /// once, when the log opens. Default null: the system calls themselves.
+    /// </summary>
+    public LogTier.IStorageIo? StorageIo { get; set; }
+
+    /// <summary>
     /// With the mapped device, gets of spilled pages decode straight from the mapping (true, the
     /// default); false sends them through FasterLog's <c>ReadAsync</c> (the benchmark compares
     /// the two). May change while the store runs.
@@ -27,6 +35,9 @@ internal sealed class StoreDiagnostics
     /// may throw to stop it there (as a crash would). Default null.
     /// </summary>
     public Action<string>? CompactionStageHook { get; set; }
+
+    /// <summary>Called by DestroyPool (the last member leaving a persistent pool) once the pool's pages are gone, before its departure is logged. Default null.</summary>
+    public Action? PoolDestroyedHook { get; set; }
 
     /// <summary>Commits the Strict group-commit loop made (for the benchmark's group-commit figures). Starts at 0.</summary>
     public long CommitCount;

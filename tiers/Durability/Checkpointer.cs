@@ -37,33 +37,46 @@ internal sealed class Checkpointer(TmemStore store, PersistentLog log, string da
     /// </summary>
     public IndexCheckpoint Capture(long logBeginAddress)
     {
-        lock (store.PoolLock)
+        var spin = new SpinWait();
+        while (true)
         {
-            // Persistent records are appended only under a bucket lock of their pool or under
-            // the pool lock: holding all of them, the log tail is exactly what the copy reflects.
-            var pools = store.PersistentPoolsLocked().OrderBy(p => p.Serial).ToArray();
-            var buckets = pools.SelectMany(p => p.Buckets).ToArray();
-            int held = 0;
-            try
+            lock (store.PoolLock)
             {
-                foreach (var bucket in buckets)
-                {
-                    bucket.Lock.Enter();
-                    held++;
-                }
-                return new IndexCheckpoint
-                {
-                    LogBeginAddress = logBeginAddress,
-                    CoveredUntil = log.TailAddress,
-                    PoolSerialHighWater = store.PoolSerialLocked,
-                    Pools = pools.Select(p => new IndexCheckpoint.PoolEntry((uint)p.Serial, p.PageSize, p.ExclusiveGets, p.SharedUuid,
-                        p.LoggedMembers.ToList(), p.CapturePagesLocked()) { StoreIncompressible = p.StoreIncompressible }).ToList(),
-                };
+                // A pool whose pages are gone from memory but whose departure is not in the log yet
+                // cannot be copied consistently with the tail: wait for the departure (DestroyPool
+                // appends it a moment later, under this lock).
+                if (store.PoolsBeingDestroyedLocked == 0) return CaptureLocked(logBeginAddress);
             }
-            finally
+            spin.SpinOnce(sleep1Threshold: 10);
+        }
+    }
+
+    private IndexCheckpoint CaptureLocked(long logBeginAddress)
+    {
+        // Persistent records are appended only under a bucket lock of their pool or under
+        // the pool lock: holding all of them, the log tail is exactly what the copy reflects.
+        var pools = store.PersistentPoolsLocked().OrderBy(p => p.Serial).ToArray();
+        var buckets = pools.SelectMany(p => p.Buckets).ToArray();
+        int held = 0;
+        try
+        {
+            foreach (var bucket in buckets)
             {
-                for (int i = 0; i < held; i++) buckets[i].Lock.Exit();
+                bucket.Lock.Enter();
+                held++;
             }
+            return new IndexCheckpoint
+            {
+                LogBeginAddress = logBeginAddress,
+                CoveredUntil = log.TailAddress,
+                PoolSerialHighWater = store.PoolSerialLocked,
+                Pools = pools.Select(p => new IndexCheckpoint.PoolEntry((uint)p.Serial, p.PageSize, p.ExclusiveGets, p.SharedUuid,
+                    p.LoggedMembers.ToList(), p.CapturePagesLocked()) { StoreIncompressible = p.StoreIncompressible }).ToList(),
+            };
+        }
+        finally
+        {
+            for (int i = 0; i < held; i++) buckets[i].Lock.Exit();
         }
     }
 
@@ -71,6 +84,6 @@ internal sealed class Checkpointer(TmemStore store, PersistentLog log, string da
     public void WriteWhenCommitted(IndexCheckpoint checkpoint)
     {
         if (checkpoint.CoveredUntil > 0) log.WaitCommitted(checkpoint.CoveredUntil - 1);
-        IndexCheckpoint.WriteAtomically(dataDirectory, checkpoint.Serialize());
+        IndexCheckpoint.WriteAtomically(dataDirectory, checkpoint.Serialize(), log.Io);
     }
 }

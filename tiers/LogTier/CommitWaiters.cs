@@ -24,11 +24,15 @@ internal sealed class CommitWaiters
     private readonly List<(long Address, TaskCompletionSource Done)> _waiters = new();
     private bool _closed;
 
+    /// <summary>Ticked by the watchdog: unsticks a commit FASTER's epoch left waiting (see <see cref="StalledCommitNudge"/>).</summary>
+    internal StalledCommitNudge Stall { get; }
+
     public CommitWaiters(FasterLog log, StorageHealth health, int durabilityTimeoutMs)
     {
         _log = log;
         _health = health;
         _durabilityTimeoutTicks = durabilityTimeoutMs * Stopwatch.Frequency / 1000;
+        Stall = new StalledCommitNudge(log);
     }
 
     /// <summary>How long an operation waits for a commit on a failing disk (<see cref="TmemOptions.DurabilityTimeoutMs"/>).</summary>
@@ -130,7 +134,8 @@ internal sealed class CommitWaiters
     /// <summary>
     /// Every 1/4 of <see cref="TmemOptions.DurabilityTimeoutMs"/>: once the storage has been failing
     /// for that long, every waiter answers NotDurable. (A slow commit is not a failure: on a loaded
-    /// machine commits can take seconds; the service warns about those.)
+    /// machine commits can take seconds; the service warns about those.) Also nudges a commit that
+    /// has not moved since the last tick (<see cref="StalledCommitNudge"/>).
     /// </summary>
     public async Task RunWatchdogAsync(CancellationToken token)
     {
@@ -141,6 +146,7 @@ internal sealed class CommitWaiters
             while (await timer.WaitForNextTickAsync(token).ConfigureAwait(false))
             {
                 if (FailedTooLong) Fail(NotDurable());
+                Stall.Tick();
             }
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)

@@ -13,6 +13,9 @@ internal sealed class CommittedMarkerFile(string logDirectory, bool written)
 
     private volatile bool _written = written;
 
+    /// <summary>The file operations it goes through (<see cref="IStorageIo"/>).</summary>
+    internal IStorageIo Io { get; init; } = NativeStorageIo.Instance;
+
     /// <summary>Whether <paramref name="logDirectory"/> holds the marker (the log committed data at some point).</summary>
     public static bool ExistsIn(string logDirectory) => File.Exists(Path.Combine(logDirectory, FileName));
 
@@ -24,9 +27,8 @@ internal sealed class CommittedMarkerFile(string logDirectory, bool written)
     {
         if (_written || log.CommittedUntilAddress <= log.BeginAddress) return;
         string marker = Path.Combine(logDirectory, FileName);
-        using (var file = new FileStream(marker, FileMode.Create, FileAccess.Write, FileShare.None))
-            file.Flush(flushToDisk: true);
-        DirectorySync.Fsync(logDirectory);
+        Io.WriteNewFile(marker, []);
+        Io.FsyncDirectory(logDirectory);
         _written = true;
     }
 }

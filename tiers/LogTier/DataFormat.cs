@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text;
 
 namespace Tmem.LogTier;
 
@@ -23,26 +24,27 @@ public sealed record DataFormat(int Version, long SegmentSize)
     /// <paramref name="segmentSize"/> (the file is then written). Log segments without a format
     /// file were written by a development build before format 1 and are refused.
     /// </summary>
-    public static DataFormat OpenOrCreate(string dataDirectory, string logDirectory, long segmentSize)
+    public static DataFormat OpenOrCreate(string dataDirectory, string logDirectory, long segmentSize) =>
+        OpenOrCreate(dataDirectory, logDirectory, segmentSize, NativeStorageIo.Instance);
+
+    /// <summary><see cref="OpenOrCreate(string, string, long)"/> through <paramref name="io"/> (see <see cref="IStorageIo"/>).</summary>
+    internal static DataFormat OpenOrCreate(string dataDirectory, string logDirectory, long segmentSize, IStorageIo io)
     {
         string path = Path.Combine(dataDirectory, FileName);
-        if (File.Exists(path)) return Parse(path, File.ReadAllLines(path));
+        if (File.Exists(path)) return Parse(path, Lines(io.ReadAllBytes(path)));
         bool hasSegments = Directory.Exists(logDirectory) && Directory.EnumerateFiles(logDirectory, DataLayout.SegmentBaseName + ".*").Any();
         if (hasSegments)
             throw new TmemCorruptionException(0, $"{dataDirectory} has log segments but no {FileName} file: it was written by a development build before format {CurrentVersion} (or the file was lost), and this build cannot address its log. Nothing was changed.");
         var format = new DataFormat(CurrentVersion, segmentSize);
         string temp = path + ".tmp";
-        using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
-        using (var writer = new StreamWriter(file))
-        {
-            writer.Write(string.Create(CultureInfo.InvariantCulture, $"format {format.Version}\nsegment_size {format.SegmentSize}\n"));
-            writer.Flush();
-            file.Flush(flushToDisk: true);
-        }
-        File.Move(temp, path, overwrite: false);
-        DirectorySync.Fsync(dataDirectory);
+        io.WriteNewFile(temp, Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture, $"format {format.Version}\nsegment_size {format.SegmentSize}\n")));
+        io.Move(temp, path, overwrite: false);
+        io.FsyncDirectory(dataDirectory);
         return format;
     }
+
+    private static string[] Lines(byte[] bytes) =>
+        Encoding.UTF8.GetString(bytes).Split('\n').Select(line => line.TrimEnd('\r')).ToArray();
 
     /// <summary>
     /// The directory's format file, read without creating anything (the offline tool): null when

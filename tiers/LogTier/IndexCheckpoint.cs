@@ -179,26 +179,25 @@ public sealed class IndexCheckpoint
     }
 
     /// <summary>Writes the checkpoint atomically: temp file, fsync, rename over the old one, fsync the directory.</summary>
-    public static void WriteAtomically(string dataDirectory, byte[] bytes)
+    public static void WriteAtomically(string dataDirectory, byte[] bytes) => WriteAtomically(dataDirectory, bytes, NativeStorageIo.Instance);
+
+    /// <summary><see cref="WriteAtomically(string, byte[])"/> through <paramref name="io"/> (see <see cref="IStorageIo"/>).</summary>
+    internal static void WriteAtomically(string dataDirectory, byte[] bytes, IStorageIo io)
     {
         string dir = Path.Combine(dataDirectory, Folder);
-        Directory.CreateDirectory(dir);
+        io.CreateDirectoryDurably(dir);
         string temp = Path.Combine(dir, FileName + ".tmp");
         try
         {
-            using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
-            {
-                file.Write(bytes);
-                file.Flush(flushToDisk: true);
-            }
+            io.WriteNewFile(temp, bytes);
         }
         catch (IOException)
         {
             // A full disk: the half-written temporary file would hold the space it could not get.
-            File.Delete(temp);
+            io.Delete(temp);
             throw;
         }
-        File.Move(temp, Path.Combine(dir, FileName), overwrite: true);
-        DirectorySync.Fsync(dir);
+        io.Move(temp, Path.Combine(dir, FileName), overwrite: true);
+        io.FsyncDirectory(dir);
     }
 }

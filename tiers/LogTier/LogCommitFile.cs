@@ -1,7 +1,6 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using FASTER.core;
-using Microsoft.Win32.SafeHandles;
 
 namespace Tmem.LogTier;
 
@@ -78,7 +77,8 @@ public sealed class LogCommitFile : ILogCommitManager
     private const uint PairedFlag = 1;
 
     private readonly string _path;
-    private readonly SafeFileHandle _file;
+    private readonly IStorageIo _io;
+    private readonly IStorageFile _file;
     private readonly byte[] _buffer = GC.AllocateArray<byte>(SlotSize, pinned: true);
     private readonly Lock _lock = new();
     private int _newestSlot = -1;
@@ -89,16 +89,23 @@ public sealed class LogCommitFile : ILogCommitManager
     /// missing commit file under existing segments is damage, reported without changing anything).
     /// A file of two empty slots is then replaced by a new one too (it holds nothing).</param>
     public LogCommitFile(string commitDirectory, bool create)
+        : this(commitDirectory, create, NativeStorageIo.Instance)
+    {
+    }
+
+    /// <summary><see cref="LogCommitFile(string, bool)"/> through <paramref name="io"/> (the store's file operations, see <see cref="IStorageIo"/>).</summary>
+    internal LogCommitFile(string commitDirectory, bool create, IStorageIo io)
     {
         _path = PathIn(commitDirectory);
+        _io = io;
         if (!File.Exists(_path))
         {
             if (!create)
                 throw new TmemCorruptionException(0, $"The log has segment data but its commit file {_path} is missing: the commit metadata is lost. Nothing was changed; inspect the directory with the offline recovery tool before opening it.");
-            CreateFresh(commitDirectory);
+            CreateFresh(commitDirectory, io);
         }
         _file = OpenHandle(_path);
-        if (RandomAccess.GetLength(_file) != 2 * SlotSize)
+        if (_file.GetLength() != 2 * SlotSize)
         {
             _file.Dispose();
             throw new TmemCorruptionException(0, $"The commit file {_path} is {new FileInfo(_path).Length} bytes, not {2 * SlotSize}: it is damaged. Nothing was changed; repair the directory with the offline recovery tool.");
@@ -107,13 +114,13 @@ public sealed class LogCommitFile : ILogCommitManager
         {
             // An older file that never held a commit, under a log with no data: give it genesis slots.
             _file.Dispose();
-            CreateFresh(commitDirectory);
+            CreateFresh(commitDirectory, io);
             _file = OpenHandle(_path);
         }
     }
 
-    private static SafeFileHandle OpenHandle(string path) =>
-        File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read, FileOptions.WriteThrough);
+    private IStorageFile OpenHandle(string path) =>
+        _io.Open(path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read, FileOptions.WriteThrough);
 
     /// <summary>The commit file's path in a commit directory.</summary>
     public static string PathIn(string commitDirectory) => Path.Combine(commitDirectory, FileName);
@@ -122,21 +129,20 @@ public sealed class LogCommitFile : ILogCommitManager
     /// Creates (or replaces) the commit file with a genesis slot in both places, atomically: a
     /// temporary file written and fsync'd, renamed over the file, the directory fsync'd.
     /// </summary>
-    public static void CreateFresh(string commitDirectory)
+    public static void CreateFresh(string commitDirectory) => CreateFresh(commitDirectory, NativeStorageIo.Instance);
+
+    /// <summary><see cref="CreateFresh(string)"/> through <paramref name="io"/>.</summary>
+    internal static void CreateFresh(string commitDirectory, IStorageIo io)
     {
-        Directory.CreateDirectory(commitDirectory);
+        io.CreateDirectoryDurably(commitDirectory);
         string path = PathIn(commitDirectory);
         string temp = path + ".tmp";
         var bytes = new byte[2 * SlotSize];
         WriteSlot(bytes.AsSpan(0, SlotSize), 0, [], paired: true);
         WriteSlot(bytes.AsSpan(SlotSize, SlotSize), 0, [], paired: true);
-        using (var fresh = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
-        {
-            fresh.Write(bytes);
-            fresh.Flush(flushToDisk: true);
-        }
-        File.Move(temp, path, overwrite: true);
-        DirectorySync.Fsync(commitDirectory);
+        io.WriteNewFile(temp, bytes);
+        io.Move(temp, path, overwrite: true);
+        io.FsyncDirectory(commitDirectory);
     }
 
     /// <summary>Fills <paramref name="slot"/> (zeroed first): a commit, or a genesis slot when <paramref name="metadata"/> is empty.</summary>
@@ -192,9 +198,9 @@ public sealed class LogCommitFile : ILogCommitManager
             int target = slots.FirstOrDefault(s => s.Kind is CommitSlotKind.Damaged or CommitSlotKind.Empty, new CommitSlot(-1, default, 0, false, null, null)).Index;
             if (target < 0) target = newest == 0 ? 1 : 0;
             WriteSlot(_buffer, commitNum, commitMetadata, paired: true);
-            RandomAccess.Write(_file, _buffer, (long)target * SlotSize);
+            _file.Write(_buffer, (long)target * SlotSize);
             WriteSlot(_buffer, 0, [], paired: true);
-            RandomAccess.Write(_file, _buffer, (long)(1 - target) * SlotSize);
+            _file.Write(_buffer, (long)(1 - target) * SlotSize);
             _newestSlot = target;
             _nextPaired = true;
         }
@@ -211,7 +217,7 @@ public sealed class LogCommitFile : ILogCommitManager
         {
             try
             {
-                RandomAccess.Write(_file, buffer, (long)slot * SlotSize);
+                _file.Write(buffer, (long)slot * SlotSize);
                 if (failing) Health!.WriteRecovered();
                 return;
             }
@@ -259,7 +265,7 @@ public sealed class LogCommitFile : ILogCommitManager
             {
                 if (number != commitNum) continue;
                 WriteSlot(_buffer, 0, [], paired: true);
-                RandomAccess.Write(_file, _buffer, (long)slot * SlotSize);
+                _file.Write(_buffer, (long)slot * SlotSize);
                 if (slot == _newestSlot) _newestSlot = -1;
             }
         }
@@ -271,8 +277,8 @@ public sealed class LogCommitFile : ILogCommitManager
         lock (_lock)
         {
             WriteSlot(_buffer, 0, [], paired: true);
-            RandomAccess.Write(_file, _buffer, 0);
-            RandomAccess.Write(_file, _buffer, SlotSize);
+            _file.Write(_buffer, 0);
+            _file.Write(_buffer, SlotSize);
             _newestSlot = -1;
         }
     }
@@ -291,7 +297,7 @@ public sealed class LogCommitFile : ILogCommitManager
             var buffer = _buffer.AsSpan();
             for (int slot = 0; slot < 2; slot++)
             {
-                int read = RandomAccess.Read(_file, buffer, (long)slot * SlotSize);
+                int read = _file.Read(buffer, (long)slot * SlotSize);
                 slots[slot] = read == SlotSize ? Parse(slot, buffer) : new CommitSlot(slot, CommitSlotKind.Damaged, 0, false, null, $"only {read} bytes could be read");
             }
             return slots;

@@ -13,7 +13,7 @@ internal delegate string? RecordDecoder<TState>(ReadOnlySpan<byte> record, Span<
 /// (a device read and an allocation per record). A record below the log's begin address was
 /// truncated away by compaction after it moved the record: the caller looks the page up again.
 /// </summary>
-internal sealed class LogRecordReader(FasterLog log, MappedLogDevice? mapped, StoreDiagnostics? diagnostics)
+internal sealed class LogRecordReader(FasterLog log, MappedLogDevice? mapped, StoreDiagnostics? diagnostics, StorageHealth health)
 {
     /// <summary>
     /// Reads the committed record at <paramref name="address"/> (of <paramref name="length"/> bytes)
@@ -40,6 +40,7 @@ internal sealed class LogRecordReader(FasterLog log, MappedLogDevice? mapped, St
         }
         byte[]? bytes;
         int readLength;
+        long readErrors = Volatile.Read(ref health.ReadErrors);
         try
         {
             var read = log.ReadAsync(address, length);
@@ -50,6 +51,11 @@ internal sealed class LogRecordReader(FasterLog log, MappedLogDevice? mapped, St
             return false; // the segment went while the read was in flight
         }
         if (address < log.BeginAddress) return false;
+        if ((bytes is null || readLength != length) && Volatile.Read(ref health.ReadErrors) != readErrors)
+        {
+            // FasterLog hands back no data for a failed read as for a bad length: the device says which.
+            throw new IOException($"Reading the {length}-byte record at log address {address} failed: {health.LastReadError}. The record is not known to be damaged; the read may succeed later.");
+        }
         if (bytes is null || readLength != length)
             throw new TmemCorruptionException(address, $"Reading the {length}-byte record at log address {address} returned {readLength} bytes.");
         error = decode(bytes.AsSpan(0, length), destination, state);

@@ -73,7 +73,6 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
     /// <summary>The sector size FASTER aligns to: what <see cref="ManagedLocalStorageDevice"/> reports on Linux, so FasterLog issues identical I/O.</summary>
     public const uint DeviceSectorSize = 512;
 
-    private const int MsSync = 4;   // <sys/mman.h> on Linux
     private const int Einval = 22;
     private const int Efbig = 27;
     private const int Eio = 5;
@@ -106,6 +105,9 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
         Directory.CreateDirectory(_directory);
         Initialize(segmentSize); // usable (direct reads, device tests) before FasterLog initializes it again with its epoch
     }
+
+    /// <summary>The file operations it goes through (<see cref="IStorageIo"/>); the system calls unless a test sets another.</summary>
+    internal IStorageIo Io { get; init; } = NativeStorageIo.Instance;
 
     /// <inheritdoc/>
     public override void Initialize(long segmentSize, LightEpoch? epoch = null, bool omitSegmentIdFromFilename = false)
@@ -184,11 +186,11 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
     {
         string path = SegmentPath(segmentId);
         if (!File.Exists(path)) return 0;
-        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        using var file = Io.Open(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
         int total = 0;
         while (total < destination.Length)
         {
-            int n = RandomAccess.Read(handle, destination[total..], offset + total);
+            int n = file.Read(destination[total..], offset + total);
             if (n == 0) break;
             total += n;
         }
@@ -215,7 +217,7 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
             // Under the lock, so a concurrent first access cannot reopen the file being removed.
             try
             {
-                File.Delete(SegmentPath(segment));
+                Io.Delete(SegmentPath(segment));
             }
             catch (IOException)
             {
@@ -344,13 +346,11 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
             try
             {
                 if (length == 0) return 0;
-                byte* target = segment.Pointer + destinationAddress;
-                Buffer.MemoryCopy((void*)source, target, length, length);
+                long offset = (long)destinationAddress;
+                segment.File.CopyToMapping(segment.Pointer, offset, (byte*)source, length);
                 // msync wants a page-aligned start; the length it rounds up itself.
-                byte* start = (byte*)((nint)target & ~(nint)_pageMask);
-                if (Msync(start, (nuint)(target + length - start), MsSync) != 0)
-                    return (uint)Marshal.GetLastPInvokeError();
-                return 0;
+                long start = offset & ~_pageMask;
+                return (uint)segment.File.Msync(segment.Pointer, start, offset + length - start);
             }
             finally
             {
@@ -411,13 +411,13 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
         string path = SegmentPath(segmentId);
         bool exists = File.Exists(path);
         if (!exists && !create) return null;
-        SafeFileHandle? handle = null;
+        IStorageFile? handle = null;
         MemoryMappedFile? map = null;
         MemoryMappedViewAccessor? view = null;
         try
         {
-            handle = File.OpenHandle(path, exists ? FileMode.Open : FileMode.CreateNew, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
-            long length = RandomAccess.GetLength(handle);
+            handle = Io.Open(path, exists ? FileMode.Open : FileMode.CreateNew, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+            long length = handle.GetLength();
             if (length > _segmentSize)
             {
                 error = Efbig;
@@ -432,23 +432,19 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
                 handle.Dispose();
                 return null;
             }
-            int fd = (int)handle.DangerousGetHandle();
             // Real block allocation (glibc falls back to writing zeros where the file system cannot
             // fallocate): a full disk fails here, with ENOSPC, not as SIGBUS in a mapped write.
-            if (length < _segmentSize && (error = PosixFallocate(fd, 0, _segmentSize)) != 0)
+            if (length < _segmentSize && (error = handle.Allocate(0, _segmentSize)) != 0)
                 throw new IOException($"Allocating {_segmentSize} bytes for segment file {path} failed (errno {error}).");
             if (!exists || length < _segmentSize)
             {
                 // The new file's size and its directory entry are durable before any data written
                 // into it is acknowledged (msync's datasync covers data, not the name).
-                if (Fsync(fd) != 0)
-                {
-                    error = Marshal.GetLastPInvokeError();
+                if ((error = handle.Fsync()) != 0)
                     throw new IOException($"fsync of new segment file {path} failed (errno {error}).");
-                }
-                if (!exists) DirectorySync.Fsync(_directory);
+                if (!exists) Io.FsyncDirectory(_directory);
             }
-            map = MemoryMappedFile.CreateFromFile(handle, null, _segmentSize, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: true);
+            map = MemoryMappedFile.CreateFromFile(handle.Handle, null, _segmentSize, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: true);
             view = map.CreateViewAccessor(0, _segmentSize, MemoryMappedFileAccess.ReadWrite);
             return new Segment(handle, map, view);
         }
@@ -461,7 +457,7 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
             {
                 try
                 {
-                    File.Delete(path); // no half-allocated segment left behind for the next attempt
+                    Io.Delete(path); // no half-allocated segment left behind for the next attempt
                 }
                 catch (IOException)
                 {
@@ -502,15 +498,14 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
     /// <summary>One mapped segment file and the count of accessors inside it.</summary>
     internal sealed class Segment
     {
-        private readonly SafeFileHandle _file;
         private readonly MemoryMappedFile _map;
         private readonly MemoryMappedViewAccessor _view;
         private int _references;
         private int _closed;
 
-        public Segment(SafeFileHandle file, MemoryMappedFile map, MemoryMappedViewAccessor view)
+        public Segment(IStorageFile file, MemoryMappedFile map, MemoryMappedViewAccessor view)
         {
-            _file = file;
+            File = file;
             _map = map;
             _view = view;
             byte* pointer = null;
@@ -520,6 +515,9 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
 
         /// <summary>The mapping's first byte (segment offset 0); valid while a reference is held.</summary>
         public byte* Pointer { get; }
+
+        /// <summary>The mapped file (writes into the mapping and their msync go through it).</summary>
+        public IStorageFile File { get; }
 
         /// <summary>Takes a reference unless the segment is closing.</summary>
         public bool TryAddRef()
@@ -541,7 +539,7 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
             _view.SafeMemoryMappedViewHandle.ReleasePointer();
             _view.Dispose();
             _map.Dispose();
-            _file.Dispose();
+            File.Dispose();
         }
     }
 
@@ -555,14 +553,4 @@ internal sealed unsafe partial class MappedLogDevice : StorageDeviceBase
             callback(error, error == 0 ? length : 0, context);
         }
     }
-
-    [LibraryImport("libc", EntryPoint = "msync", SetLastError = true)]
-    private static partial int Msync(void* address, nuint length, int flags);
-
-    /// <summary>Returns the error number itself (it does not set errno).</summary>
-    [LibraryImport("libc", EntryPoint = "posix_fallocate")]
-    private static partial int PosixFallocate(int fd, long offset, long length);
-
-    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
-    private static partial int Fsync(int fd);
 }

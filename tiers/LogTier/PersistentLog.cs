@@ -58,12 +58,13 @@ internal sealed class PersistentLog : IDisposable
         _logDirectory = logDirectory;
         _segmentSizeBits = segmentSizeBits;
         Diagnostics = options.Diagnostics;
-        _marker = new CommittedMarkerFile(logDirectory, everCommitted);
+        Io = NativeStorageIo.For(options);
+        _marker = new CommittedMarkerFile(logDirectory, everCommitted) { Io = Io };
         _waiters = new CommitWaiters(log, health, options.DurabilityTimeoutMs);
         _policy = CommitPolicy.For(options.Durability, options.CommitIntervalMs, log, _waiters, AfterCommit, Diagnostics);
         _strict = _policy.Mode == DurabilityMode.Strict;
         _backpressure = new AppendBackpressure(log, _waiters);
-        _reader = new LogRecordReader(log, mapped, Diagnostics);
+        _reader = new LogRecordReader(log, mapped, Diagnostics, health);
         _scanner = new LogScanner(log, logDirectory, segmentSizeBits);
         var token = _stop.Token;
         _committer = Task.Run(() => _policy.RunAsync(token));
@@ -82,6 +83,9 @@ internal sealed class PersistentLog : IDisposable
 
     /// <summary>The store's test and benchmark hooks (<see cref="TmemOptions.Diagnostics"/>); null in production.</summary>
     internal StoreDiagnostics? Diagnostics { get; }
+
+    /// <summary>The file operations of the store's own files (<see cref="IStorageIo"/>; checkpoints are written through it too).</summary>
+    internal IStorageIo Io { get; }
 
     /// <summary><see cref="LogFraming.EntrySize"/>.</summary>
     public static int EntrySize(int payloadLength) => LogFraming.EntrySize(payloadLength);
@@ -105,15 +109,20 @@ internal sealed class PersistentLog : IDisposable
     {
         string logDir = Path.Combine(dataDirectory, DataLayout.LogFolder);
         string commitDir = Path.Combine(dataDirectory, DataLayout.CommitFolder);
-        Directory.CreateDirectory(dataDirectory);
-        var format = DataFormat.OpenOrCreate(dataDirectory, logDir, options.LogSegmentSizeBytes);
-        Directory.CreateDirectory(logDir);
-        Directory.CreateDirectory(commitDir);
+        var io = NativeStorageIo.For(options);
+        // Every open makes the directory's skeleton durable before anything is acknowledged, whatever
+        // created it (the lock file creates DATA) and whatever an earlier open that failed half-way left
+        // unsynced: DATA's entry in its parent, the format file, log/ and commits/ in DATA
+        // (IStorageIo.CreateDirectoryDurably), and below, the commit file in commits/.
+        io.CreateDirectoryDurably(dataDirectory);
+        var format = DataFormat.OpenOrCreate(dataDirectory, logDir, options.LogSegmentSizeBytes, io);
+        io.CreateDirectoryDurably(logDir);
+        io.CreateDirectoryDurably(commitDir);
         bool hadSegments = Directory.EnumerateFiles(logDir).Any(f => new FileInfo(f).Length > 0);
 
         string baseName = Path.Combine(logDir, DataLayout.SegmentBaseName);
         var health = new StorageHealth();
-        var mapped = options.LogDevice == LogDeviceKind.Mapped ? new MappedLogDevice(baseName, format.SegmentSize) : null;
+        var mapped = options.LogDevice == LogDeviceKind.Mapped ? new MappedLogDevice(baseName, format.SegmentSize) { Io = io } : null;
         IDevice inner = mapped ?? Devices.CreateLogDevice(baseName, preallocateFile: false, deleteOnClose: false);
         if (options.Diagnostics?.WrapLogDevice is { } wrap) inner = wrap(inner);
         // FasterLog sees no failed write: they are retried below it (see RetryingDevice).
@@ -123,7 +132,8 @@ internal sealed class PersistentLog : IDisposable
         SegmentReserve? reserve = null;
         try
         {
-            commits = new LogCommitFile(commitDir, create: !hadSegments) { Health = health };
+            commits = new LogCommitFile(commitDir, create: !hadSegments, io) { Health = health };
+            io.FsyncDirectory(commitDir);
             log = new FasterLog(new FasterLogSettings
             {
                 LogDevice = device,
@@ -143,7 +153,7 @@ internal sealed class PersistentLog : IDisposable
                     $"The log in {dataDirectory} has segment data but FASTER recovered no committed data: its commit metadata in {commitDir} is missing or unreadable. " +
                     "Nothing was changed; inspect the directory with the offline recovery tool before opening it.");
             // The space reserve (started once recovery has checked the files; see StartReserve).
-            reserve = new SegmentReserve(baseName, format.SegmentSizeBits, health);
+            reserve = new SegmentReserve(baseName, format.SegmentSizeBits, health) { Io = io };
             return new PersistentLog(log, device, mapped, commits, health, reserve, logDir, format.SegmentSizeBits, everCommitted, options);
         }
         catch

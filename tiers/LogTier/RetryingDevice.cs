@@ -17,14 +17,18 @@ namespace Tmem.LogTier;
 /// </para>
 /// <para>
 /// While <see cref="StorageHealth.Closing"/> is set, errors go to FASTER at once (so that closing a
-/// store whose disk fails ends; what was not committed is then lost, as in a crash). Reads,
-/// segment removal and everything else pass straight through to the inner device.
+/// store whose disk fails ends; what was not committed is then lost, as in a crash). A failed read
+/// is issued again a few times (<see cref="MaxReadRetries"/>: an EIO that a retry cures should not
+/// fail a get), then handed to FASTER, which reports it as no data; <see cref="StorageHealth.ReadErrors"/>
+/// lets the reader tell that from damage. Segment removal and everything else pass straight
+/// through to the inner device.
 /// </para>
 /// </summary>
 internal sealed class RetryingDevice : StorageDeviceBase
 {
     private const int FirstBackoffMs = 10;
     private const int MaxBackoffMs = 1000;
+    private const int MaxReadRetries = 4;
 
     private readonly IDevice _inner;
     private readonly StorageHealth _health;
@@ -49,7 +53,7 @@ internal sealed class RetryingDevice : StorageDeviceBase
         new Write(this, sourceAddress, segmentId, destinationAddress, numBytesToWrite, callback, context).Issue();
 
     public override void ReadAsync(int segmentId, ulong sourceAddress, IntPtr destinationAddress, uint readLength, DeviceIOCompletionCallback callback, object context) =>
-        _inner.ReadAsync(segmentId, sourceAddress, destinationAddress, readLength, callback, context);
+        new Read(this, segmentId, sourceAddress, destinationAddress, readLength, callback, context).Issue();
 
     public override void RemoveSegmentAsync(int segment, AsyncCallback callback, IAsyncResult result) =>
         _inner.RemoveSegmentAsync(segment, callback, result);
@@ -69,6 +73,32 @@ internal sealed class RetryingDevice : StorageDeviceBase
     /// <summary>Describes an errno for logs: the number and the C library's text.</summary>
     public static string Describe(uint errorCode) =>
         errorCode is > 0 and < 4096 ? $"errno {errorCode}, {Marshal.GetPInvokeErrorMessage((int)errorCode)}" : $"error code {errorCode}";
+
+    /// <summary>One read of FASTER's, issued again (10, 20, 40, 80 ms later) while it fails; then the error goes to FASTER.</summary>
+    private sealed class Read(RetryingDevice device, int segmentId, ulong source, IntPtr destination, uint length, DeviceIOCompletionCallback callback, object context)
+    {
+        private int _attempts;
+
+        public void Issue() => device._inner.ReadAsync(segmentId, source, destination, length, Completed, context);
+
+        private void Completed(uint errorCode, uint numBytes, object _)
+        {
+            if (errorCode == 0)
+            {
+                callback(0, numBytes, context);
+                return;
+            }
+            bool retry = ++_attempts <= MaxReadRetries && !device._health.Closing;
+            device._health.ReadFailed($"reading {length} bytes of log segment {segmentId} at offset {source} failed ({Describe(errorCode)}){(retry ? "; retrying" : "")}");
+            if (!retry)
+            {
+                callback(errorCode, numBytes, context);
+                return;
+            }
+            _ = Task.Delay(FirstBackoffMs << (_attempts - 1)).ContinueWith(static (_, state) => ((Read)state!).Issue(), this, CancellationToken.None,
+                TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
+    }
 
     /// <summary>One write of FASTER's, issued until it succeeds (or the log closes).</summary>
     private sealed class Write(RetryingDevice device, IntPtr source, int segmentId, ulong destination, uint length, DeviceIOCompletionCallback callback, object context)

@@ -1,6 +1,3 @@
-using System.Runtime.InteropServices;
-using Microsoft.Win32.SafeHandles;
-
 namespace Tmem.LogTier;
 
 /// <summary>
@@ -40,6 +37,9 @@ internal sealed partial class SegmentReserve : IDisposable
         _segmentSizeBits = segmentSizeBits;
         _health = health;
     }
+
+    /// <summary>The file operations it goes through (<see cref="IStorageIo"/>).</summary>
+    internal IStorageIo Io { get; init; } = NativeStorageIo.Instance;
 
     /// <summary>
     /// Allocates the segment after <paramref name="tailAddress"/>'s now (a full disk leaves the
@@ -104,12 +104,12 @@ internal sealed partial class SegmentReserve : IDisposable
     {
         error = null;
         string path = $"{_baseName}.{segment}";
-        SafeFileHandle handle;
+        IStorageFile handle;
         bool created;
         try
         {
             created = !File.Exists(path);
-            handle = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+            handle = Io.Open(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -119,30 +119,32 @@ internal sealed partial class SegmentReserve : IDisposable
         using (handle)
         {
             long size = 1L << _segmentSizeBits;
-            long length = RandomAccess.GetLength(handle);
+            long length = handle.GetLength();
             if (length > size) return true; // another segment size: the device refuses it on use
-            int fd = (int)handle.DangerousGetHandle();
-            int errno = PosixFallocate(fd, 0, size);
-            if (errno == 0 && length < size && Fsync(fd) != 0) errno = Marshal.GetLastPInvokeError();
+            int errno = handle.Allocate(0, size);
+            // fsync even when the file is already whole: the attempt that allocated it may have
+            // failed in its fsync, and a failed fsync is not retried as if it had succeeded.
+            if (errno == 0) errno = handle.Fsync();
             if (errno != 0)
             {
                 // Give the blocks back (see the class remarks for why the file stays).
-                if (created || length == 0) Ftruncate(fd, 0);
+                if (created || length == 0) handle.Truncate(0);
                 error = $"allocating {size} bytes for log segment file {path} failed ({RetryingDevice.Describe((uint)errno)}): the disk of the data directory is full or failing";
                 return false;
             }
         }
-        if (created)
+        // The directory entry every time, not only when this call created the file: an earlier
+        // attempt may have created it and failed (in the allocation, or in this very sync), and
+        // a retry that skipped the sync left a name that a power cut takes away, with every page
+        // the log then acknowledged in the file.
+        try
         {
-            try
-            {
-                DirectorySync.Fsync(_directory);
-            }
-            catch (IOException e)
-            {
-                error = e.Message;
-                return false;
-            }
+            Io.FsyncDirectory(_directory);
+        }
+        catch (IOException e)
+        {
+            error = e.Message;
+            return false;
         }
         return true;
     }
@@ -160,14 +162,4 @@ internal sealed partial class SegmentReserve : IDisposable
         _stop.Dispose();
         _signal.Dispose();
     }
-
-    /// <summary>Returns the error number itself (it does not set errno).</summary>
-    [LibraryImport("libc", EntryPoint = "posix_fallocate")]
-    private static partial int PosixFallocate(int fd, long offset, long length);
-
-    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
-    private static partial int Fsync(int fd);
-
-    [LibraryImport("libc", EntryPoint = "ftruncate", SetLastError = true)]
-    private static partial int Ftruncate(int fd, long length);
 }

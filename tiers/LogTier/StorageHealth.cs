@@ -24,6 +24,22 @@ internal sealed class StorageHealth
     /// <summary>Operations answered <see cref="TmemNotDurableException"/> so far.</summary>
     public long NotDurableAnswers;
 
+    /// <summary>Failed read attempts so far (each also counts in <see cref="Failures"/>); reads do not change the state.</summary>
+    public long ReadErrors;
+
+    /// <summary>What the last failed read was (null before any).</summary>
+    public string? LastReadError => Volatile.Read(ref _lastReadError);
+
+    private string? _lastReadError;
+
+    /// <summary>A read of the log's files failed (<paramref name="what"/> says how); it may be retried.</summary>
+    public void ReadFailed(string what)
+    {
+        Volatile.Write(ref _lastReadError, what);
+        Interlocked.Increment(ref Failures);
+        Interlocked.Increment(ref ReadErrors);
+    }
+
     public StorageState State => (StorageState)_state;
 
     /// <summary>Whether new persistent pages, pools, checkpoints and compactions must wait (any state but healthy).</summary>
