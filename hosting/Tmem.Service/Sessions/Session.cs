@@ -73,6 +73,21 @@ internal sealed partial class Session
         });
     }
 
+    /// <summary>
+    /// Creates a pool the service makes on the client's behalf (an NBD export's): the client's pool
+    /// limit applies, its shared-pool allow list does not (a shared UUID here is the service's own,
+    /// random, and told to no one). Runs on the thread pool, as <see cref="CreatePoolAsync"/>.
+    /// </summary>
+    public Task<int> CreateServicePoolAsync(PoolOptions options) => Task.Run(() =>
+    {
+        lock (Client.CreateLock)
+        {
+            if (Tmem.GetPools().Count >= Client.MaxPools)
+                throw new SessionRefusedException(FailureKind.PoolLimitReached, $"client {Name} already has {Client.MaxPools} pools, its limit");
+            return Tmem.CreatePool(options);
+        }
+    });
+
     /// <summary>Destroys (leaves) a pool, on the thread pool (a persistent pool's destruction waits for its commit).</summary>
     public Task DestroyPoolAsync(int poolId) => Task.Run(() => Tmem.DestroyPool(poolId));
 
