@@ -38,7 +38,7 @@ public sealed class NbdServer : IAsyncDisposable
         "--Tmem:Service:Clients:3:Name=nbd", "--Tmem:Service:Clients:3:Id=9", "--Tmem:Service:Clients:3:Secret=nbd-secret",
         "--Tmem:Nbd:Listeners:0:Client=nbd", "--Tmem:Nbd:Listeners:0:SocketPath=nbd.sock",
         "--Tmem:Nbd:Listeners:1:Client=alice", "--Tmem:Nbd:Listeners:1:SocketPath=nbd-alice.sock",
-        "--Tmem:Nbd:Exports:0:Name=disk", "--Tmem:Nbd:Exports:0:Client=nbd", $"--Tmem:Nbd:Exports:0:Size={DiskSize}",
+        "--Tmem:Nbd:Exports:0:Name=disk", "--Tmem:Nbd:Exports:0:Client=nbd", $"--Tmem:Nbd:Exports:0:SizeBytes={DiskSize}",
         "--Tmem:Nbd:Exports:0:Description=a persistent test disk",
         "--Tmem:Nbd:Exports:1:Name=cache", "--Tmem:Nbd:Exports:1:Client=nbd", "--Tmem:Nbd:Exports:1:Mode=Cache",
         "--Tmem:Nbd:Exports:1:BackingFile=backing.img",

@@ -20,11 +20,11 @@ public sealed class NbdStartupTests
     {
         await using var server = new NbdServer(
             "--Tmem:Nbd:Exprts:0:Name=x",                  // misspelt
-            "--Tmem:Nbd:Exports:0:Size=1000",              // not a multiple of the page size
+            "--Tmem:Nbd:Exports:0:SizeBytes=1000",              // not a multiple of the page size
             "--Tmem:Nbd:Exports:1:Client=nobody",          // not a configured client
             "--Tmem:Nbd:Exports:1:PageSize=65536",         // over 32 KiB
-            "--Tmem:Nbd:Exports:2:Name=disk", "--Tmem:Nbd:Exports:2:Client=nbd", "--Tmem:Nbd:Exports:2:Size=4096", // a second 'disk'
-            "--Tmem:Nbd:Exports:3:Name=orphan", "--Tmem:Nbd:Exports:3:Client=carol", "--Tmem:Nbd:Exports:3:Size=4096", // carol has no listener
+            "--Tmem:Nbd:Exports:2:Name=disk", "--Tmem:Nbd:Exports:2:Client=nbd", "--Tmem:Nbd:Exports:2:SizeBytes=4096", // a second 'disk'
+            "--Tmem:Nbd:Exports:3:Name=orphan", "--Tmem:Nbd:Exports:3:Client=carol", "--Tmem:Nbd:Exports:3:SizeBytes=4096", // carol has no listener
             "--Tmem:Nbd:Exports:4:Name=m", "--Tmem:Nbd:Exports:4:Client=nbd", "--Tmem:Nbd:Exports:4:Mode=Mirror",
             "--Tmem:Nbd:Listeners:2:Client=nbd");           // neither socket nor port
         var (code, output) = await server.Service.RunUntilExitAsync();
@@ -33,14 +33,14 @@ public sealed class NbdStartupTests
         Assert.False(Directory.Exists(server.Service.DataDirectory));
 
         await using var second = new NbdServer(
-            "--Tmem:Nbd:Exports:0:Size=1000", "--Tmem:Nbd:Exports:1:Client=nobody", "--Tmem:Nbd:Exports:1:PageSize=65536",
-            "--Tmem:Nbd:Exports:2:Name=disk", "--Tmem:Nbd:Exports:2:Client=nbd", "--Tmem:Nbd:Exports:2:Size=4096",
-            "--Tmem:Nbd:Exports:3:Name=orphan", "--Tmem:Nbd:Exports:3:Client=carol", "--Tmem:Nbd:Exports:3:Size=4096",
+            "--Tmem:Nbd:Exports:0:SizeBytes=1000", "--Tmem:Nbd:Exports:1:Client=nobody", "--Tmem:Nbd:Exports:1:PageSize=65536",
+            "--Tmem:Nbd:Exports:2:Name=disk", "--Tmem:Nbd:Exports:2:Client=nbd", "--Tmem:Nbd:Exports:2:SizeBytes=4096",
+            "--Tmem:Nbd:Exports:3:Name=orphan", "--Tmem:Nbd:Exports:3:Client=carol", "--Tmem:Nbd:Exports:3:SizeBytes=4096",
             "--Tmem:Nbd:Listeners:2:Client=nbd", "--Tmem:Nbd:MaxPayloadBytes=100");
         (code, output) = await second.Service.RunUntilExitAsync();
         Assert.Equal(2, code);
         AssertClear(output,
-            "Tmem:Nbd:Exports:0:Size is 1000",
+            "Tmem:Nbd:Exports:0:SizeBytes is 1000",
             "Tmem:Nbd:Exports:1:Client is 'nobody'",
             "Tmem:Nbd:Exports:1:PageSize is 65536",
             "Tmem:Nbd:Exports:2:Name 'disk' is given to two exports",
@@ -83,7 +83,7 @@ public sealed class NbdStartupTests
         Assert.Equal(0, await server.Service.StopAsync());
 
         // Grown: the same pool, the old blocks, the new size.
-        var grown = new NbdServer($"--Tmem:Nbd:Exports:0:Size={2 * NbdServer.DiskSize}");
+        var grown = new NbdServer($"--Tmem:Nbd:Exports:0:SizeBytes={2 * NbdServer.DiskSize >> 20}MiB"); // a size with a unit, as every ...Bytes key
         await using (grown)
         {
             Directory.Move(server.Service.DataDirectory, grown.Service.DataDirectory);
@@ -98,11 +98,11 @@ public sealed class NbdStartupTests
             Assert.Equal(0, await grown.Service.StopAsync());
 
             // Shrunk: refused, naming the key and the size it holds.
-            await using var shrunk = new NbdServer($"--Tmem:Nbd:Exports:0:Size={NbdServer.DiskSize}");
+            await using var shrunk = new NbdServer($"--Tmem:Nbd:Exports:0:SizeBytes={NbdServer.DiskSize}");
             Directory.Move(grown.Service.DataDirectory, shrunk.Service.DataDirectory);
             var (code, output) = await shrunk.Service.RunUntilExitAsync();
             Assert.Equal(2, code);
-            AssertClear(output, "Tmem:Nbd:Exports:0:Size", $"holds {2 * NbdServer.DiskSize} bytes", "never shrink");
+            AssertClear(output, "Tmem:Nbd:Exports:0:SizeBytes", $"holds {2 * NbdServer.DiskSize} bytes", "never shrink");
         }
     }
 }

@@ -60,16 +60,16 @@ internal sealed partial class NbdExports(IOptions<NbdOptions> options, IOptions<
                 throw new StartupFailure(ExitCodes.BadConfiguration, $"{key} is {path}, which cannot be opened for reading and writing: {ex.Message} (the service never creates a backing file; create it, e.g. `truncate -s 1G {path}`, or fix its permissions).", ex);
             }
             long length = RandomAccess.GetLength(handle);
-            long size = e.Size == 0 ? length : e.Size;
+            long size = e.SizeBytes == 0 ? length : e.SizeBytes;
             if (size == 0)
             {
                 handle.Dispose();
-                throw new StartupFailure(ExitCodes.BadConfiguration, $"{key} is {path}, whose size the service cannot tell (0 bytes; a block device?): set {NbdOptions.SectionName}:Exports:{i}:Size.");
+                throw new StartupFailure(ExitCodes.BadConfiguration, $"{key} is {path}, whose size the service cannot tell (0 bytes; a block device?): set {NbdOptions.SectionName}:Exports:{i}:SizeBytes.");
             }
             if (length > 0 && size > length)
             {
                 handle.Dispose();
-                throw new StartupFailure(ExitCodes.BadConfiguration, $"{NbdOptions.SectionName}:Exports:{i}:Size is {e.Size}, larger than its backing file {path} ({length} bytes); set it to at most {length}, or 0 for the file's size.");
+                throw new StartupFailure(ExitCodes.BadConfiguration, $"{NbdOptions.SectionName}:Exports:{i}:SizeBytes is {e.SizeBytes}, larger than its backing file {path} ({length} bytes); set it to at most {length}, or 0 for the file's size.");
             }
             _files[e.Name] = handle;
         }
@@ -114,28 +114,28 @@ internal sealed partial class NbdExports(IOptions<NbdOptions> options, IOptions<
             if (found is not null)
                 throw new StartupFailure(ExitCodes.DataDirectoryDamaged, $"client {e.Client} has two persistent pools ({found} and {pool.PoolId}) that hold NBD export '{e.Name}'; destroy one (tmem-admin export can save it first).");
             found = pool.PoolId;
-            if (h.Size > e.Size)
-                throw new StartupFailure(ExitCodes.BadConfiguration, $"{NbdOptions.SectionName}:Exports:{i}:Size is {e.Size}, but export '{e.Name}' (client {e.Client}, pool {pool.PoolId}) holds {h.Size} bytes; an export can grow, never shrink (its pages past the end would be lost). Set it back to {h.Size} or more.");
-            if (h.Size < e.Size)
+            if (h.Size > e.SizeBytes)
+                throw new StartupFailure(ExitCodes.BadConfiguration, $"{NbdOptions.SectionName}:Exports:{i}:SizeBytes is {e.SizeBytes}, but export '{e.Name}' (client {e.Client}, pool {pool.PoolId}) holds {h.Size} bytes; an export can grow, never shrink (its pages past the end would be lost). Set it back to {h.Size} or more.");
+            if (h.Size < e.SizeBytes)
             {
-                Put(session, pool.PoolId, PersistentExport.Header(e.Name, e.PageSize, e.Size));
-                LogGrown(e.Name, h.Size, e.Size);
+                Put(session, pool.PoolId, PersistentExport.Header(e.Name, e.PageSize, e.SizeBytes));
+                LogGrown(e.Name, h.Size, e.SizeBytes);
             }
         }
         int poolId;
         if (found is { } existing)
         {
             poolId = existing;
-            LogAttached(e.Name, "persistent", e.Client, poolId, e.Size);
+            LogAttached(e.Name, "persistent", e.Client, poolId, e.SizeBytes);
         }
         else
         {
             poolId = session.CreateServicePoolAsync(PoolOptions.Persistent with { PageSize = e.PageSize, StoreIncompressible = true }).GetAwaiter().GetResult();
-            Put(session, poolId, PersistentExport.Header(e.Name, e.PageSize, e.Size));
-            LogCreated(e.Name, "persistent", e.Client, poolId, e.Size);
+            Put(session, poolId, PersistentExport.Header(e.Name, e.PageSize, e.SizeBytes));
+            LogCreated(e.Name, "persistent", e.Client, poolId, e.SizeBytes);
         }
         if (storeOptions.Value.DataDirectory is null) LogPersistentInMemory(e.Name);
-        return new PersistentExport(e, session, poolId, e.Size, relaxed, probe);
+        return new PersistentExport(e, session, poolId, e.SizeBytes, relaxed, probe);
     }
 
     private static void Put(Session session, int poolId, byte[] header)
@@ -147,7 +147,7 @@ internal sealed partial class NbdExports(IOptions<NbdOptions> options, IOptions<
     private NbdExport AttachCache(NbdExportOptions e, Session session)
     {
         var file = _files[e.Name];
-        long size = e.Size == 0 ? RandomAccess.GetLength(file) : e.Size;
+        long size = e.SizeBytes == 0 ? RandomAccess.GetLength(file) : e.SizeBytes;
         // A shared pool (gets keep the page) under a UUID of the service's own, told to no one.
         int poolId = session.CreateServicePoolAsync(PoolOptions.Ephemeral with { PageSize = e.PageSize, StoreIncompressible = true, SharedUuid = Guid.NewGuid() }).GetAwaiter().GetResult();
         LogCreated(e.Name, $"cache of {Path.GetFullPath(e.BackingFile)}", e.Client, poolId, size);

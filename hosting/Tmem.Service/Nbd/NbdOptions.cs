@@ -82,11 +82,11 @@ public sealed class NbdExportOptions
     public NbdExportMode Mode { get; set; } = NbdExportMode.Persistent;
 
     /// <summary>
-    /// The device's size in bytes. Persistent: required, a multiple of <see cref="PageSize"/>
-    /// (it may grow between runs, never shrink). Cache: 0 (the default) takes the backing file's
-    /// size; otherwise at most that.
+    /// The device's size in bytes (or with a unit, <c>64GiB</c>, like every <c>...Bytes</c> key).
+    /// Persistent: required, a multiple of <see cref="PageSize"/> (it may grow between runs, never
+    /// shrink). Cache: 0 (the default) takes the backing file's size; otherwise at most that.
     /// </summary>
-    public long Size { get; set; }
+    public long SizeBytes { get; set; }
 
     /// <summary>Cache mode: the backing file or block device (it must exist; the service never creates it).</summary>
     public string BackingFile { get; set; } = "";

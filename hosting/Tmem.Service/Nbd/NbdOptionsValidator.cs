@@ -75,16 +75,16 @@ internal sealed class NbdOptionsValidator(IOptions<ServiceOptions> serviceOption
             switch (e.Mode)
             {
                 case NbdExportMode.Persistent:
-                    if (e.Size <= 0 || e.Size > maxSize || (e.PageSize > 0 && e.Size % e.PageSize != 0))
-                        errors.Add($"{key}:Size is {e.Size}; a persistent export needs a size in bytes, a multiple of its PageSize ({e.PageSize}) up to 2^60.");
+                    if (e.SizeBytes <= 0 || e.SizeBytes > maxSize || (e.PageSize > 0 && e.SizeBytes % e.PageSize != 0))
+                        errors.Add($"{key}:SizeBytes is {e.SizeBytes}; a persistent export needs a size in bytes, a multiple of its PageSize ({e.PageSize}) up to 2^60.");
                     if (e.BackingFile.Length > 0)
                         errors.Add($"{key}:BackingFile is set, but the export is Persistent (its pages are the store's); remove it, or set {key}:Mode to Cache.");
                     break;
                 case NbdExportMode.Cache:
                     if (e.BackingFile.Length == 0)
                         errors.Add($"{key}:BackingFile is empty; a Cache export fronts a backing file or block device (it must exist).");
-                    if (e.Size < 0 || e.Size > maxSize)
-                        errors.Add($"{key}:Size is {e.Size}; it must be 0 (the backing file's size) or a size in bytes up to 2^60.");
+                    if (e.SizeBytes < 0 || e.SizeBytes > maxSize)
+                        errors.Add($"{key}:SizeBytes is {e.SizeBytes}; it must be 0 (the backing file's size) or a size in bytes up to 2^60.");
                     break;
             }
         }
