@@ -44,7 +44,32 @@ public sealed class NbdServer : IAsyncDisposable
         "--Tmem:Nbd:Exports:1:BackingFile=backing.img",
     ];
 
-    public Task StartAsync() => Service.StartAsync();
+    /// <summary>
+    /// Starts the service and waits until both NBD listeners accept: the service says it listens
+    /// once the tmem socket does, and the NBD listeners start a moment later (a connection in
+    /// between is refused).
+    /// </summary>
+    public async Task StartAsync()
+    {
+        await Service.StartAsync();
+        foreach (var path in new[] { Socket, AliceSocket })
+        {
+            var clock = Stopwatch.StartNew();
+            while (true)
+            {
+                using var probe = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+                try
+                {
+                    await probe.ConnectAsync(new System.Net.Sockets.UnixDomainSocketEndPoint(path));
+                    break;
+                }
+                catch (System.Net.Sockets.SocketException) when (clock.Elapsed < TimeSpan.FromSeconds(30))
+                {
+                    await Task.Delay(20);
+                }
+            }
+        }
+    }
 
     /// <summary>Waits (up to 10 s) for the service's log to contain <paramref name="text"/> (its console logger writes a moment later).</summary>
     public async Task AssertLoggedAsync(string text)
