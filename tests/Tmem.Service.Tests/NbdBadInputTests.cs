@@ -13,7 +13,7 @@ namespace Tmem.Service.Tests;
 public sealed class NbdBadInputTests : IAsyncLifetime
 {
     private const int P = 4096;
-    private readonly NbdServer _server = new("--Tmem:Service:HandshakeTimeoutSeconds=3", "--Tmem:Nbd:MaxPayloadBytes=1048576");
+    private readonly NbdServer _server = new("--Tmem:Service:HandshakeTimeoutSeconds=3", "--Tmem:Nbd:MaxPayloadBytes=1048576", "--Tmem:Service:Clients:0:Admin=true");
 
     public Task InitializeAsync() => _server.StartAsync();
 
@@ -221,6 +221,29 @@ public sealed class NbdBadInputTests : IAsyncLifetime
         await _server.AssertLoggedAsync("an answer made no progress for 2s");
         await flood.WaitAsync(TimeSpan.FromSeconds(30));
         AssertWorks(good, 28 * P);
+    }
+
+    [Fact]
+    public async Task AnOperator_SeesNbdConnectionsInTheClientList_AndClosesOne_OthersCarryOn()
+    {
+        using var good = new NbdWire(_server.Socket);
+        good.Open("disk");
+        using var victim = new NbdWire(_server.Socket);
+        victim.Open("disk");
+        AssertWorks(victim, 36 * P); // two requests
+        await using var alice = await _server.Service.ConnectAsync("alice"); // an administrator here
+        var nbd = (await alice.ListClientsAsync()).Where(c => c["client"] == "nbd").ToList();
+        Assert.Equal(2, nbd.Count);
+        Assert.All(nbd, c => Assert.Equal("9", c["client_id"]));
+        Assert.All(nbd, c => Assert.Equal(Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture), c["pid"])); // SO_PEERCRED
+        var entry = Assert.Single(nbd, c => c["requests"] == "2");
+        Assert.True(await alice.KillClientAsync(long.Parse(entry["id"], System.Globalization.CultureInfo.InvariantCulture)));
+        Assert.True(victim.ClosedByServer());
+        AssertWorks(good, 40 * P);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while ((await alice.ListClientsAsync()).Count(c => c["client"] == "nbd") > 1 && clock.Elapsed < TimeSpan.FromSeconds(10)) await Task.Delay(20);
+        Assert.Single(await alice.ListClientsAsync(), c => c["client"] == "nbd");
+        await _server.AssertLoggedAsync("an administrator closed it (ClientKill)");
     }
 
     [Fact]

@@ -38,7 +38,7 @@ namespace Tmem.Service.Nbd;
 /// requests in flight finish, and the connection closes.
 /// </para>
 /// </summary>
-internal sealed partial class NbdConnection : IEvictable, IThreadPoolWorkItem
+internal sealed partial class NbdConnection : IEvictable, IClientConnection, IThreadPoolWorkItem
 {
     /// <summary>This connection's unsent answer bytes at which its reader stops reading.</summary>
     internal const int OutputHighWaterBytes = 1 << 20;
@@ -63,6 +63,7 @@ internal sealed partial class NbdConnection : IEvictable, IThreadPoolWorkItem
     private readonly ILogger _logger;
     private readonly CancellationToken _stopping;
     private readonly ConnectionTicket _ticket;
+    private readonly ConnectionRegistry _registry;
     private readonly AsyncSignal _slotFreed = new();
     private readonly AsyncSignal _drained = new();
     private readonly CancellationTokenSource _sendTimeout = new();
@@ -78,6 +79,8 @@ internal sealed partial class NbdConnection : IEvictable, IThreadPoolWorkItem
     private string? _metaExport; // the export the last SET_META_CONTEXT selected base:allocation for
     private int _optionsSeen;
     private volatile bool _evicted;
+    private volatile bool _killed; // an administrator closed it (ClientKill)
+    private long _requests;
     private bool _transmitting;
 
     // Transmission state.
@@ -99,8 +102,12 @@ internal sealed partial class NbdConnection : IEvictable, IThreadPoolWorkItem
     private readonly record struct Segment(byte[] Buffer, int Offset, int Length, bool Batch);
 
     public NbdConnection(Socket socket, NbdListener listener, NbdExports exports, NbdOptions options, ServiceOptions serviceOptions, SessionManager sessions,
-        NbdMetrics nbdMetrics, ILogger logger, string peer, CancellationToken stopping)
+        NbdMetrics nbdMetrics, ILogger logger, string peer, PeerCredentials? credentials, CancellationToken stopping)
     {
+        _registry = sessions.Connections;
+        Id = _registry.NextId();
+        ConnectedAt = DateTimeOffset.UtcNow;
+        Credentials = credentials;
         _socket = socket;
         _listener = listener;
         _exports = exports;
@@ -116,9 +123,25 @@ internal sealed partial class NbdConnection : IEvictable, IThreadPoolWorkItem
         _in = ArrayPool<byte>.Shared.Rent(1024);
         _receiveCancel = CancellationTokenSource.CreateLinkedTokenSource(stopping);
         _ticket = _governor.AdmitUnauthenticated(this);
+        _registry.Add(this);
     }
 
     public string Peer { get; }
+
+    public long Id { get; }
+
+    /// <summary>The export owner's session once an export is open (the operators' client list shows it); null in the handshake.</summary>
+    public Session? Session => _transmitting ? _export?.Session : null;
+
+    public PeerCredentials? Credentials { get; }
+
+    public DateTimeOffset ConnectedAt { get; }
+
+    public long Requests => Volatile.Read(ref _requests);
+
+    public int InFlight => Volatile.Read(ref _inFlight);
+
+    public long QueuedBytes => Volatile.Read(ref _queuedBytes);
 
     private string Client => _listener.Client;
 
@@ -142,6 +165,11 @@ internal sealed partial class NbdConnection : IEvictable, IThreadPoolWorkItem
                     _nbdMetrics.ConnectionClosed();
                 }
             }
+        }
+        catch (OperationCanceledException) when (_killed && !_stopping.IsCancellationRequested)
+        {
+            // Reads no more; the requests started are answered below, then it closes.
+            LogKilled(_export?.Name ?? "-", Client, Peer);
         }
         catch (OperationCanceledException) when (!_stopping.IsCancellationRequested && !_transmitting)
         {
@@ -178,11 +206,26 @@ internal sealed partial class NbdConnection : IEvictable, IThreadPoolWorkItem
         finally
         {
             _governor.Release(_ticket);
+            _registry.Remove(this);
             ArrayPool<byte>.Shared.Return(_in);
             DropOutput();
             _receiveCancel.Dispose();
             _sendTimeout.Dispose();
             if (_export is not null) LogClosed(_export.Name, Client, Peer);
+        }
+    }
+
+    /// <summary>Closes the connection soon (an administrator's ClientKill): it reads no more, answers what it started, and closes.</summary>
+    public void Kill()
+    {
+        _killed = true;
+        try
+        {
+            _receiveCancel.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // closed already
         }
     }
 
@@ -767,6 +810,7 @@ internal sealed partial class NbdConnection : IEvictable, IThreadPoolWorkItem
         Interlocked.Increment(ref _inFlight);
         Interlocked.Add(ref _inFlightBytes, bytes);
         _metrics.RequestStarted();
+        Interlocked.Increment(ref _requests);
         _nbdMetrics.Request(request.Type);
     }
 
@@ -1278,6 +1322,9 @@ internal sealed partial class NbdConnection : IEvictable, IThreadPoolWorkItem
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "NBD connection to '{Export}' of client {Client} ({Peer}) closed")]
     private partial void LogClosed(string export, string client, string peer);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Closing NBD connection to '{Export}' of client {Client} ({Peer}): an administrator closed it (ClientKill)")]
+    private partial void LogKilled(string export, string client, string peer);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "NBD client of '{Export}' ({Client}, {Peer}) disconnected (NBD_CMD_DISC)")]
     private partial void LogDisconnect(string export, string client, string peer);

@@ -138,11 +138,12 @@ internal sealed partial class NbdService(NbdExports exports, SessionManager sess
                 continue;
             }
             if (socket.AddressFamily != AddressFamily.Unix) socket.NoDelay = true;
+            var credentials = PeerCredentials.Of(socket);
             string peer = socket.AddressFamily == AddressFamily.Unix
-                ? $"nbd-unix#{socket.Handle.ToInt64().ToString(CultureInfo.InvariantCulture)}"
-                : $"nbd-{socket.RemoteEndPoint}";
+                ? $"nbd {credentials?.ToString() ?? "unix#" + socket.Handle.ToInt64().ToString(CultureInfo.InvariantCulture)}"
+                : $"nbd {socket.RemoteEndPoint}";
             var connection = new NbdConnection(socket, listener, exports, options.Value, serviceOptions.Value, sessions, metrics,
-                loggerFactory.CreateLogger<NbdConnection>(), peer, _stopping.Token);
+                loggerFactory.CreateLogger<NbdConnection>(), peer, credentials, _stopping.Token);
             _connections[connection] = Task.Run(async () =>
             {
                 try
