@@ -72,7 +72,7 @@ public enum NbdExportMode
 /// <summary>One export (<c>Tmem:Nbd:Exports:N</c>).</summary>
 public sealed class NbdExportOptions
 {
-    /// <summary>The name NBD clients ask for (1 to 4096 UTF-8 bytes, unique; the empty default export is not offered).</summary>
+    /// <summary>The name NBD clients ask for (1 to 255 UTF-8 bytes, unique; the empty default export is not offered).</summary>
     public string Name { get; set; } = "";
 
     /// <summary>The configured client that owns the export: its pool is one of that client's, and only that client's listeners serve it.</summary>
