@@ -9,9 +9,10 @@ namespace Tmem.Service.Nbd;
 /// An export whose pages are a persistent pool of its owner (with
 /// <see cref="PoolOptions.StoreIncompressible"/>, so no write is refused for its contents): a page
 /// not in the pool reads as zeros (a hole). Durability is the store's: in Strict mode a write
-/// completes once its log commit is durable, in Relaxed mode once it is appended; FLUSH waits
-/// for everything appended so far to be committed (one group commit), which covers every write
-/// completed before it on any connection; FUA in Relaxed mode does the same after its write.
+/// completes once its log commit is durable, in Relaxed mode once it is appended; FLUSH commits
+/// everything appended so far at once (one group commit, not the next interval's), which covers
+/// every write completed before it on any connection; FUA in Relaxed mode does the same after its
+/// write.
 /// </summary>
 internal sealed class PersistentExport(NbdExportOptions options, Session session, int poolId, long size, bool relaxed, StorageProbe storage)
     : NbdExport(options, session, poolId, size)
@@ -233,9 +234,9 @@ internal sealed class PersistentExport(NbdExportOptions options, Session session
         if (refusedPage >= 0) throw NoSpace(refused, refusedPage);
     }
 
-    public override ValueTask FlushAsync() => Session.WaitForCommitAsync();
+    public override ValueTask FlushAsync() => Session.CommitAsync();
 
-    private ValueTask CommitIfRelaxedAsync() => relaxed ? Session.WaitForCommitAsync() : ValueTask.CompletedTask;
+    private ValueTask CommitIfRelaxedAsync() => relaxed ? Session.CommitAsync() : ValueTask.CompletedTask;
 
     public override ValueTask CacheAsync(long offset, long length) => ValueTask.CompletedTask; // pages are in RAM or read from the log's mapping
 

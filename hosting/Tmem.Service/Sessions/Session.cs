@@ -48,6 +48,9 @@ internal sealed partial class Session
     /// <summary>Completes once everything the store appended so far is committed (a block device's flush).</summary>
     public ValueTask WaitForCommitAsync() => _manager.Store.WaitForCommitAsync();
 
+    /// <summary>Everything appended so far committed, the commit started now in either durability mode (a block device's FLUSH and FUA).</summary>
+    public ValueTask CommitAsync() => _manager.Store.CommitAsync();
+
     public IReadOnlyList<PoolInfo> GetPools() => Tmem.GetPools();
 
     /// <summary>The store's counters, then the service's (store-wide and service-wide, not this client's).</summary>
