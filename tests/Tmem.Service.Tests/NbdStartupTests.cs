@@ -70,6 +70,34 @@ public sealed class NbdStartupTests
         }
     }
 
+    [NbdToolFact("nbdinfo")]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public async Task Listeners_TheUnixSocketIsTheOwnersOnly_AndTcpServesOnLoopback()
+    {
+        int port;
+        using (var free = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0))
+        {
+            free.Start();
+            port = ((System.Net.IPEndPoint)free.LocalEndpoint).Port;
+        }
+        await using var server = new NbdServer("--Tmem:Nbd:Listeners:2:Client=nbd", $"--Tmem:Nbd:Listeners:2:TcpPort={port}");
+        await server.StartAsync();
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(server.Socket)); // 0600, as the tmem socket
+        await server.AssertLoggedAsync($"NBD listening on TCP 127.0.0.1:{port} for client nbd");
+        Assert.DoesNotContain("not loopback only", server.Service.Output);
+        var (exit, json, err) = (0, "", "");
+        for (int attempt = 0; attempt < 50; attempt++)
+        {
+            (exit, json, err) = await Tool.RunAsync("nbdinfo", ["--json", $"nbd://127.0.0.1:{port}/disk"], 30);
+            if (exit == 0) break;
+            await Task.Delay(100); // the listeners start a moment after the service says it listens
+        }
+        Assert.True(exit == 0, $"nbdinfo over TCP exited {exit}: {err}");
+        var export = System.Text.Json.JsonDocument.Parse(json).RootElement.GetProperty("exports")[0];
+        Assert.Equal("disk", export.GetProperty("export-name").GetString());
+        Assert.Equal(NbdServer.DiskSize, export.GetProperty("export-size").GetInt64());
+    }
+
     [Fact]
     public async Task PersistentExport_ComesBackAfterARestart_MayGrow_NeverShrinks()
     {
