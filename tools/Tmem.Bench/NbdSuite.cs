@@ -113,7 +113,7 @@ internal sealed class NbdSuite
                 run["nbd_stored_bytes_fraction"] = stored;
                 run["nbd_fio_buffer_compress_percentage"] = Math.Clamp(Math.Round(100 * (1 - stored)), 0, 95);
             }
-            await Jobs(Uri, "nbd", (int)run["nbd_fio_buffer_compress_percentage"], run);
+            await Jobs(process.Id, Uri, "nbd", (int)run["nbd_fio_buffer_compress_percentage"], run);
         }
         finally
         {
@@ -137,7 +137,7 @@ internal sealed class NbdSuite
             await ServiceSuite.WaitForSocket(socket, process);
             string uri = $"nbd+unix:///?socket={socket}";
             await Fill(process.Id, uri, $"nbdkit_{allocator}", run);
-            await Jobs(uri, $"nbdkit_{allocator}", compress, run);
+            await Jobs(process.Id, uri, $"nbdkit_{allocator}", compress, run);
         }
         finally
         {
@@ -183,13 +183,23 @@ internal sealed class NbdSuite
         run[$"{prefix}_rss_bytes_per_page"] = (double)(ServiceSuite.ResidentBytes(pid) - before) / Pages;
     }
 
-    private async Task Jobs(string uri, string prefix, int compress, Dictionary<string, double> run)
+    /// <summary>
+    /// The random-read and random-write jobs; besides fio's figures, the server's CPU time per
+    /// request (user + system, over the job's ramp and run, per request fio counted in the run:
+    /// a little high, the same way for every server). Unlike a rate, it hardly moves when other
+    /// work shares the cores.
+    /// </summary>
+    private async Task Jobs(int pid, string uri, string prefix, int compress, Dictionary<string, double> run)
     {
+        double cpu = ServiceSuite.CpuSeconds(pid);
         var read = await Fio(uri, "randread", 16, []);
+        run[$"{prefix}_randread_server_cpu_us"] = (ServiceSuite.CpuSeconds(pid) - cpu) * 1e6 / read.GetProperty("read").GetProperty("total_ios").GetDouble();
         run[$"{prefix}_randread_iops"] = read.GetProperty("read").GetProperty("iops").GetDouble();
         run[$"{prefix}_randread_p50_us"] = Percentile(read.GetProperty("read").GetProperty("clat_ns"), "50.000000") / 1000;
         run[$"{prefix}_randread_p99_us"] = Percentile(read.GetProperty("read").GetProperty("clat_ns"), "99.000000") / 1000;
+        cpu = ServiceSuite.CpuSeconds(pid);
         var write = await Fio(uri, "randwrite", 16, [$"--buffer_compress_percentage={compress}", "--refill_buffers"]);
+        run[$"{prefix}_randwrite_server_cpu_us"] = (ServiceSuite.CpuSeconds(pid) - cpu) * 1e6 / write.GetProperty("write").GetProperty("total_ios").GetDouble();
         run[$"{prefix}_randwrite_iops"] = write.GetProperty("write").GetProperty("iops").GetDouble();
         run[$"{prefix}_randwrite_p50_us"] = Percentile(write.GetProperty("write").GetProperty("clat_ns"), "50.000000") / 1000;
         run[$"{prefix}_randwrite_p99_us"] = Percentile(write.GetProperty("write").GetProperty("clat_ns"), "99.000000") / 1000;
