@@ -89,8 +89,10 @@ builder.Services.AddHostedService<StatsLogService>();
 builder.Services.AddHostedService<CheckpointService>();
 builder.Services.AddHostedService<CompactionService>();
 builder.Services.AddHostedService<WatchdogService>();
-builder.Services.AddHostedService(sp => sp.GetRequiredService<ListenerService>());
+// NBD listens before the tmem listener, so that once the service logs "Listening on Unix socket"
+// every front end accepts.
 builder.Services.AddHostedService(sp => sp.GetRequiredService<NbdService>());
+builder.Services.AddHostedService(sp => sp.GetRequiredService<ListenerService>());
 // Optional: export the Tmem meter over OTLP (Tmem:Service:OtlpEndpoint or OTEL_EXPORTER_OTLP_ENDPOINT).
 OtlpExport.Add(builder.Services, builder.Configuration);
 

@@ -42,8 +42,9 @@ internal sealed class NbdMetrics : IDisposable
 /// The NBD front end's transport (docs/nbd.md): binds every <c>Tmem:Nbd:Listeners</c> entry
 /// before the store opens (Program.cs, with the exports' backing files), listens once the host
 /// starts, serves each connection (<see cref="NbdConnection"/>), and at shutdown stops accepting
-/// and lets every connection answer what it received. Registered after the tmem listener, so it
-/// stops before the store closes.
+/// and lets every connection answer what it received. Registered just before the tmem listener:
+/// it accepts before the service logs that it listens, and stops (after the tmem listener)
+/// before the store closes.
 /// </summary>
 internal sealed partial class NbdService(NbdExports exports, SessionManager sessions, IOptions<NbdOptions> options, IOptions<ServiceOptions> serviceOptions,
     NbdMetrics metrics, ILoggerFactory loggerFactory, ILogger<NbdService> logger) : IHostedService, IDisposable
