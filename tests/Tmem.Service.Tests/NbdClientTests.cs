@@ -198,6 +198,56 @@ public sealed class NbdClientTests(NbdFixture fixture)
         Assert.Contains("\"zero\": true", map);
     }
 
+    [NbdToolFact("nbdfuse")]
+    public async Task Nbdfuse_TheExportAsAFile_OrdinaryFileWritesAndFsync_ReachTheDevice()
+    {
+        // nbdfuse (libnbd-bin) serves the export as a file in a FUSE mount: the kernel's page
+        // cache, a program's write() and fsync() (an NBD FLUSH) in front of the export.
+        const long b = 60L << 20;
+        string mount = Path.Combine(Server.Root, "fuse");
+        string file = Path.Combine(mount, "disk");
+        Directory.CreateDirectory(mount);
+        var info = new System.Diagnostics.ProcessStartInfo("nbdfuse") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { file, Server.Uri("disk") }) info.ArgumentList.Add(a);
+        using var fuse = System.Diagnostics.Process.Start(info)!;
+        var fuseErrors = fuse.StandardError.ReadToEndAsync();
+        try
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (!(File.Exists(file) && new FileInfo(file).Length == NbdServer.DiskSize))
+            {
+                Assert.False(fuse.HasExited, $"nbdfuse exited {(fuse.HasExited ? fuse.ExitCode : 0)}: {(fuse.HasExited ? await fuseErrors : "")}");
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), "nbdfuse did not show the export within 20 s");
+                await Task.Delay(50);
+            }
+            var data = Corpus.Bytes(1 << 20);
+            using (var stream = new FileStream(file, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite))
+            {
+                stream.Position = b + 1000; // not page-aligned
+                stream.Write(data);
+                stream.Flush(flushToDisk: true);
+            }
+            using var c = new NbdWire(Server.Socket);
+            c.Open("disk");
+            Assert.Equal(data, c.Read((ulong)(b + 1000), 1 << 20));
+            // ... and the other way: a write over NBD, read through the file (via the kernel's page cache: this range was never read through the mount, so nothing stale is cached).
+            var other = Corpus.Bytes(2 << 20).AsSpan(1 << 20).ToArray();
+            c.Write((ulong)(b + (2 << 20)), other, NbdWire.FlagFua);
+            using (var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite))
+            {
+                stream.Position = b + (2 << 20);
+                var back = new byte[other.Length];
+                stream.ReadExactly(back);
+                Assert.True(Corpus.Same(other, back), Corpus.Describe(other, back));
+            }
+        }
+        finally
+        {
+            await Tool.RunAsync(Tool.Find("fusermount3") ?? "umount", Tool.Find("fusermount3") is null ? [mount] : ["-u", mount], 30);
+            if (!fuse.WaitForExit(10_000)) fuse.Kill();
+        }
+    }
+
     [Fact]
     public async Task UnalignedWrites_FromEightConnectionsAtOnce_AreReadModifyWriteUnderThePagesLock()
     {

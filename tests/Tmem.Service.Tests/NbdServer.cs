@@ -92,6 +92,9 @@ public static class Tool
     public static string? Missing(params string[] tools)
     {
         var missing = tools.Where(t => t == "nbdsh" ? Python.Value is null : Find(t) is null).ToList();
+        if (missing.Count == 0 && tools.Contains("nbdfuse") && !File.Exists("/dev/fuse")) return "needs /dev/fuse (FUSE), which this machine does not have";
+        if (missing.Count == 0 && tools.Contains("nbdfuse") && Find("fusermount3") is null && Environment.UserName != "root")
+            return "needs fusermount3 (Debian package fuse3) to unmount as a user other than root";
         if (missing.Count == 0) return null;
         var packages = missing.Select(t => Packages.GetValueOrDefault(t, t)).Distinct();
         return $"needs {string.Join(", ", missing)} (Debian package {string.Join(", ", packages)}; .ci/run installs it)";
