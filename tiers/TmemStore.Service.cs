@@ -29,6 +29,21 @@ public sealed partial class TmemStore
     }
 
     /// <summary>
+    /// Completes once everything appended to the log before the call is committed, and starts
+    /// that commit at once in either durability mode (at once for a memory-only store): for a
+    /// client that asks for durability now, such as a block device's FLUSH. Unlike
+    /// <see cref="WaitForCommitAsync"/>, Relaxed mode does not wait for its next interval commit;
+    /// concurrent calls share one commit.
+    /// </summary>
+    /// <param name="cancellationToken">Ends the wait (not the commit) with <see cref="OperationCanceledException"/>.</param>
+    public ValueTask CommitAsync(CancellationToken cancellationToken = default)
+    {
+        ThrowIfDisposed();
+        cancellationToken.ThrowIfCancellationRequested();
+        return Log is { } log ? log.CommitSoonAsync().WithCancellation(cancellationToken) : ValueTask.CompletedTask;
+    }
+
+    /// <summary>
     /// Evicts ahead of demand until the RAM tier's slot bytes are at most
     /// <paramref name="targetSlotBytes"/>, using the same CLOCK eviction a put uses when the budget
     /// is full (ephemeral pages are dropped; committed persistent pages of a durable store lose

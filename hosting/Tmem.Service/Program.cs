@@ -7,6 +7,7 @@ using Microsoft.Extensions.Options;
 using Tmem;
 using Tmem.Service;
 using Tmem.Service.Handlers;
+using Tmem.Service.Nbd;
 using Tmem.Service.Network;
 using Tmem.Service.Observability;
 using Tmem.Service.Operators;
@@ -45,6 +46,8 @@ builder.Services.AddOptions<TmemOptions>().BindConfiguration(TmemOptions.Section
 builder.Services.AddSingleton<IValidateOptions<TmemOptions>, TmemOptionsValidator>();
 builder.Services.AddOptions<ServiceOptions>().BindConfiguration(ServiceOptions.SectionName).ValidateOnStart();
 builder.Services.AddSingleton<IValidateOptions<ServiceOptions>, ServiceOptionsValidator>();
+builder.Services.AddOptions<NbdOptions>().BindConfiguration(NbdOptions.SectionName).ValidateOnStart();
+builder.Services.AddSingleton<IValidateOptions<NbdOptions>, NbdOptionsValidator>();
 builder.Services.AddSingleton<StoreHost>();
 builder.Services.AddSingleton<ServiceMetrics>();
 builder.Services.AddSingleton<ClientDirectory>();
@@ -73,6 +76,10 @@ builder.Services.AddSingleton<RequestHandler, ClientListHandler>();
 builder.Services.AddSingleton<RequestHandler, ClientKillHandler>();
 builder.Services.AddSingleton<RequestDispatcher>();
 builder.Services.AddSingleton<ListenerService>();
+// The NBD front end (docs/nbd.md): exports and listeners of its own, over the same sessions.
+builder.Services.AddSingleton<NbdMetrics>();
+builder.Services.AddSingleton<NbdExports>();
+builder.Services.AddSingleton<NbdService>();
 // Hosted services start in this order and stop in the reverse one: the listeners stop first
 // (finishing the requests in flight), the store last (commit and checkpoint).
 builder.Services.AddHostedService(sp => sp.GetRequiredService<StoreHost>());
@@ -82,6 +89,9 @@ builder.Services.AddHostedService<StatsLogService>();
 builder.Services.AddHostedService<CheckpointService>();
 builder.Services.AddHostedService<CompactionService>();
 builder.Services.AddHostedService<WatchdogService>();
+// NBD listens before the tmem listener, so that once the service logs "Listening on Unix socket"
+// every front end accepts.
+builder.Services.AddHostedService(sp => sp.GetRequiredService<NbdService>());
 builder.Services.AddHostedService(sp => sp.GetRequiredService<ListenerService>());
 // Optional: export the Tmem meter over OTLP (Tmem:Service:OtlpEndpoint or OTEL_EXPORTER_OTLP_ENDPOINT).
 OtlpExport.Add(builder.Services, builder.Configuration);
@@ -96,28 +106,36 @@ var configurationErrors = ConfigurationChecker.Check(builder.Configuration);
 if (configurationErrors.Count > 0) return Fail(ExitCodes.BadConfiguration, "invalid configuration:", configurationErrors);
 using var host = builder.Build();
 ListenerService? listeners = null;
+NbdService? nbd = null;
 try
 {
     _ = host.Services.GetRequiredService<IOptions<TmemOptions>>().Value;
     _ = host.Services.GetRequiredService<IOptions<ServiceOptions>>().Value;
+    _ = host.Services.GetRequiredService<IOptions<NbdOptions>>().Value;
     listeners = host.Services.GetRequiredService<ListenerService>();
     listeners.Bind();
+    nbd = host.Services.GetRequiredService<NbdService>();
+    nbd.Prepare(); // NBD listeners and the exports' backing files, before the data directory is touched
     host.Services.GetRequiredService<StoreHost>().Open();
+    nbd.Attach(); // each export's pool
 }
 catch (OptionsValidationException e)
 {
     listeners?.Unbind();
+    nbd?.Unbind();
     return Fail(ExitCodes.BadConfiguration, "invalid configuration:", e.Failures);
 }
 catch (InvalidOperationException e) when (e.InnerException is FormatException or ArgumentException or InvalidCastException)
 {
     // The binder could not convert a value (ConfigurationChecker should have said so first).
     listeners?.Unbind();
+    nbd?.Unbind();
     return Fail(ExitCodes.BadConfiguration, "invalid configuration:", [$"{e.Message} {e.InnerException.Message}"]);
 }
 catch (StartupFailure e)
 {
     listeners?.Unbind();
+    nbd?.Unbind();
     return Fail(e.ExitCode, e.Message, []);
 }
 await host.RunAsync();

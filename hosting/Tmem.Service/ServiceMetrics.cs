@@ -56,6 +56,9 @@ internal sealed class ServiceMetrics : IDisposable
         Interlocked.Increment(ref _requestsByOpcode[opcode]);
     }
 
+    /// <summary>A request of another front end was received (NBD, whose commands <c>NbdMetrics</c> counts by command).</summary>
+    public void RequestStarted() => Interlocked.Increment(ref _requests);
+
     /// <summary>Requests received with this opcode byte.</summary>
     public long RequestsOf(byte opcode) => Volatile.Read(ref _requestsByOpcode[opcode]);
 

@@ -637,6 +637,25 @@ public sealed class DurableStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task Relaxed_CommitAsync_CommitsAtOnce_NotAtTheNextInterval_ForConcurrentCallersToo()
+    {
+        // A minute between interval commits: only CommitAsync's own commit can end these waits in time.
+        await using var store = TmemStore.Open(new TmemOptions { DataDirectory = _dir, Durability = DurabilityMode.Relaxed, CommitIntervalMs = 60_000, RamBudgetBytes = 64L << 20 });
+        var client = store.GetClient(1);
+        int pool = client.CreatePool(PoolOptions.Persistent);
+        for (int round = 0; round < 3; round++)
+        {
+            for (uint i = 0; i < 16; i++) Assert.Equal(PutStatus.Stored, client.Put(pool, new ObjectId(7), (uint)(round * 16) + i, Compressible(4096, (int)i)));
+            Assert.True(store.UncommittedLogBytes > 0, "Relaxed puts were committed before anyone asked");
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => store.CommitAsync().AsTask())).WaitAsync(TimeSpan.FromSeconds(20));
+            Assert.Equal(0, store.UncommittedLogBytes);
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"CommitAsync took {clock.Elapsed}");
+        }
+        await store.CommitAsync(); // nothing appended: at once
+    }
+
+    [Fact]
     public async Task Relaxed_ManyConcurrentPutAsyncOutrunningTheDevice_AllComplete()
     {
         // Acknowledged on append, 64 writers outrun the device and fill FasterLog's buffer; they

@@ -50,6 +50,13 @@ internal abstract class CommitPolicy
     /// </summary>
     public abstract void RequestCommit();
 
+    /// <summary>
+    /// Asks the loop for a commit now, not at its next interval: someone needs durability at once
+    /// (a block device's FLUSH). Strict: the same as <see cref="RequestCommit"/>; Relaxed: the loop
+    /// commits without waiting for its tick (the interval still bounds what a crash may lose).
+    /// </summary>
+    public virtual void CommitSoon() => RequestCommit();
+
     /// <summary>The commit loop, until <paramref name="token"/> is cancelled (the log closes).</summary>
     public abstract Task RunAsync(CancellationToken token);
 

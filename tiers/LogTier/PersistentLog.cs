@@ -253,6 +253,18 @@ internal sealed class PersistentLog : IDisposable
     }
 
     /// <summary>
+    /// Completes once everything appended before the call is committed, starting the commit at
+    /// once in either mode (Relaxed does not wait for its interval).
+    /// </summary>
+    public ValueTask CommitSoonAsync()
+    {
+        long tail = _log.TailAddress;
+        if (tail <= _log.CommittedUntilAddress) return ValueTask.CompletedTask;
+        if (_waiters.TryAdd(tail - 1, this, out var wait)) _policy.CommitSoon();
+        return wait;
+    }
+
+    /// <summary>
     /// Asks the commit loop for a commit without waiting for it: for records whose durability
     /// nobody awaits (an exclusive get's removal). Relaxed mode commits on its interval anyway.
     /// </summary>

@@ -272,7 +272,7 @@ internal sealed class ServiceSuite
     }
 
     /// <summary>User + system CPU seconds of a process so far (/proc/PID/stat, clock ticks of 1/100 s).</summary>
-    private static double CpuSeconds(int pid)
+    internal static double CpuSeconds(int pid)
     {
         string stat = File.ReadAllText($"/proc/{pid}/stat");
         var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
@@ -280,7 +280,7 @@ internal sealed class ServiceSuite
         return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
     }
 
-    private static async Task WaitForSocket(string path, Process process)
+    internal static async Task WaitForSocket(string path, Process process)
     {
         var clock = Stopwatch.StartNew();
         while (true)
@@ -303,7 +303,7 @@ internal sealed class ServiceSuite
         }
     }
 
-    private static long ResidentBytes(int pid)
+    internal static long ResidentBytes(int pid)
     {
         foreach (var line in File.ReadLines($"/proc/{pid}/status"))
             if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
@@ -311,7 +311,7 @@ internal sealed class ServiceSuite
         throw new InvalidOperationException($"no VmRSS for process {pid}");
     }
 
-    private static string ServiceDll()
+    internal static string ServiceDll()
     {
         if (Environment.GetEnvironmentVariable("TMEM_BENCH_SERVICE_DLL") is { Length: > 0 } given) return Path.GetFullPath(given);
         // The service project is built beside the benchmark (a build-only project reference).

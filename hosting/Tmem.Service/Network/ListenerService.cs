@@ -78,9 +78,9 @@ internal sealed partial class ListenerService(SessionManager sessions, RequestDi
         return Task.CompletedTask;
     }
 
-    private static Socket BindUnix(string path, UnixFileMode mode)
+    /// <summary>Binds a Unix socket (no listen yet), replacing a stale socket file; <paramref name="key"/> names the setting in messages (the NBD listeners use this too).</summary>
+    internal static Socket BindUnix(string path, UnixFileMode mode, string key = $"{S}:SocketPath")
     {
-        string key = $"{S}:SocketPath";
         string? directory = Path.GetDirectoryName(path);
         if (directory is not null && !Directory.Exists(directory))
             throw new StartupFailure(ExitCodes.CannotListen, $"{key} is {path}, but the directory {directory} does not exist; create it or choose another path.");
@@ -126,7 +126,8 @@ internal sealed partial class ListenerService(SessionManager sessions, RequestDi
         }
     }
 
-    private static Socket BindTcp(IPAddress address, int port)
+    /// <summary>Binds a TCP socket (no listen yet); <paramref name="section"/> names the settings' section in messages.</summary>
+    internal static Socket BindTcp(IPAddress address, int port, string section = S)
     {
         var tcp = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
@@ -140,11 +141,11 @@ internal sealed partial class ListenerService(SessionManager sessions, RequestDi
             string why = e.SocketErrorCode switch
             {
                 SocketError.AddressAlreadyInUse => "another process listens there (a Tmem service already running?); stop it or choose another port",
-                SocketError.AddressNotAvailable => $"{address} is not an address of this machine ({S}:TcpAddress); choose one it has, such as 127.0.0.1",
+                SocketError.AddressNotAvailable => $"{address} is not an address of this machine ({section}:TcpAddress); choose one it has, such as 127.0.0.1",
                 SocketError.AccessDenied => "permission denied (ports under 1024 need privileges); choose a port from 1024 up",
                 _ => e.Message,
             };
-            throw new StartupFailure(ExitCodes.CannotListen, $"{S}:TcpPort {port} on {S}:TcpAddress {address} cannot be bound: {why}.", e);
+            throw new StartupFailure(ExitCodes.CannotListen, $"{section}:TcpPort {port} on {section}:TcpAddress {address} cannot be bound: {why}.", e);
         }
     }
 

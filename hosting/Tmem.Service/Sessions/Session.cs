@@ -48,6 +48,9 @@ internal sealed partial class Session
     /// <summary>Completes once everything the store appended so far is committed (a block device's flush).</summary>
     public ValueTask WaitForCommitAsync() => _manager.Store.WaitForCommitAsync();
 
+    /// <summary>Everything appended so far committed, the commit started now in either durability mode (a block device's FLUSH and FUA).</summary>
+    public ValueTask CommitAsync() => _manager.Store.CommitAsync();
+
     public IReadOnlyList<PoolInfo> GetPools() => Tmem.GetPools();
 
     /// <summary>The store's counters, then the service's (store-wide and service-wide, not this client's).</summary>
@@ -72,6 +75,21 @@ internal sealed partial class Session
             }
         });
     }
+
+    /// <summary>
+    /// Creates a pool the service makes on the client's behalf (an NBD export's): the client's pool
+    /// limit applies, its shared-pool allow list does not (a shared UUID here is the service's own,
+    /// random, and told to no one). Runs on the thread pool, as <see cref="CreatePoolAsync"/>.
+    /// </summary>
+    public Task<int> CreateServicePoolAsync(PoolOptions options) => Task.Run(() =>
+    {
+        lock (Client.CreateLock)
+        {
+            if (Tmem.GetPools().Count >= Client.MaxPools)
+                throw new SessionRefusedException(FailureKind.PoolLimitReached, $"client {Name} already has {Client.MaxPools} pools, its limit");
+            return Tmem.CreatePool(options);
+        }
+    });
 
     /// <summary>Destroys (leaves) a pool, on the thread pool (a persistent pool's destruction waits for its commit).</summary>
     public Task DestroyPoolAsync(int poolId) => Task.Run(() => Tmem.DestroyPool(poolId));

@@ -6,7 +6,8 @@ namespace Tmem.Service.Startup;
 
 /// <summary>
 /// Checks the <c>Tmem</c> section before anything binds it: every key must name a setting of
-/// <see cref="TmemOptions"/>, <see cref="ServiceOptions"/> or <see cref="ClientOptions"/> (a
+/// <see cref="TmemOptions"/>, <see cref="ServiceOptions"/>, <see cref="ClientOptions"/> or the NBD
+/// front end's <see cref="Nbd.NbdOptions"/> (a
 /// misspelt key would otherwise be ignored silently; the message suggests the nearest name), and
 /// every value must convert to its setting's type (an enum's message lists the names it takes).
 /// Ranges are the validators' business (OptionsValidators.cs).
@@ -17,8 +18,9 @@ internal static class ConfigurationChecker
     {
         var errors = new List<string>();
         var section = configuration.GetSection(TmemOptions.SectionName);
-        CheckObject(section, typeof(TmemOptions), errors, extra: ["Service"]);
+        CheckObject(section, typeof(TmemOptions), errors, extra: ["Service", "Nbd"]);
         CheckObject(section.GetSection("Service"), typeof(ServiceOptions), errors, extra: []);
+        CheckObject(section.GetSection("Nbd"), typeof(Nbd.NbdOptions), errors, extra: []);
         return errors;
     }
 

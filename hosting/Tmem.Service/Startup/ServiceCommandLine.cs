@@ -15,13 +15,15 @@ internal static class ServiceCommandLine
         environment variables (Tmem__RamBudgetBytes=256MiB), then the command line
         (--Tmem:RamBudgetBytes=256MiB); sizes take units (64KiB, 256MiB, 4GiB) or bytes.
 
-        Common keys (all of them: docs/service.md and docs/engine.md):
+        Common keys (all of them: docs/service.md, docs/engine.md and, for NBD, docs/nbd.md):
           --Tmem:DataDirectory=PATH          persistent pools' log (default ./data; empty: memory only)
           --Tmem:RamBudgetBytes=SIZE         RAM for compressed pages (default 256MiB)
           --Tmem:Durability=Strict|Relaxed   when persistent puts are acknowledged (default Strict)
           --Tmem:Service:SocketPath=PATH     the Unix socket (default ./tmem.sock)
           --Tmem:Service:TcpPort=PORT        also listen on TCP (default off; loopback unless TcpAddress)
           --Tmem:Service:Clients:0:Name=...  the clients that may connect (Id, Secret, SharedPools, ...)
+          --Tmem:Nbd:Exports:0:Name=...      block devices served over NBD (Client, SizeBytes, Mode), on
+          --Tmem:Nbd:Listeners:0:Client=...  NBD listeners, each acting for one client (SocketPath, TcpPort)
 
         Options:
           -h, --help       this text
