@@ -34,6 +34,9 @@ public sealed class GarnetFixture : IAsyncLifetime
         {
             var config = RedisRemotePageStore.ClientConfiguration(Settings(cluster));
             config.AbortOnConnectFail = true; // the tests want the cluster reached before they start
+            // Each store's client bounds its requests by its own RequestTimeoutMs; the shared
+            // connection's own timeout only has to be longer than any of them.
+            config.AsyncTimeout = config.SyncTimeout = 10_000;
             var connection = await ConnectionMultiplexer.ConnectAsync(config);
             return (cluster, connection);
         }
@@ -60,10 +63,10 @@ public sealed class GarnetFixture : IAsyncLifetime
     /// Opens a store with the remote tier on over <paramref name="connection"/> and waits until the
     /// tier reports healthy (evictions before that are dropped, as when the cluster is down).
     /// </summary>
-    public static TmemStore OpenStore(TmemOptions options, RemoteTierOptions remote, IConnectionMultiplexer connection)
+    public static TmemStore OpenStore(TmemOptions options, RemoteTierOptions remote, IConnectionMultiplexer connection, Func<IRemotePageStore, IRemotePageStore>? wrap = null)
     {
         options.RemoteTier = remote;
-        options.UseRemotePageStore(o => new RedisRemotePageStore(o, connection));
+        options.UseRemotePageStore(o => wrap is null ? new RedisRemotePageStore(o, connection) : wrap(new RedisRemotePageStore(o, connection)));
         var store = TmemStore.Open(options);
         var deadline = DateTime.UtcNow.AddSeconds(10);
         while (store.RemoteTier.State != RemoteTierState.Healthy)
