@@ -198,7 +198,7 @@ public sealed class RemoteFailureTests(ITestOutputHelper output)
     [Fact]
     public async Task SlowNode_Paused_GetsMissWithinTheTimeout_ThenResumes()
     {
-        const int TimeoutMs = 150;
+        const int TimeoutMs = 500;
         var (cluster, store) = await StartAsync(TimeoutMs);
         using var _ = cluster;
         using var __ = store;
