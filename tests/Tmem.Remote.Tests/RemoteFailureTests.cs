@@ -207,7 +207,9 @@ public sealed class RemoteFailureTests(ITestOutputHelper output)
         const int Objects = 30, Indexes = 10;
         for (int o = 0; o < Objects; o++)
             for (uint i = 0; i < Indexes; i++) Assert.Equal(PutStatus.Stored, client.Put(pool, Oid(o), i, Page($"o{o}/i{i}", 1)));
+        var watch0 = Stopwatch.StartNew();
         WaitWritten(store);
+        output.WriteLine($"written in {watch0.ElapsedMilliseconds} ms: {RemoteTierTests.Counters(store)}");
         Assert.True(store.GetStats().RemoteWrites > Objects * Indexes / 2, RemoteTierTests.Counters(store));
 
         var node = cluster.Nodes[0];
@@ -217,9 +219,10 @@ public sealed class RemoteFailureTests(ITestOutputHelper output)
         var buffer = new byte[PageSize];
         try
         {
-            for (int o = 0; o < Objects; o++)
+            // Until 12 pages missed: each miss on the paused node waits out the timeout.
+            for (int o = 0; o < Objects && missedPages.Count < 12; o++)
             {
-                for (uint i = 0; i < Indexes; i++)
+                for (uint i = 0; i < Indexes && missedPages.Count < 12; i++)
                 {
                     var watch = Stopwatch.StartNew();
                     var status = await client.GetAsync(pool, Oid(o), i, buffer);

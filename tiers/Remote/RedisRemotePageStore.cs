@@ -103,7 +103,7 @@ public sealed class RedisRemotePageStore : IRemotePageStore
             write = db.HashSetAsync(key, Field(page), value);
             if (_ttl is { } ttl) db.KeyExpire(key, ttl, CommandFlags.FireAndForget);
         }
-        catch (Exception e) when (e is RedisException or ObjectDisposedException)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
             Failed("write", e);
             return RemoteWriteStatus.Failed;
@@ -119,7 +119,7 @@ public sealed class RedisRemotePageStore : IRemotePageStore
             _ = write.ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
             return RemoteWriteStatus.TimedOut;
         }
-        catch (Exception e) when (e is RedisException or ObjectDisposedException or TaskCanceledException)
+        catch (Exception e) when (e is not OutOfMemoryException) // the client also throws InvalidOperationException from a connection torn down mid-read
         {
             Failed("write", e);
             return RemoteWriteStatus.Failed;
@@ -139,7 +139,7 @@ public sealed class RedisRemotePageStore : IRemotePageStore
             get = db.HashGetLeaseAsync(key, field);
             if (take) db.HashDelete(key, field, CommandFlags.FireAndForget); // same connection, so after the HGET
         }
-        catch (Exception e) when (e is RedisException or ObjectDisposedException)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
             Failed("get", e);
             return new RemoteRead(RemoteReadStatus.Failed);
@@ -155,7 +155,7 @@ public sealed class RedisRemotePageStore : IRemotePageStore
             _ = get.ContinueWith(static t => { if (t.IsCompletedSuccessfully) t.Result?.Dispose(); else _ = t.Exception; }, TaskScheduler.Default);
             return new RemoteRead(RemoteReadStatus.TimedOut);
         }
-        catch (Exception e) when (e is RedisException or ObjectDisposedException or TaskCanceledException)
+        catch (Exception e) when (e is not OutOfMemoryException) // the client also throws InvalidOperationException from a connection torn down mid-read
         {
             Failed("get", e);
             return new RemoteRead(RemoteReadStatus.Failed);
@@ -169,7 +169,7 @@ public sealed class RedisRemotePageStore : IRemotePageStore
         {
             _db?.HashDelete(KeyOf(page.Object), Field(page), CommandFlags.FireAndForget);
         }
-        catch (Exception e) when (e is RedisException or ObjectDisposedException)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
             Failed("delete", e);
         }
@@ -182,7 +182,7 @@ public sealed class RedisRemotePageStore : IRemotePageStore
         {
             _db?.KeyDelete(KeyOf(obj), CommandFlags.FireAndForget);
         }
-        catch (Exception e) when (e is RedisException or ObjectDisposedException)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
             Failed("delete", e);
         }
@@ -245,7 +245,7 @@ public sealed class RedisRemotePageStore : IRemotePageStore
                 await connection.GetServer(endpoint).PingAsync().WaitAsync(_timeout + _timeout).ConfigureAwait(false);
                 answering++;
             }
-            catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException or InvalidOperationException)
+            catch (Exception e) when (e is not OutOfMemoryException)
             {
                 error = $"node {endpoint} does not answer: {(e is TimeoutException ? $"no reply within {2 * _options.RequestTimeoutMs} ms" : FirstLine(e.Message))}";
             }

@@ -135,16 +135,32 @@ internal sealed class RemoteBacking : ITierBelow, IDisposable
     {
         if (TryReadQueued(key, take, page, out var status)) return status;
         var fetch = FetchAsync(key, take);
-        using var read = fetch.IsCompleted ? fetch.Result : fetch.AsTask().GetAwaiter().GetResult();
-        return Decode(read, key, page);
+        RemoteRead read;
+        try
+        {
+            read = fetch.IsCompleted ? fetch.Result : fetch.AsTask().GetAwaiter().GetResult();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            read = new RemoteRead(RemoteReadStatus.Failed); // the client must not throw; if it does, a failure
+        }
+        using (read) return Decode(read, key, page);
     }
 
     /// <summary><see cref="Read"/> without holding a thread while the cluster answers.</summary>
     public async ValueTask<GetStatus> ReadAsync(RemotePageKey key, bool take, Memory<byte> page)
     {
         if (TryReadQueued(key, take, page.Span, out var status)) return status;
-        using var read = await FetchAsync(key, take).ConfigureAwait(false);
-        return Decode(read, key, page.Span);
+        RemoteRead read;
+        try
+        {
+            read = await FetchAsync(key, take).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            read = new RemoteRead(RemoteReadStatus.Failed); // the client must not throw; if it does, a failure
+        }
+        using (read) return Decode(read, key, page.Span);
     }
 
     private bool TryReadQueued(in RemotePageKey key, bool take, Span<byte> page, out GetStatus status)
