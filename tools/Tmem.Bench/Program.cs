@@ -2,8 +2,8 @@ using System.CommandLine;
 using Tmem.Bench;
 
 // tools/Tmem.Bench: dotnet run -c Release --project tools/Tmem.Bench -- SUITE [--corpus FILE]... [--json FILE]
-var suite = new Argument<string>("SUITE") { Description = "engine (in-process store), persistent (durable puts, commits, replay) or service (the service beside redis-server)." };
-suite.AcceptOnlyFromAmong("engine", "persistent", "service");
+var suite = new Argument<string>("SUITE") { Description = "engine (in-process store), persistent (durable puts, commits, replay), service (the service beside redis-server) or remote (the remote tier on a Garnet cluster it starts)." };
+suite.AcceptOnlyFromAmong("engine", "persistent", "service", "remote");
 var corpusFiles = new Option<FileInfo[]>("--corpus")
 {
     Description = "A file of 4 KiB pages to benchmark with (repeat for more). Default: ../shared/corpus/anon.pages and file.pages beside the repository when present, else pages cut from the installed .NET runtime's assemblies.",
@@ -32,6 +32,9 @@ root.SetAction(r =>
             break;
         case "persistent":
             new PersistentSuite(corpus, report).Run();
+            break;
+        case "remote":
+            new RemoteSuite(corpus, report).Run();
             break;
         default:
             new ServiceSuite(corpus, report).Run();
