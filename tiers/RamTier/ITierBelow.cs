@@ -4,7 +4,7 @@ namespace Tmem.RamTier;
 /// A tier below the RAM tier, for one kind of page: where a page goes when eviction takes its
 /// RAM copy, and what it holds. The persistent log is one (<c>LogTier.LogBacking</c>): it already
 /// has every persistent page's bytes (written through), so it keeps an evicted page as soon as its
-/// record is committed. The remote tier (<c>RemoteTier.RemoteTier</c>) is the other, for ephemeral
+/// record is committed. The remote tier (<c>RemoteTier.RemoteBacking</c>) is the other, for ephemeral
 /// pages: it copies the compressed bytes out in <see cref="TryKeep"/> and names the copy by the
 /// version it returns as the backing address. Gets of <see cref="PageForm.Below"/> pages read from
 /// the tier below through the translation (<c>Pool</c>), outside the owner's lock.
