@@ -76,8 +76,35 @@ public sealed class TmemOptions
     /// </summary>
     public LogDeviceKind LogDevice { get; set; } = LogDeviceKind.Mapped;
 
+    /// <summary>
+    /// The remote tier for evicted ephemeral pages (section <c>Tmem:RemoteTier</c>; off by
+    /// default; docs/remote-tier.md).
+    /// </summary>
+    public RemoteTierOptions RemoteTier { get; set; } = new();
+
+    /// <summary>
+    /// Gives the store the client of its remote tier's cluster: <paramref name="factory"/> is called
+    /// once when a store opens with <see cref="RemoteTierOptions.Enabled"/>, and the store disposes
+    /// what it returns when it closes. The service passes Tmem.Remote's Redis-protocol client;
+    /// with the remote tier enabled and no client given, the settings are refused.
+    /// </summary>
+    public TmemOptions UseRemotePageStore(Func<RemoteTierOptions, IRemotePageStore> factory)
+    {
+        ArgumentNullException.ThrowIfNull(factory);
+        RemotePageStoreFactory = factory;
+        return this;
+    }
+
+    /// <summary>What <see cref="UseRemotePageStore"/> gave; not a setting (no configuration key binds it).</summary>
+    internal Func<RemoteTierOptions, IRemotePageStore>? RemotePageStoreFactory { get; private set; }
+
     /// <summary>A copy of these settings.</summary>
-    public TmemOptions Clone() => (TmemOptions)MemberwiseClone();
+    public TmemOptions Clone()
+    {
+        var copy = (TmemOptions)MemberwiseClone();
+        copy.RemoteTier = (RemoteTier ?? new RemoteTierOptions()).Clone();
+        return copy;
+    }
 
     /// <summary>
     /// Directory holding the persistent log and the lock file. Null (the default) keeps
@@ -124,10 +151,16 @@ public sealed class TmemOptions
     /// </summary>
     internal Tmem.Diagnostics.StoreDiagnostics? Diagnostics { get; set; }
 
-    internal long EffectiveMaxPages => MaxPages > 0 ? MaxPages : DerivedMaxPages(RamBudgetBytes);
+    internal long EffectiveMaxPages => MaxPages > 0 ? MaxPages : DerivedMaxPages(RamBudgetBytes, RemoteCapacityBytes);
 
-    /// <summary>The page limit when <see cref="MaxPages"/> is 0: budget / 256, at least 1024.</summary>
-    internal static long DerivedMaxPages(long ramBudgetBytes) => Math.Max(1024, ramBudgetBytes / 256);
+    /// <summary>The remote tier's capacity when it is on, else 0: its pages take descriptors too.</summary>
+    internal long RemoteCapacityBytes => RemoteTier is { Enabled: true } remote ? remote.CapacityBytes : 0;
+
+    /// <summary>
+    /// The page limit when <see cref="MaxPages"/> is 0: (budget + the remote tier's capacity) / 256,
+    /// at least 1024 (without the remote tier, budget / 256 as before).
+    /// </summary>
+    internal static long DerivedMaxPages(long ramBudgetBytes, long remoteCapacityBytes = 0) => Math.Max(1024, (ramBudgetBytes + remoteCapacityBytes) / 256);
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting and its allowed range.</summary>
     public void Validate()
@@ -171,5 +204,9 @@ public sealed class TmemOptions
             yield return $"{SectionName}:{nameof(LogDevice)} is {(int)LogDevice}; it must be File or Mapped.";
         if (!(SlabCompactionThreshold >= 0.01 && SlabCompactionThreshold <= 10))
             yield return $"{SectionName}:{nameof(SlabCompactionThreshold)} is {SlabCompactionThreshold}; it must be from 0.01 to 10.";
+        foreach (var error in (RemoteTier ?? new RemoteTierOptions()).GetErrors())
+            yield return error;
+        if (RemoteTier is { Enabled: true } && RemotePageStoreFactory is null)
+            yield return $"{RemoteTierOptions.SectionName}:{nameof(RemoteTierOptions.Enabled)} is true, but the store was given no client for the cluster (TmemOptions.UseRemotePageStore; the service gives Tmem.Remote's).";
     }
 }

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using Tmem.Diagnostics;
 using Tmem.LogTier;
 using Tmem.RamTier;
+using Tmem.RemoteTier;
 using Tmem.Translation;
 
 namespace Tmem;
@@ -50,13 +51,27 @@ public sealed partial class TmemStore : IDisposable, IAsyncDisposable
             log.Committed = _compactor.MaybeStart;
         }
         _directoryLock = directoryLock;
-        _ram = new CompressedRamTier(options, _counters, log is null ? null : new LogBacking(log, _counters));
-        _context = new StoreContext(options, _ram, _counters, log);
+        // Evicted ephemeral pages go to the remote tier when it is on; persistent pages never do.
+        Remote = options.RemoteTier is { Enabled: true } remote && options.RemotePageStoreFactory is { } factory
+            ? new RemoteBacking(remote, factory(remote), _counters)
+            : null;
+        _ram = new CompressedRamTier(options, _counters, log is null ? null : new LogBacking(log, _counters), Remote);
+        _context = new StoreContext(options, _ram, _counters, log, Remote);
         _meter = new TmemMeter(this);
     }
 
     /// <summary>The persistent log of a durable store; null for a memory-only store.</summary>
     internal PersistentLog? Log { get; }
+
+    /// <summary>The remote tier for evicted ephemeral pages; null when it is off.</summary>
+    internal RemoteBacking? Remote { get; }
+
+    /// <summary>
+    /// The remote tier's state (see <see cref="RemoteTierState"/>), with when it began and the last
+    /// failure; <see cref="RemoteTierState.Off"/> without one. The service logs its changes. The
+    /// tier leaves a degraded state by itself once the cluster answers again.
+    /// </summary>
+    public RemoteTierStatus RemoteTier => Remote?.Status ?? new RemoteTierStatus(RemoteTierState.Off, _openedAt, null);
 
     /// <summary>The test and benchmark hooks it was opened with (<see cref="TmemOptions.Diagnostics"/>); null in production.</summary>
     internal StoreDiagnostics? Diagnostics => _options.Diagnostics;
@@ -147,6 +162,20 @@ public sealed partial class TmemStore : IDisposable, IAsyncDisposable
         StorageFullRefused = Volatile.Read(ref _counters.StorageFullRefused),
         StorageFailures = Log is null ? 0 : Volatile.Read(ref Log.Health.Failures),
         NotDurable = Log is null ? 0 : Volatile.Read(ref Log.Health.NotDurableAnswers),
+        RemoteState = (long)(Remote?.Status.State ?? RemoteTierState.Off),
+        RemotePages = Volatile.Read(ref _counters.RemotePages),
+        RemoteBytes = Volatile.Read(ref _counters.RemoteBytes),
+        RemoteQueueBytes = Volatile.Read(ref _counters.RemoteQueueBytes),
+        RemoteWrites = Volatile.Read(ref _counters.RemoteWrites),
+        RemoteWriteDrops = Volatile.Read(ref _counters.RemoteWriteDrops),
+        RemoteWriteFailures = Volatile.Read(ref _counters.RemoteWriteFailures),
+        RemoteHits = Volatile.Read(ref _counters.RemoteHits),
+        RemoteQueueHits = Volatile.Read(ref _counters.RemoteQueueHits),
+        RemoteMisses = Volatile.Read(ref _counters.RemoteMisses),
+        RemoteMismatches = Volatile.Read(ref _counters.RemoteMismatches),
+        RemoteTimeouts = Volatile.Read(ref _counters.RemoteTimeouts),
+        RemoteFailures = Volatile.Read(ref _counters.RemoteFailures),
+        RemoteEvictedPages = Volatile.Read(ref _counters.RemoteEvictedPages),
         };
     }
 
@@ -452,6 +481,7 @@ public sealed partial class TmemStore : IDisposable, IAsyncDisposable
         if (_recovered) Log?.Dispose();
         else Log?.Abandon(); // a failed recovery leaves the directory as it found it
         _directoryLock?.Dispose();
+        Remote?.Dispose(); // bounded: a dead or paused node cannot hold the close
         _ram.Dispose();
         _meter.Dispose();
     }

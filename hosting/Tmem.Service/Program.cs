@@ -41,7 +41,12 @@ builder.Services.AddSystemd();
 builder.Services.TryAddSingleton<ISystemdNotifier, SystemdNotifier>();
 // An empty Tmem:DataDirectory (--Tmem:DataDirectory=) runs the store in memory only.
 builder.Services.AddOptions<TmemOptions>().BindConfiguration(TmemOptions.SectionName)
-    .PostConfigure(o => o.DataDirectory = string.IsNullOrEmpty(o.DataDirectory) ? null : o.DataDirectory)
+    .PostConfigure(o =>
+    {
+        o.DataDirectory = string.IsNullOrEmpty(o.DataDirectory) ? null : o.DataDirectory;
+        // The remote tier's cluster client (Tmem.Remote); used only with Tmem:RemoteTier:Enabled.
+        o.UseRemotePageStore(remote => new Tmem.Remote.RedisRemotePageStore(remote));
+    })
     .ValidateOnStart();
 builder.Services.AddSingleton<IValidateOptions<TmemOptions>, TmemOptionsValidator>();
 builder.Services.AddOptions<ServiceOptions>().BindConfiguration(ServiceOptions.SectionName).ValidateOnStart();
@@ -86,6 +91,7 @@ builder.Services.AddHostedService(sp => sp.GetRequiredService<StoreHost>());
 builder.Services.AddHostedService<CommitService>();
 builder.Services.AddHostedService<ReclaimService>();
 builder.Services.AddHostedService<StatsLogService>();
+builder.Services.AddHostedService<RemoteTierLogService>();
 builder.Services.AddHostedService<CheckpointService>();
 builder.Services.AddHostedService<CompactionService>();
 builder.Services.AddHostedService<WatchdogService>();

@@ -14,7 +14,8 @@ public sealed class ArchitectureTests
     private static readonly Assembly Engine = typeof(TmemStore).Assembly;
 
     [Theory]
-    [InlineData("Tmem.RamTier", new[] { "Tmem.Translation", "Tmem.LogTier" })]
+    [InlineData("Tmem.RamTier", new[] { "Tmem.Translation", "Tmem.LogTier", "Tmem.RemoteTier" })]
+    [InlineData("Tmem.RemoteTier", new[] { "Tmem.Translation", "Tmem.LogTier" })]
     [InlineData("Tmem.Compression", new[] { "Tmem.Translation", "Tmem.LogTier", "Tmem.RamTier" })]
     [InlineData("Tmem.Translation.Admission", new[] { "Tmem.LogTier", "Tmem.RamTier" })]
     public void Namespace_DoesNotDependOn(string layer, string[] forbidden)
@@ -26,6 +27,25 @@ public sealed class ArchitectureTests
                     offenders.Add($"{type.FullName} uses {used.FullName}");
         Assert.Contains(Engine.GetTypes(), t => t.Namespace == layer);
         Assert.Empty(offenders);
+    }
+
+    /// <summary>
+    /// The engine takes no network client: the remote tier's Redis client lives in Tmem.Remote,
+    /// which reaches the engine only through its public seam (IRemotePageStore) and needs nothing
+    /// but the engine, the contracts, the runtime and StackExchange.Redis.
+    /// </summary>
+    [Fact]
+    public void RemoteTierClient_IsItsOwnAssembly_OverThePublicSeam()
+    {
+        Assert.DoesNotContain(Engine.GetReferencedAssemblies(), a => a.Name!.StartsWith("StackExchange", StringComparison.Ordinal));
+        var remote = typeof(Tmem.Remote.RedisRemotePageStore).Assembly;
+        var allowed = new[] { "Tmem.Tiers", "Tmem.Contracts", "StackExchange.Redis", "System", "Microsoft.Extensions" };
+        var references = remote.GetReferencedAssemblies().Select(a => a.Name!).ToList();
+        Assert.Contains("Tmem.Tiers", references);
+        Assert.All(references, name => Assert.True(allowed.Any(a => name == a || name.StartsWith(a + ".", StringComparison.Ordinal)), $"Tmem.Remote references {name}"));
+        Assert.True(typeof(IRemotePageStore).IsPublic);
+        var engineUsed = remote.GetTypes().SelectMany(Signature).Where(t => t.Assembly == Engine).Distinct().ToList();
+        Assert.All(engineUsed, t => Assert.True(t.IsPublic || t.IsNestedPublic, $"Tmem.Remote uses the engine's {t.FullName}"));
     }
 
     private static IEnumerable<Type> Signature(Type type)

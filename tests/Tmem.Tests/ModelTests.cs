@@ -155,9 +155,22 @@ public class ModelTests
         }
     }
 
-    private static void Run(Op[] ops, Coverage coverage)
+    /// <summary>
+    /// The model-based test on stores that <paramref name="open"/> makes from the test's settings
+    /// (the remote tier's tests turn it on); <paramref name="checkRun"/> sees each store before it
+    /// closes. The outcomes seen and how often.
+    /// </summary>
+    public static IReadOnlyDictionary<string, int> RandomOperations(Func<TmemOptions, TmemStore> open, int minOps, int maxOps, int iterations, Action<TmemStore>? checkRun = null)
     {
-        using var store = TmemStore.Open(new TmemOptions { RamBudgetBytes = Budget, MaxPoolsPerClient = MaxPools, BucketsPerPool = 4 });
+        var coverage = new Coverage();
+        GenOp.Array[minOps, maxOps].Sample(ops => Run(ops, coverage, open, checkRun), iter: iterations, threads: 1, print: ops => string.Join("\n", ops.Select(o => o.ToString())));
+        return coverage.Counts;
+    }
+
+    private static void Run(Op[] ops, Coverage coverage, Func<TmemOptions, TmemStore>? open = null, Action<TmemStore>? checkRun = null)
+    {
+        var options = new TmemOptions { RamBudgetBytes = Budget, MaxPoolsPerClient = MaxPools, BucketsPerPool = 4 };
+        using var store = open is null ? TmemStore.Open(options) : open(options);
         var clients = Enumerable.Range(0, Clients).Select(store.GetClient).ToArray();
         var model = new Model();
         var all = Setup.Concat(ops).ToArray();
@@ -191,6 +204,7 @@ public class ModelTests
                 }
             }
         }
+        checkRun?.Invoke(store);
     }
 
     private static void Step(TmemClient[] clients, Model model, Op op, Coverage coverage)

@@ -38,6 +38,21 @@ internal sealed class StoreCounters
 
     public long StorageFullRefused;
 
+    // The remote tier (tiers/RemoteTier): levels, then counters.
+    public long RemotePages;
+    public long RemoteBytes;
+    public long RemoteQueueBytes;
+    public long RemoteWrites;
+    public long RemoteWriteDrops;
+    public long RemoteWriteFailures;
+    public long RemoteHits;
+    public long RemoteQueueHits;
+    public long RemoteMisses;
+    public long RemoteMismatches;
+    public long RemoteTimeouts;
+    public long RemoteFailures;
+    public long RemoteEvictedPages;
+
     /// <summary>
     /// Sum of persistent pages' compressed lengths, each scaled to a 64 KiB page: the mean-size
     /// rule compares fractions of the page size, so pools of different page sizes mix fairly.

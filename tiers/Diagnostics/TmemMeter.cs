@@ -25,7 +25,7 @@ internal sealed class TmemMeter : IDisposable
         foreach (var (name, read) in TmemStats.Fields)
         {
             var (unit, description) = Describe(name);
-            if (name == "storage_state")
+            if (name is "storage_state" or "remote_state")
                 _meter.CreateObservableGauge(name, () => read(Snapshot()), unit, description);
             else if (TmemStats.MonotonicNames.Contains(name))
                 _meter.CreateObservableCounter(name, () => read(Snapshot()), unit, description);
@@ -70,6 +70,20 @@ internal sealed class TmemMeter : IDisposable
         "storage_full_refused" => ("{put}", "persistent puts refused with RejectedStorageFull"),
         "storage_failures" => ("{failure}", "failed attempts to write, sync or allocate the log's files (each retried)"),
         "not_durable" => ("{operation}", "operations answered TmemNotDurableException"),
+        "remote_state" => ("1", "the remote tier: 0 off, 1 healthy, 2 degraded, 3 down"),
+        "remote_pages" => ("{page}", "ephemeral pages only the remote tier holds (queued or written)"),
+        "remote_bytes" => ("By", "bytes of the remote tier's values (headers included)"),
+        "remote_queue_bytes" => ("By", "bytes in the remote tier's writeback queue"),
+        "remote_writes" => ("{write}", "values written to the remote cluster"),
+        "remote_write_drops" => ("{page}", "evicted ephemeral pages the remote tier did not take (queue full, capacity, down)"),
+        "remote_write_failures" => ("{write}", "remote writes that failed or timed out (the page is lost)"),
+        "remote_hits" => ("{get}", "gets answered from the remote cluster"),
+        "remote_queue_hits" => ("{get}", "gets answered from the remote tier's writeback queue"),
+        "remote_misses" => ("{get}", "gets of remote pages that missed"),
+        "remote_mismatches" => ("{get}", "remote values that were not exactly the page asked for"),
+        "remote_timeouts" => ("{request}", "remote requests over Tmem:RemoteTier:RequestTimeoutMs"),
+        "remote_failures" => ("{request}", "remote requests that failed"),
+        "remote_evicted_pages" => ("{page}", "remote pages eviction dropped (page limit, capacity)"),
         _ => (name.EndsWith("bytes", StringComparison.Ordinal) ? "By" : "1", name),
     };
 

@@ -43,6 +43,20 @@ public sealed record TmemStats
         ("storage_full_refused", s => s.StorageFullRefused),
         ("storage_failures", s => s.StorageFailures),
         ("not_durable", s => s.NotDurable),
+        ("remote_state", s => s.RemoteState),
+        ("remote_pages", s => s.RemotePages),
+        ("remote_bytes", s => s.RemoteBytes),
+        ("remote_queue_bytes", s => s.RemoteQueueBytes),
+        ("remote_writes", s => s.RemoteWrites),
+        ("remote_write_drops", s => s.RemoteWriteDrops),
+        ("remote_write_failures", s => s.RemoteWriteFailures),
+        ("remote_hits", s => s.RemoteHits),
+        ("remote_queue_hits", s => s.RemoteQueueHits),
+        ("remote_misses", s => s.RemoteMisses),
+        ("remote_mismatches", s => s.RemoteMismatches),
+        ("remote_timeouts", s => s.RemoteTimeouts),
+        ("remote_failures", s => s.RemoteFailures),
+        ("remote_evicted_pages", s => s.RemoteEvictedPages),
     ];
 
     /// <summary><c>flush_total</c>: flush-page calls.</summary>
@@ -144,6 +158,48 @@ public sealed record TmemStats
     /// <summary><c>not_durable</c>: operations answered <see cref="TmemNotDurableException"/> (the storage failed for longer than <c>DurabilityTimeoutMs</c>).</summary>
     public long NotDurable { get; init; }
 
+    /// <summary><c>remote_state</c>: the remote tier now, as a number: 0 off, 1 healthy, 2 degraded, 3 down (<see cref="Tmem.RemoteTierState"/>).</summary>
+    public long RemoteState { get; init; }
+
+    /// <summary><c>remote_pages</c>: ephemeral pages only the remote tier holds (queued for writing or written); they count in <c>eph_pages</c> too.</summary>
+    public long RemotePages { get; init; }
+
+    /// <summary><c>remote_bytes</c>: bytes of those pages' remote values (64-byte header included), bounded by <see cref="RemoteTierOptions.CapacityBytes"/>.</summary>
+    public long RemoteBytes { get; init; }
+
+    /// <summary><c>remote_queue_bytes</c>: bytes in the writeback queue (queued or being written), bounded by <see cref="RemoteTierOptions.QueueBytes"/>.</summary>
+    public long RemoteQueueBytes { get; init; }
+
+    /// <summary><c>remote_writes</c>: evicted pages written to the cluster.</summary>
+    public long RemoteWrites { get; init; }
+
+    /// <summary><c>remote_write_drops</c>: evicted ephemeral pages the remote tier did not take (queue full, capacity reached, tier down): dropped, as without it.</summary>
+    public long RemoteWriteDrops { get; init; }
+
+    /// <summary><c>remote_write_failures</c>: writes that failed or timed out; the page is lost (its next get misses).</summary>
+    public long RemoteWriteFailures { get; init; }
+
+    /// <summary><c>remote_hits</c>: gets of remote pages answered from the cluster.</summary>
+    public long RemoteHits { get; init; }
+
+    /// <summary><c>remote_queue_hits</c>: gets of remote pages answered from the writeback queue (not written yet).</summary>
+    public long RemoteQueueHits { get; init; }
+
+    /// <summary><c>remote_misses</c>: gets of remote pages that missed: no value, a mismatch, a failure or a timeout.</summary>
+    public long RemoteMisses { get; init; }
+
+    /// <summary><c>remote_mismatches</c>: values that came back but were not exactly the page asked for (handle, version or checksum differ); each was a miss.</summary>
+    public long RemoteMismatches { get; init; }
+
+    /// <summary><c>remote_timeouts</c>: requests to the cluster that took longer than <see cref="RemoteTierOptions.RequestTimeoutMs"/>.</summary>
+    public long RemoteTimeouts { get; init; }
+
+    /// <summary><c>remote_failures</c>: requests to the cluster that failed (no connection, an error reply).</summary>
+    public long RemoteFailures { get; init; }
+
+    /// <summary><c>remote_evicted_pages</c>: remote pages eviction dropped (the page limit, or the capacity nearly reached); counted in <c>evicted_eph_pages</c> too.</summary>
+    public long RemoteEvictedPages { get; init; }
+
     /// <summary>Log bytes on disk per live log byte (the space amplification compaction bounds); 0 when nothing is live.</summary>
     public double LogSpaceAmplification => LogLiveBytes == 0 ? 0 : (double)LogDiskBytes / LogLiveBytes;
 
@@ -170,6 +226,8 @@ public sealed record TmemStats
         "compress_poor", "mean_compress_poor", "pers_limit_refused", "evicted_eph_pages", "slab_compacted_pages",
         "log_compactions", "log_compaction_copied_bytes", "log_truncated_bytes", "log_compaction_failures",
         "storage_full_refused", "storage_failures", "not_durable",
+        "remote_writes", "remote_write_drops", "remote_write_failures", "remote_hits", "remote_queue_hits", "remote_misses",
+        "remote_mismatches", "remote_timeouts", "remote_failures", "remote_evicted_pages",
     };
 
     internal static IReadOnlyList<(string Name, Func<TmemStats, long> Read)> Fields => FieldList;

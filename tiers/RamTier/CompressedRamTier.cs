@@ -18,7 +18,8 @@ namespace Tmem.RamTier;
 /// <para>
 /// Seams: the RAM tier knows its pages' holders only as <see cref="PageOwner"/>s, a page's
 /// representation as a <see cref="PageForm"/>, and the tiers under it as <see cref="ITierBelow"/>
-/// (one for persistent pages, the log of a durable store; one for ephemeral pages, none yet).
+/// (one for persistent pages, the log of a durable store; one for ephemeral pages, the remote
+/// tier when it is on).
 /// </para>
 /// </summary>
 internal sealed unsafe class CompressedRamTier : IDisposable
@@ -29,7 +30,8 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     private readonly SlabAllocator _slabs = new();
     private readonly StoreCounters _counters;
     private readonly ITierBelow? _persistentBelow; // the log of a durable store
-    private readonly ITierBelow? _ephemeralBelow;  // none yet: evicted ephemeral pages are dropped
+    private readonly ITierBelow? _ephemeralBelow;  // the remote tier, or none: evicted ephemeral pages are dropped
+    private readonly long _remoteCapacityBytes;   // counts in the derived page limit
     private readonly bool _maxPagesFollowsBudget; // MaxPages unset: budget / 256, so it follows a new budget
     private long _budgetBytes;   // changed at run time by SetBudget
     private long _maxPages;      // ditto
@@ -50,6 +52,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         _budgetBytes = options.RamBudgetBytes;
         _maxPages = options.EffectiveMaxPages;
         _maxPagesFollowsBudget = options.MaxPages == 0;
+        _remoteCapacityBytes = ephemeralBelow is null ? 0 : options.RemoteCapacityBytes;
         _slabCompactionThreshold = options.SlabCompactionThreshold;
     }
 
@@ -63,7 +66,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     public void SetBudget(long budgetBytes)
     {
         Volatile.Write(ref _budgetBytes, budgetBytes);
-        if (_maxPagesFollowsBudget) Volatile.Write(ref _maxPages, TmemOptions.DerivedMaxPages(budgetBytes));
+        if (_maxPagesFollowsBudget) Volatile.Write(ref _maxPages, TmemOptions.DerivedMaxPages(budgetBytes, _remoteCapacityBytes));
     }
 
     public long SlotBytes => Volatile.Read(ref _slotBytes);
@@ -204,6 +207,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
             storedLength = 0;
             return false;
         }
+        if (d.Clock == 0) d.Clock = 1; // an ephemeral page below is dropped least recently used first
         backingAddress = _descriptors.GetBackingAddress(id);
         storedLength = d.Length;
         return true;
@@ -267,9 +271,11 @@ internal sealed unsafe class CompressedRamTier : IDisposable
 
     /// <summary>
     /// Under the owner's lock, after the caller unmapped the page: frees its slot and descriptor
-    /// and updates the counters.
+    /// and updates the counters. A page the tier below holds is forgotten there as
+    /// <paramref name="how"/> says (by default the tier below deletes its copy). True when the
+    /// page was an ephemeral page only the tier below held.
     /// </summary>
-    public void Release(uint id)
+    public bool Release(uint id, BelowRelease how = BelowRelease.Forget)
     {
         AssertOwnerLocked(id);
         ref var d = ref _descriptors[id];
@@ -282,7 +288,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
                 Interlocked.Decrement(ref _counters.ZeroFilledPages);
                 break;
             case PageForm.Below:
-                Interlocked.Decrement(ref _counters.PersSpilledPages);
+                if ((state & DescriptorFlags.Persistent) != 0) Interlocked.Decrement(ref _counters.PersSpilledPages);
                 break;
             default:
                 _slabs.Free(d.Location);
@@ -292,8 +298,13 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         bool persistent = (state & DescriptorFlags.Persistent) != 0;
         if ((state & DescriptorFlags.Backed) != 0)
         {
+            long address = _descriptors.GetBackingAddress(id);
             _descriptors.SetBackingAddress(id, 0);
-            BelowFor(persistent)?.Account(form == PageForm.Pattern, length, added: false);
+            if (BelowFor(persistent) is { } below)
+            {
+                below.Account(form == PageForm.Pattern, length, added: false);
+                below.Forget(d.Owner!, d.Index, address, length, how);
+            }
         }
         if (persistent)
         {
@@ -309,6 +320,17 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         if (d.Owner is { } owner) Interlocked.Decrement(ref owner.Account.Pages);
         Interlocked.Decrement(ref _pages);
         _descriptors.Free(id);
+        return form == PageForm.Below && !persistent;
+    }
+
+    /// <summary>
+    /// Under the owner's lock, after releasing every page of <paramref name="owner"/> with
+    /// <see cref="BelowRelease.ObjectGone"/>: the ephemeral tier below forgets the object's copies at once.
+    /// </summary>
+    public void ForgetObject(PageOwner owner)
+    {
+        Debug.Assert(owner.Lock.IsHeldByCurrentThread);
+        _ephemeralBelow?.ForgetObject(owner);
     }
 
     /// <summary>
@@ -316,15 +338,16 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     /// A page with a RAM copy goes to the tier below for its kind if that tier keeps it (a
     /// persistent page whose record is committed: it becomes <see cref="PageForm.Below"/>); an
     /// ephemeral page no tier keeps is dropped; a persistent one stays. When
-    /// <paramref name="needBytes"/>, pages that hold no slot bytes are skipped. False if two full
-    /// sweeps find nothing.
+    /// <paramref name="needBytes"/>, pages that hold no slot bytes are skipped, except ephemeral
+    /// pages only the tier below holds while it is nearly full (they are dropped and the sweep goes
+    /// on). False if two full sweeps find nothing.
     /// </summary>
     private bool EvictOne(bool needBytes)
     {
         long limit = 2L * _descriptors.HighWater + 64;
         for (long scanned = 0; scanned < limit; scanned++)
         {
-            if (!AnythingEvictable()) return false;
+            if (!AnythingEvictable(needBytes)) return false;
             uint highWater = _descriptors.HighWater;
             uint id = (uint)((ulong)Interlocked.Increment(ref _hand) % (highWater - 1)) + 1;
             ref var d = ref _descriptors[id];
@@ -345,10 +368,21 @@ internal sealed unsafe class CompressedRamTier : IDisposable
                 flags = d.Flags;
                 if (owner.Find(index) != id || !IsVictim(flags, needBytes)) continue;
                 bool persistent = ((DescriptorFlags)flags & DescriptorFlags.Persistent) != 0;
-                if (HoldsSlot(PageDescriptor.FormOf(flags)) && BelowFor(persistent) is { } below)
+                var form = PageDescriptor.FormOf(flags);
+                if (form == PageForm.Below)
+                {
+                    // An ephemeral page only the tier below holds: it leaves the store.
+                    owner.Unlink(index);
+                    Release(id);
+                    Interlocked.Increment(ref _counters.EvictedEphPages);
+                    Interlocked.Increment(ref _counters.RemoteEvictedPages);
+                    if (needBytes) continue; // that freed no RAM
+                    return true;
+                }
+                if (HoldsSlot(form) && BelowFor(persistent) is { } below)
                 {
                     long address = _descriptors.GetBackingAddress(id);
-                    if (below.TryKeep(ref address, new ReadOnlySpan<byte>(_slabs.AddressOf(d.Location), d.Length)))
+                    if (below.TryKeep(owner, index, form == PageForm.Uncompressed, ref address, new ReadOnlySpan<byte>(_slabs.AddressOf(d.Location), d.Length)))
                     {
                         MoveBelow(id, ref d, address);
                         return true;
@@ -383,20 +417,32 @@ internal sealed unsafe class CompressedRamTier : IDisposable
             _descriptors.SetBackingAddress(id, backingAddress);
         }
         Volatile.Write(ref d.Flags, PageDescriptor.Pack(state, PageForm.Below));
-        Interlocked.Increment(ref _counters.PersSpilledPages);
+        if ((state & DescriptorFlags.Persistent) != 0) Interlocked.Increment(ref _counters.PersSpilledPages);
     }
 
-    /// <summary>Ephemeral pages, or persistent RAM copies that the tier below may take.</summary>
-    private bool AnythingEvictable() =>
-        Volatile.Read(ref _counters.EphPages) > 0
-        || (_persistentBelow is not null && Volatile.Read(ref _counters.PersPages) > Volatile.Read(ref _counters.PersSpilledPages));
+    /// <summary>
+    /// Ephemeral pages with a RAM copy, ephemeral pages below when they may go (the page limit, or
+    /// the tier below nearly full), or persistent RAM copies that the tier below may take.
+    /// </summary>
+    private bool AnythingEvictable(bool needBytes)
+    {
+        long ephemeral = Volatile.Read(ref _counters.EphPages), below = Volatile.Read(ref _counters.RemotePages);
+        return ephemeral > below
+            || (below > 0 && (!needBytes || _ephemeralBelow?.WantsRoom == true))
+            || (_persistentBelow is not null && Volatile.Read(ref _counters.PersPages) > Volatile.Read(ref _counters.PersSpilledPages));
+    }
 
-    private static bool IsVictim(byte flags, bool needBytes)
+    private bool IsVictim(byte flags, bool needBytes)
     {
         var state = (DescriptorFlags)(flags & 0x0F);
         if ((state & DescriptorFlags.Installed) == 0) return false;
         var form = PageDescriptor.FormOf(flags);
-        if (form == PageForm.Below) return false;          // no RAM copy left to take
+        if (form == PageForm.Below)
+        {
+            // No RAM copy left to take. An ephemeral page only the tier below holds may still go:
+            // it frees a descriptor (the page limit) and room in that tier (when it is nearly full).
+            return (state & DescriptorFlags.Persistent) == 0 && (!needBytes || _ephemeralBelow?.WantsRoom == true);
+        }
         if (needBytes && !HoldsSlot(form)) return false; // frees no bytes
         if ((state & DescriptorFlags.Persistent) == 0) return true;
         // A persistent page can only lose a RAM copy the tier below holds too; that frees bytes

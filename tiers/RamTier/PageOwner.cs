@@ -22,6 +22,9 @@ internal abstract class PageOwner(PageOwnerGroup group)
     /// <summary>The pool the pages count in (its page size and page count).</summary>
     public PoolAccount Account => Group.Account;
 
+    /// <summary>The object's id: with the pool's serial, what names its pages in a tier below (the remote tier's keys).</summary>
+    public abstract ObjectId Id { get; }
+
     /// <summary>Under <see cref="Lock"/>: the descriptor id mapped at <paramref name="index"/>, or 0.</summary>
     public abstract uint Find(uint index);
 
@@ -46,9 +49,12 @@ internal abstract class PageOwnerGroup(PoolAccount account)
 }
 
 /// <summary>Per-pool figures the RAM tier keeps up to date: the page size and the pages stored now.</summary>
-internal sealed class PoolAccount(int pageSize)
+internal sealed class PoolAccount(int pageSize, int serial = 0)
 {
     public int PageSize { get; } = pageSize;
+
+    /// <summary>The pool's store-wide serial (names its pages in a tier below).</summary>
+    public int Serial { get; } = serial;
 
     /// <summary>Pages stored now (changed with <see cref="Interlocked"/> on install and release).</summary>
     public long Pages;

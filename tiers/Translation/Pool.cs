@@ -5,6 +5,7 @@ using Tmem.Compression;
 using Tmem.Diagnostics;
 using Tmem.LogTier;
 using Tmem.RamTier;
+using Tmem.RemoteTier;
 using Tmem.Translation.Admission;
 
 namespace Tmem.Translation;
@@ -29,6 +30,7 @@ internal sealed class Pool
     private readonly CompressedRamTier _ram;
     private readonly StoreCounters _counters;
     private readonly PersistentLog? _log; // persistent pools of a store with a data directory
+    private readonly RemoteBacking? _remote; // ephemeral pools of a store with the remote tier on
     private readonly PoorCompressionRule _poorCompression;
     private readonly MeanCompressionRule _meanCompression;
     private readonly int _meanThresholdBytes;
@@ -44,10 +46,11 @@ internal sealed class Pool
         StoreIncompressible = options.StoreIncompressible;
         // Private ephemeral: exclusive; shared ephemeral: not; persistent: as asked.
         ExclusiveGets = Kind == PoolKind.Persistent ? options.ExclusiveGets : SharedUuid is null;
-        Account = new PoolAccount(PageSize);
+        Account = new PoolAccount(PageSize, serial);
         _ram = store.Ram;
         _counters = store.Counters;
         _log = Kind == PoolKind.Persistent ? store.Log : null;
+        _remote = Kind == PoolKind.Ephemeral ? store.Remote : null;
         _poorCompression = new PoorCompressionRule(store.Options.MaxZsize, PageSize);
         _meanCompression = store.MeanCompression;
         _meanThresholdBytes = _meanCompression.ThresholdBytes(PageSize);
@@ -318,6 +321,10 @@ internal sealed class Pool
         RetryOnceCommitted,
         /// <summary>A spilled page: read its record from the log outside the lock (look again if compaction moved it).</summary>
         ReadSpilled,
+        /// <summary>An ephemeral page the remote tier holds (shared pool): read it outside the lock; a miss drops the descriptor.</summary>
+        ReadRemote,
+        /// <summary>An ephemeral page the remote tier holds (private pool): already unmapped under the lock; take it outside.</summary>
+        TakeRemote,
     }
 
     public GetStatus Get(in ObjectId id, uint index, Span<byte> page)
@@ -340,6 +347,12 @@ internal sealed class Pool
                 case GetStep.RetryOnceCommitted:
                     _log!.WaitCommitted(address);
                     continue;
+                case GetStep.ReadRemote:
+                    if (_remote!.Read(_remote.KeyOf(Serial, id, index, address), take: false, page) == GetStatus.Hit) return GetStatus.Hit;
+                    DropRemote(id, index, address);
+                    return GetStatus.Miss;
+                case GetStep.TakeRemote:
+                    return _remote!.Read(_remote.KeyOf(Serial, id, index, address), take: true, page);
                 default:
                     if (TryReadSpilled(id, index, address, compressedLength, page)) return GetStatus.Hit;
                     continue;
@@ -375,6 +388,12 @@ internal sealed class Pool
                 case GetStep.RetryOnceCommitted:
                     await _log!.WaitCommittedAsync(address).WithCancellation(cancellationToken).ConfigureAwait(false);
                     continue;
+                case GetStep.ReadRemote:
+                    if (await _remote!.ReadAsync(_remote.KeyOf(Serial, id, index, address), take: false, page).ConfigureAwait(false) == GetStatus.Hit) return GetStatus.Hit;
+                    DropRemote(id, index, address);
+                    return GetStatus.Miss;
+                case GetStep.TakeRemote:
+                    return await _remote!.ReadAsync(_remote.KeyOf(Serial, id, index, address), take: true, page).ConfigureAwait(false);
                 default:
                     // The read itself waits only for a record that is not committed yet.
                     await _log!.WaitCommittedAsync(address).WithCancellation(cancellationToken).ConfigureAwait(false);
@@ -407,6 +426,17 @@ internal sealed class Pool
                 return address == 0 ? GetStep.Miss : GetStep.MissOnceDurable;
             }
             bool spilled = _ram.TryGetBelow(descriptor, out long spilledAt, out compressedLength);
+            if (spilled && _remote is not null)
+            {
+                // An ephemeral page only the remote tier holds, at version spilledAt. The fetch
+                // runs outside the lock; a private pool's page leaves now (the get takes it).
+                address = spilledAt;
+                if (!ExclusiveGets) return GetStep.ReadRemote;
+                obj.Remove(index);
+                bucket.RemoveIfEmpty(obj);
+                _ram.Release(descriptor, BelowRelease.Taken);
+                return GetStep.TakeRemote;
+            }
             if (!ExclusiveGets)
             {
                 if (spilled)
@@ -440,6 +470,26 @@ internal sealed class Pool
             // not bring it back. Nobody waits for that commit: the caller holds the page now.
             if (AppendTombstone(LogRecordType.FlushPage, id, index) != 0) _log!.RequestCommit();
             return GetStep.Hit;
+        }
+    }
+
+    /// <summary>
+    /// After a shared pool's remote read missed (no value, a mismatch, a failure or a timeout):
+    /// unmaps the page if the handle still holds that version, so every later get misses too
+    /// (get-get coherency) rather than finding it once the cluster answers again.
+    /// </summary>
+    private void DropRemote(in ObjectId id, uint index, long version)
+    {
+        var bucket = BucketFor(id);
+        lock (bucket.Lock)
+        {
+            if (_destroyed) return;
+            var obj = bucket.Find(id);
+            uint descriptor = obj?.Find(index) ?? 0;
+            if (descriptor == 0 || !_ram.TryGetBelow(descriptor, out long at, out _) || at != version) return;
+            obj!.Remove(index);
+            bucket.RemoveIfEmpty(obj);
+            _ram.Release(descriptor);
         }
     }
 
@@ -565,7 +615,23 @@ internal sealed class Pool
     private int ReleaseAll(TmemObject obj)
     {
         int count = obj.Count;
-        obj.DrainTo(_ram, static (ram, _, descriptor) => ram.Release(descriptor));
+        if (_remote is null)
+        {
+            obj.DrainTo(_ram, static (ram, _, descriptor) => ram.Release(descriptor));
+            return count;
+        }
+        // The remote tier deletes the object's values with one command (one key per object).
+        var released = new ObjectRelease(_ram);
+        obj.DrainTo(released, static (r, _, descriptor) => r.Release(descriptor));
+        if (released.Below) _ram.ForgetObject(obj);
         return count;
+    }
+
+    /// <summary>Releases an object's pages with <see cref="BelowRelease.ObjectGone"/>, noting whether any was below.</summary>
+    private sealed class ObjectRelease(CompressedRamTier ram)
+    {
+        public bool Below;
+
+        public void Release(uint descriptor) => Below |= ram.Release(descriptor, BelowRelease.ObjectGone);
     }
 }

@@ -16,7 +16,7 @@ internal sealed class TmemObject : PageOwner
 
     public TmemObject(in ObjectId id, Bucket bucket) : base(bucket) => Id = id;
 
-    public ObjectId Id { get; }
+    public override ObjectId Id { get; }
 
     /// <summary>The bucket holding the object (the owner group the RAM tier knows it by).</summary>
     public Bucket Bucket => (Bucket)Group;

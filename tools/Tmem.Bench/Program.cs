@@ -2,8 +2,8 @@ using System.CommandLine;
 using Tmem.Bench;
 
 // tools/Tmem.Bench: dotnet run -c Release --project tools/Tmem.Bench -- SUITE [--corpus FILE]... [--json FILE]
-var suite = new Argument<string>("SUITE") { Description = "engine (in-process store), persistent (durable puts, commits, replay), service (the service beside redis-server) or nbd (the NBD front end beside nbdkit's memory plugin, driven by fio)." };
-suite.AcceptOnlyFromAmong("engine", "persistent", "service", "nbd");
+var suite = new Argument<string>("SUITE") { Description = "engine (in-process store), persistent (durable puts, commits, replay), service (the service beside redis-server), nbd (the NBD front end beside nbdkit's memory plugin, driven by fio) or remote (the remote tier on a Garnet cluster it starts)." };
+suite.AcceptOnlyFromAmong("engine", "persistent", "service", "nbd", "remote");
 var corpusFiles = new Option<FileInfo[]>("--corpus")
 {
     Description = "A file of 4 KiB pages to benchmark with (repeat for more). Default: ../shared/corpus/anon.pages and file.pages beside the repository when present, else pages cut from the installed .NET runtime's assemblies.",
@@ -35,6 +35,9 @@ root.SetAction(r =>
             break;
         case "nbd":
             new NbdSuite(corpus, report).Run();
+            break;
+        case "remote":
+            new RemoteSuite(corpus, report).Run();
             break;
         default:
             new ServiceSuite(corpus, report).Run();

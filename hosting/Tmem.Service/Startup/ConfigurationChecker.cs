@@ -6,8 +6,8 @@ namespace Tmem.Service.Startup;
 
 /// <summary>
 /// Checks the <c>Tmem</c> section before anything binds it: every key must name a setting of
-/// <see cref="TmemOptions"/>, <see cref="ServiceOptions"/>, <see cref="ClientOptions"/> or the NBD
-/// front end's <see cref="Nbd.NbdOptions"/> (a
+/// <see cref="TmemOptions"/>, <see cref="ServiceOptions"/>, <see cref="RemoteTierOptions"/>, <see cref="ClientOptions"/> or
+/// the NBD front end's <see cref="Nbd.NbdOptions"/> (a
 /// misspelt key would otherwise be ignored silently; the message suggests the nearest name), and
 /// every value must convert to its setting's type (an enum's message lists the names it takes).
 /// Ranges are the validators' business (OptionsValidators.cs).
@@ -18,9 +18,10 @@ internal static class ConfigurationChecker
     {
         var errors = new List<string>();
         var section = configuration.GetSection(TmemOptions.SectionName);
-        CheckObject(section, typeof(TmemOptions), errors, extra: ["Service", "Nbd"]);
+        CheckObject(section, typeof(TmemOptions), errors, extra: ["Service", "Nbd", nameof(TmemOptions.RemoteTier)]);
         CheckObject(section.GetSection("Service"), typeof(ServiceOptions), errors, extra: []);
         CheckObject(section.GetSection("Nbd"), typeof(Nbd.NbdOptions), errors, extra: []);
+        CheckObject(section.GetSection(nameof(TmemOptions.RemoteTier)), typeof(RemoteTierOptions), errors, extra: []);
         return errors;
     }
 
