@@ -266,18 +266,26 @@ public sealed class RemoteFailureTests(ITestOutputHelper output)
         // The node answers again: what missed stays missed (get-get coherency), new pages work.
         await WaitStateAsync(store, RemoteTierState.Healthy, TimeSpan.FromSeconds(15));
         foreach (var (o, i) in missedPages) Assert.Equal(GetStatus.Miss, await client.GetAsync(pool, Oid(o), i, buffer));
+        var before = store.GetStats();
         for (int o = 0; o < Objects; o++)
             for (uint i = 0; i < Indexes; i++) Assert.Equal(PutStatus.Stored, client.Put(pool, Oid(o), i, Page($"o{o}/i{i}", 2)));
         WaitWritten(store);
-        long before = store.GetStats().RemoteHits;
+        var written = store.GetStats();
+        int misses = 0;
         for (int o = 0; o < Objects; o++)
         {
             for (uint i = 0; i < Indexes; i++)
             {
-                Assert.True(await client.GetAsync(pool, Oid(o), i, buffer) == GetStatus.Hit, $"o{o}/i{i} missed after the node resumed; {RemoteTierTests.Counters(store)}");
-                Assert.True(Page($"o{o}/i{i}", 2).AsSpan().SequenceEqual(buffer), $"o{o}/i{i} got {Describe(buffer)}");
+                if (await client.GetAsync(pool, Oid(o), i, buffer) == GetStatus.Hit)
+                    Assert.True(Page($"o{o}/i{i}", 2).AsSpan().SequenceEqual(buffer), $"o{o}/i{i} got {Describe(buffer)}");
+                else misses++;
             }
         }
-        Assert.True(store.GetStats().RemoteHits > before);
+        // Every page written to the cluster comes back; a page may miss only if its write did not
+        // land (a node that just resumed can still time a write out on this loaded machine).
+        var after = store.GetStats();
+        Assert.True(after.RemoteHits > written.RemoteHits, $"no page came back from the cluster after the node resumed; {RemoteTierTests.Counters(store)}");
+        long notWritten = written.RemoteWriteDrops + written.RemoteWriteFailures - before.RemoteWriteDrops - before.RemoteWriteFailures;
+        Assert.True(misses <= notWritten, $"{misses} pages missed after the node resumed, {notWritten} writes did not land; {RemoteTierTests.Counters(store)}");
     }
 }
