@@ -201,7 +201,7 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
             await FlushAsync(fromReader: false).ConfigureAwait(false);
             while (Volatile.Read(ref _queuedBytes) > 0 && !_broken)
                 await _drained.WaitAsync(CancellationToken.None).ConfigureAwait(false);
-            await CloseAsync().ConfigureAwait(false);
+            await GracefulClose.CloseAsync(_socket, _broken).ConfigureAwait(false);
         }
         finally
         {
@@ -1275,36 +1275,6 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
         }
         catch (ObjectDisposedException)
         {
-        }
-    }
-
-    private async Task CloseAsync()
-    {
-        try
-        {
-            if (!_broken)
-            {
-                _socket.Shutdown(SocketShutdown.Send);
-                using var linger = new CancellationTokenSource(TimeSpan.FromSeconds(1));
-                var sink = ArrayPool<byte>.Shared.Rent(4096);
-                try
-                {
-                    while (await _socket.ReceiveAsync(sink, SocketFlags.None, linger.Token).ConfigureAwait(false) > 0)
-                    {
-                    }
-                }
-                finally
-                {
-                    ArrayPool<byte>.Shared.Return(sink);
-                }
-            }
-        }
-        catch (Exception)
-        {
-        }
-        finally
-        {
-            _socket.Dispose();
         }
     }
 

@@ -171,7 +171,7 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ICl
             await FlushAsync(fromReader: false).ConfigureAwait(false);
             while (Volatile.Read(ref _queuedBytes) > 0 && !_broken)
                 await _drained.WaitAsync(CancellationToken.None).ConfigureAwait(false);
-            await CloseAsync().ConfigureAwait(false);
+            await GracefulClose.CloseAsync(_socket, _broken).ConfigureAwait(false);
         }
         finally
         {
@@ -650,42 +650,6 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ICl
             _out = null;
             _outLength = 0;
             SentLocked(length);
-        }
-    }
-
-    /// <summary>
-    /// Closes so that the last response arrives: send FIN, then read (and discard) what the client
-    /// still sends for a moment, since closing with unread input would reset the connection and
-    /// could destroy that response in flight.
-    /// </summary>
-    private async Task CloseAsync()
-    {
-        try
-        {
-            if (!_broken)
-            {
-                _socket.Shutdown(SocketShutdown.Send);
-                using var linger = new CancellationTokenSource(TimeSpan.FromSeconds(1));
-                var sink = ArrayPool<byte>.Shared.Rent(4096);
-                try
-                {
-                    while (await _socket.ReceiveAsync(sink, SocketFlags.None, linger.Token).ConfigureAwait(false) > 0)
-                    {
-                    }
-                }
-                finally
-                {
-                    ArrayPool<byte>.Shared.Return(sink);
-                }
-            }
-        }
-        catch (Exception)
-        {
-            // Reset, timed out or already closed: nothing more to deliver.
-        }
-        finally
-        {
-            _socket.Dispose();
         }
     }
 
