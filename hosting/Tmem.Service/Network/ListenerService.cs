@@ -149,6 +149,8 @@ internal sealed partial class ListenerService(SessionManager sessions, RequestDi
         }
     }
 
+    private bool _closingListeners;
+
     private async Task AcceptLoopAsync(Socket listener)
     {
         var o = options.Value;
@@ -159,7 +161,7 @@ internal sealed partial class ListenerService(SessionManager sessions, RequestDi
             {
                 socket = await listener.AcceptAsync(_stopping.Token).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException || _stopping.IsCancellationRequested)
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException || _stopping.IsCancellationRequested || Volatile.Read(ref _closingListeners))
             {
                 return;
             }
@@ -196,6 +198,7 @@ internal sealed partial class ListenerService(SessionManager sessions, RequestDi
     {
         int open = _connections.Count;
         // Stop accepting, then stop reading: each connection answers what it received and closes.
+        Volatile.Write(ref _closingListeners, true); // an accept failing because its socket closed is the stop, not a failure
         foreach (var listener in _listeners) listener.Dispose();
         _stopping.Cancel();
         await Task.WhenAll(_acceptLoops).ConfigureAwait(false);
