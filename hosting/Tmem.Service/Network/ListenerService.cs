@@ -149,8 +149,6 @@ internal sealed partial class ListenerService(SessionManager sessions, RequestDi
         }
     }
 
-    private bool _closingListeners;
-
     private async Task AcceptLoopAsync(Socket listener)
     {
         var o = options.Value;
@@ -161,7 +159,7 @@ internal sealed partial class ListenerService(SessionManager sessions, RequestDi
             {
                 socket = await listener.AcceptAsync(_stopping.Token).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException || _stopping.IsCancellationRequested || Volatile.Read(ref _closingListeners))
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException || _stopping.IsCancellationRequested)
             {
                 return;
             }
@@ -197,10 +195,11 @@ internal sealed partial class ListenerService(SessionManager sessions, RequestDi
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         int open = _connections.Count;
-        // Stop accepting, then stop reading: each connection answers what it received and closes.
-        Volatile.Write(ref _closingListeners, true); // an accept failing because its socket closed is the stop, not a failure
-        foreach (var listener in _listeners) listener.Dispose();
+        // Stop reading and accepting: each connection answers what it received and closes. Cancel
+        // first, so that an accept failing because its listener closed is known to be the stop
+        // (as NbdService does), not logged as a failure.
         _stopping.Cancel();
+        foreach (var listener in _listeners) listener.Dispose();
         await Task.WhenAll(_acceptLoops).ConfigureAwait(false);
         try
         {
