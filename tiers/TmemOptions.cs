@@ -51,6 +51,16 @@ public sealed class TmemOptions
     public double SlabCompactionThreshold { get; set; } = 0.05;
 
     /// <summary>
+    /// Reclaim ahead of demand: when less than half of a small headroom under
+    /// <see cref="RamBudgetBytes"/> (1/128 of it, at most 16 MiB; and 1/128 of
+    /// <see cref="MaxPages"/>) is left, one background pass evicts until the whole headroom is
+    /// free and runs slab compaction, so puts into a full store rarely evict on their own path.
+    /// Budgets under 8 MiB never use it. Off: every put that needs room evicts for itself, and
+    /// compaction runs after puts. Default on.
+    /// </summary>
+    public bool BackgroundReclaim { get; set; } = true;
+
+    /// <summary>
     /// Size of each log segment file, a power of two from 16 MiB to 1 GiB; compaction frees space
     /// in whole segments, so smaller segments track live data more closely. Used when a data
     /// directory is created; an existing directory keeps the size it was created with (its

@@ -149,6 +149,7 @@ public sealed partial class TmemStore : IDisposable, IAsyncDisposable
         RamSlotBytes = _ram.SlotBytes,
         RamSlabBytes = _ram.SlabBytes,
         SlabCompactedPages = Volatile.Read(ref _counters.SlabCompactedPages),
+        ReclaimFailures = Volatile.Read(ref _counters.ReclaimFailures),
         Pools = Volatile.Read(ref _livePools),
         LogBytes = Log is null ? 0 : Log.TailAddress - Log.BeginAddress,
         LogDiskBytes = disk.Log,
@@ -204,6 +205,9 @@ public sealed partial class TmemStore : IDisposable, IAsyncDisposable
         }
         return moved;
     }
+
+    /// <summary>For tests: returns once no background reclaim pass is queued or running (one starts again only on a put).</summary>
+    internal void WaitForBackgroundReclaim() => _ram.WaitForReclaimPass();
 
     /// <summary>
     /// Durable stores: writes an index checkpoint (every persistent pool, its members, and where

@@ -31,6 +31,51 @@ public class ReclaimTests
         Assert.Throws<ArgumentOutOfRangeException>(() => store.Reclaim(-1));
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void BackgroundReclaim_KeepsHeadroomFreeUnderTheBudget_OnlyWhenOn(bool on)
+    {
+        const long Budget = 16L << 20;
+        using var store = TmemStore.Open(new TmemOptions { RamBudgetBytes = Budget, BackgroundReclaim = on });
+        var client = store.GetClient(1);
+        int eph = client.CreatePool(PoolOptions.Ephemeral);
+        for (uint i = 0; i < 30_000; i++) Assert.Equal(PutStatus.Stored, client.Put(eph, new ObjectId(i / 64), i % 64, TestPages.Compressible(4096, (int)i)));
+        store.WaitForBackgroundReclaim();
+        var stats = store.GetStats();
+        Assert.True(stats.EvictedEphPages > 0, "about twice the budget was put and nothing was evicted");
+        long headroom = Tmem.RamTier.CompressedRamTier.HeadroomBytes(Budget);
+        Assert.Equal(128L << 10, headroom);
+        if (on)
+        {
+            // The last put over the high water (half the headroom free) started a pass that
+            // freed the whole headroom; later puts stayed under the high water.
+            Assert.InRange(stats.RamSlotBytes, Budget - headroom - 8192, Budget - headroom / 2);
+        }
+        else
+        {
+            // Every put evicted just enough for itself: the budget stays full to within a page.
+            Assert.InRange(stats.RamSlotBytes, Budget - 8192, Budget);
+        }
+        Assert.Equal(0, stats.ReclaimFailures);
+        Assert.Equal(30_000, stats.EphPages + stats.EvictedEphPages);
+    }
+
+    [Fact]
+    public void BackgroundReclaim_StoreDisposedWhilePassesRun_NoErrorAndNothingLeft()
+    {
+        // Dispose waits for a running pass before it frees the slabs the pass works on.
+        for (int round = 0; round < 20; round++)
+        {
+            var store = TmemStore.Open(new TmemOptions { RamBudgetBytes = 8L << 20 });
+            var client = store.GetClient(1);
+            int eph = client.CreatePool(PoolOptions.Ephemeral);
+            for (uint i = 0; i < 5_000; i++) client.Put(eph, new ObjectId(i), 0, TestPages.Compressible(4096, (int)i + round));
+            store.Dispose();
+            Assert.Equal(0, store.GetStats().ReclaimFailures); // a pass that ran into freed slabs would count here (or crash the process)
+        }
+    }
+
     [Fact]
     public void Reclaim_WithOnlyPersistentPagesInAMemoryStore_StopsWithoutLosingAny()
     {

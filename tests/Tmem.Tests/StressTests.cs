@@ -15,17 +15,36 @@ public sealed class StressCollection
 /// then), a shared ephemeral pool (through two clients) and a persistent pool, under a tight RAM
 /// budget. Every page names its own handle and version and is a pure function of them, so a hit
 /// proves the page is whole, is that handle's, and (checked against the put/flush history the
-/// thread itself completed) is not stale.
+/// thread itself completed) is not stale. Two shapes: few objects of many pages in a budget small
+/// enough that every put evicts for itself, and thousands of single-page objects in a budget large
+/// enough for the background reclaim pass (which then evicts and compacts beside the workers).
 /// </summary>
 [Collection("Stress")]
 [Trait("Kind", "Integration")]
 public class StressTests(ITestOutputHelper output)
 {
     private const int PageSize = 4096;
-    private const long Budget = 512 << 10;
-    private const int PersistentObjects = 8;  // 128 persistent handles: about 315 KB, always fits
-    private const int EphemeralObjects = 16;  // 256 handles per ephemeral pool: more than the budget holds
-    private const int Indices = 16;
+    /// <summary>The handles the workers use: objects (persistent ones are the first of them) and pages per object.</summary>
+    private sealed record Shape(long Budget, int PersistentObjects, int EphemeralObjects, int Indices)
+    {
+        /// <summary>One page per object, at an index that varies with the object (not always 0).</summary>
+        public bool SinglePage => Indices == 1;
+
+        public uint IndexOf(int obj, Random rng) => SinglePage ? (uint)(obj % 7) : (uint)rng.Next(Indices);
+
+        public IEnumerable<(int Obj, uint Index)> Handles() =>
+            Enumerable.Range(0, EphemeralObjects).SelectMany(obj => SinglePage ? [(obj, (uint)(obj % 7))] : Enumerable.Range(0, Indices).Select(i => (obj, (uint)i)));
+    }
+
+    // 128 persistent handles (about 315 KB, always fit); 256 handles per ephemeral pool, more than the budget holds.
+    private static readonly Shape ManyPageObjects = new(512 << 10, 8, 16, 16);
+
+    // 256 persistent pages (about 630 KB); 6,000 single-page objects per ephemeral pool, the two
+    // pools together about three times what the 8 MiB budget (the smallest that reclaims in the background) holds.
+    private static readonly Shape SinglePageObjects = new(Tmem.RamTier.CompressedRamTier.MinReclaimAheadBudgetBytes, 256, 6_000, 1);
+
+    private Shape _shape = ManyPageObjects;
+    private long Budget => _shape.Budget;
     private const int Threads = 4;
     private const int VersionCap = 1 << 21;
     private const uint Magic = 0x4D454D54;
@@ -72,8 +91,14 @@ public class StressTests(ITestOutputHelper output)
     private int NextSeq() => Interlocked.Increment(ref _seq);
 
     [Fact]
-    public void ConcurrentOperations_TightBudget_PagesWholeFreshAndAccountingConsistent()
+    public void ConcurrentOperations_TightBudget_PagesWholeFreshAndAccountingConsistent() => Run(ManyPageObjects);
+
+    [Fact]
+    public void ConcurrentOperations_SinglePageObjectsChurnWithBackgroundReclaim_PagesWholeFreshAndAccountingConsistent() => Run(SinglePageObjects);
+
+    private void Run(Shape shape)
     {
+        _shape = shape;
         using var store = Stores.Open(Budget);
         var a = store.GetClient(1);
         var b = store.GetClient(2);
@@ -88,6 +113,26 @@ public class StressTests(ITestOutputHelper output)
         Render(probe, PersistentLabel, 3, 5, 12345);
         // Compresses a bit, not to nothing, and stays under MaxMeanZsize (5/8) so the mean rule never applies.
         Assert.InRange(TestPages.Lz4Length(probe), PageSize / 3, PageSize * 5 / 8 - 1);
+
+        if (shape.SinglePage)
+        {
+            // Fill both ephemeral pools once first (three times the budget), so eviction is certain
+            // however fast the workers run; workers then churn what is left.
+            var fill = new byte[PageSize];
+            foreach (var (obj, index) in shape.Handles())
+            {
+                foreach (var (client, poolId, label) in new[] { (a, sharedA, SharedLabel), (_private.Client, _private.PoolId, _private.Label) })
+                {
+                    long version = Interlocked.Increment(ref _version);
+                    Render(fill, label, obj, index, version);
+                    var status = client.Put(poolId, TestPages.Oid(obj), index, fill);
+                    _putStatus[version] = (byte)(1 + (int)status);
+                    _ends[version] = NextSeq();
+                    Assert.Equal(PutStatus.Stored, status);
+                }
+            }
+            Assert.True(store.GetStats().EvictedEphPages > 0, "filling three times the budget evicted nothing");
+        }
 
         var errors = new ConcurrentQueue<string>();
         var hits = new long[3]; // private, shared, persistent
@@ -118,25 +163,24 @@ public class StressTests(ITestOutputHelper output)
         Assert.True(recreations > 0);
         Assert.True(stats.EvictedEphPages > 0, "the budget never forced an eviction");
         Assert.InRange(stats.RamSlotBytes, 0, Budget);
+        Assert.Equal(0, stats.ReclaimFailures);
+        store.WaitForBackgroundReclaim(); // the pass a last put started may still be evicting
         Assert.True(stats.EphPages >= 0 && stats.PersPages >= 0 && stats.ZeroFilledPages >= 0 && stats.EphZbytes >= 0 && stats.PersZbytes >= 0);
 
         // Quiet now: every persistent and shared page is whole and the gauges add up.
         var buffer = new byte[PageSize];
         long persistentPages = 0, sharedPages = 0;
-        for (int obj = 0; obj < EphemeralObjects; obj++)
+        foreach (var (obj, index) in shape.Handles())
         {
-            for (uint index = 0; index < Indices; index++)
+            if (obj < shape.PersistentObjects && a.Get(persistent, TestPages.Oid(obj), index, buffer) == GetStatus.Hit)
             {
-                if (obj < PersistentObjects && a.Get(persistent, TestPages.Oid(obj), index, buffer) == GetStatus.Hit)
-                {
-                    persistentPages++;
-                    Assert.Null(Check(buffer, PersistentLabel, obj, index));
-                }
-                if (b.Get(sharedB, TestPages.Oid(obj), index, buffer) == GetStatus.Hit)
-                {
-                    sharedPages++;
-                    Assert.Null(Check(buffer, SharedLabel, obj, index));
-                }
+                persistentPages++;
+                Assert.Null(Check(buffer, PersistentLabel, obj, index));
+            }
+            if (b.Get(sharedB, TestPages.Oid(obj), index, buffer) == GetStatus.Hit)
+            {
+                sharedPages++;
+                Assert.Null(Check(buffer, SharedLabel, obj, index));
             }
         }
         var quiet = store.GetStats();
@@ -206,8 +250,8 @@ public class StressTests(ITestOutputHelper output)
                 2 => (b, sharedB, SharedLabel),
                 _ => (a, persistent, PersistentLabel),
             };
-            int obj = rng.Next(which == 3 ? PersistentObjects : EphemeralObjects);
-            uint index = (uint)rng.Next(Indices);
+            int obj = rng.Next(which == 3 ? _shape.PersistentObjects : _shape.EphemeralObjects);
+            uint index = _shape.IndexOf(obj, rng);
             var oid = TestPages.Oid(obj);
             var handle = (label, obj, index);
             int roll = rng.Next(100);

@@ -20,6 +20,9 @@ internal sealed class StoreCounters
     public long EvictedEphPages;
     public long SlabCompactedPages;
 
+    /// <summary>Background reclaim passes that ended with an exception (puts then evict for themselves).</summary>
+    public long ReclaimFailures;
+
     // Gauges of what is stored now.
     public long ZeroFilledPages;
     public long EphPages;

@@ -57,6 +57,7 @@ internal sealed class TmemMeter : IDisposable
         "ram_slot_bytes" => ("By", "slot bytes in use in the RAM tier"),
         "ram_slab_bytes" => ("By", "slab bytes the RAM tier holds"),
         "slab_compacted_pages" => ("{page}", "pages moved out of sparse slabs by slab compaction"),
+        "reclaim_failures" => ("{pass}", "background reclaim passes that ended with an error"),
         "pools" => ("{pool}", "live pools (a shared pool once)"),
         "log_bytes" => ("By", "the log from its begin to its tail"),
         "log_disk_bytes" => ("By", "the log's segment files on disk"),

@@ -30,6 +30,7 @@ public sealed record TmemStats
         ("ram_slot_bytes", s => s.RamSlotBytes),
         ("ram_slab_bytes", s => s.RamSlabBytes),
         ("slab_compacted_pages", s => s.SlabCompactedPages),
+        ("reclaim_failures", s => s.ReclaimFailures),
         ("pools", s => s.Pools),
         ("log_bytes", s => s.LogBytes),
         ("log_disk_bytes", s => s.LogDiskBytes),
@@ -118,6 +119,9 @@ public sealed record TmemStats
 
     /// <summary><c>slab_compacted_pages</c>: pages moved out of sparse slabs by compaction.</summary>
     public long SlabCompactedPages { get; init; }
+
+    /// <summary><c>reclaim_failures</c>: background reclaim passes that ended with an error (puts then evict for themselves; nothing is lost).</summary>
+    public long ReclaimFailures { get; init; }
 
     /// <summary><c>pools</c>: live pools (a shared pool counts once).</summary>
     public long Pools { get; init; }

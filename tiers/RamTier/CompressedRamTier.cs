@@ -16,6 +16,14 @@ namespace Tmem.RamTier;
 /// the class and descriptor-table locks are leaves.
 /// </para>
 /// <para>
+/// Reclaim ahead of demand (kswapd's watermarks, on by default: <see cref="TmemOptions.BackgroundReclaim"/>):
+/// a reservation that leaves less than half of <see cref="HeadroomBytes"/> free (or of the page
+/// limit's headroom) queues one background pass that evicts down to the whole headroom, and slab
+/// compaction runs in that pass too; so a put into a full store usually finds room already made
+/// and pays only for its own page. A put that finds the budget full anyway (the pass is behind)
+/// evicts for itself, as it does with reclaim ahead off. At most one pass runs at a time.
+/// </para>
+/// <para>
 /// Seams: the RAM tier knows its pages' holders only as <see cref="PageOwner"/>s, a page's
 /// representation as a <see cref="PageForm"/>, and the tiers under it as <see cref="ITierBelow"/>
 /// (one for persistent pages, the log of a durable store; one for ephemeral pages, the remote
@@ -41,6 +49,11 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     private long _pages;          // reserved + installed descriptors
     private long _hand;           // CLOCK hand
     private int _compacting;
+    private readonly bool _reclaimAhead;
+    private int _reclaiming;          // 1 while a background pass is queued or running
+    private long _reclaimIdleUntil;   // after a pass that could evict nothing: no new pass before this (Environment.TickCount64)
+    private volatile bool _stopped;   // Dispose: no pass starts, a running one stops
+    private readonly Action<CompressedRamTier> _reclaimPass = static ram => ram.ReclaimPass();
     private long _compactRetryWaste; // after a fruitless pass: wait for the waste to grow past this
     private long _compactRetryTicks; // ... or for this time (Environment.TickCount64) to pass
 
@@ -54,7 +67,22 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         _maxPagesFollowsBudget = options.MaxPages == 0;
         _remoteCapacityBytes = ephemeralBelow is null ? 0 : options.RemoteCapacityBytes;
         _slabCompactionThreshold = options.SlabCompactionThreshold;
+        _reclaimAhead = options.BackgroundReclaim;
     }
+
+    /// <summary>Smallest budget reclaim ahead runs for: under it, puts evict for themselves (a headroom of under 64 KiB saves nothing).</summary>
+    public const long MinReclaimAheadBudgetBytes = 8L << 20;
+
+    /// <summary>
+    /// What reclaim ahead keeps free under the budget: 1/128 of it, at most 16 MiB, so it costs
+    /// under 1% of the capacity (and of the page limit: 1/128 of it, at least 16 pages).
+    /// </summary>
+    public static long HeadroomBytes(long budgetBytes) => Math.Min(budgetBytes / 128, 16L << 20);
+
+    private static long HeadroomPages(long maxPages) => Math.Max(16, maxPages / 128);
+
+    /// <summary>Whether reclaim ahead is on now (it is off for budgets under <see cref="MinReclaimAheadBudgetBytes"/>).</summary>
+    private bool ReclaimAhead => _reclaimAhead && Volatile.Read(ref _budgetBytes) >= MinReclaimAheadBudgetBytes;
 
     public long BudgetBytes => Volatile.Read(ref _budgetBytes);
 
@@ -103,8 +131,68 @@ internal sealed unsafe class CompressedRamTier : IDisposable
             }
         }
         id = _descriptors.Allocate();
+        if (allowEviction && ReclaimAhead && OverHighWater()) StartReclaimPass();
         return true;
     }
+
+    /// <summary>Less than half the headroom is left (bytes or pages): time for a pass ahead of demand.</summary>
+    private bool OverHighWater()
+    {
+        long budget = Volatile.Read(ref _budgetBytes), maxPages = Volatile.Read(ref _maxPages);
+        return Volatile.Read(ref _slotBytes) > budget - HeadroomBytes(budget) / 2
+            || Volatile.Read(ref _pages) > maxPages - HeadroomPages(maxPages) / 2;
+    }
+
+    /// <summary>Queues the background pass unless one is queued or running (or the last one found nothing to evict).</summary>
+    private void StartReclaimPass()
+    {
+        if (_stopped || Volatile.Read(ref _reclaiming) != 0 || Environment.TickCount64 < Volatile.Read(ref _reclaimIdleUntil)) return;
+        if (Interlocked.CompareExchange(ref _reclaiming, 1, 0) != 0) return;
+        ThreadPool.UnsafeQueueUserWorkItem(_reclaimPass, this, preferLocal: false);
+    }
+
+    /// <summary>
+    /// The background pass: evicts until the whole headroom is free, then compacts slabs if they
+    /// need it. Eviction is the same CLOCK step a put runs (it takes bucket locks only with
+    /// TryEnter), so puts, gets and other evictors run alongside.
+    /// </summary>
+    private void ReclaimPass()
+    {
+        bool idle = false;
+        try
+        {
+            while (!_stopped)
+            {
+                long budget = Volatile.Read(ref _budgetBytes), maxPages = Volatile.Read(ref _maxPages);
+                bool needBytes = Volatile.Read(ref _slotBytes) > budget - HeadroomBytes(budget);
+                if (!needBytes && Volatile.Read(ref _pages) <= maxPages - HeadroomPages(maxPages)) break;
+                if (!EvictOne(needBytes))
+                {
+                    idle = true; // nothing evictable now (persistent pages only, or all in use): puts evict or refuse for themselves
+                    break;
+                }
+            }
+            if (!_stopped) CompactIfWasteful();
+        }
+        catch (Exception e)
+        {
+            // Nothing is lost: puts evict for themselves meanwhile. Counted and kept for the stats.
+            Interlocked.Increment(ref _counters.ReclaimFailures);
+            LastReclaimError = e;
+            idle = true;
+        }
+        finally
+        {
+            if (idle) Volatile.Write(ref _reclaimIdleUntil, Environment.TickCount64 + 10);
+            Volatile.Write(ref _reclaiming, 0);
+        }
+        // A reservation that crossed the high water after the loop's last check saw the pass
+        // still running and queued nothing: look once more.
+        if (!idle && !_stopped && OverHighWater()) StartReclaimPass();
+    }
+
+    /// <summary>The last exception a background reclaim pass ended with (counted in <c>ReclaimFailures</c>), or null.</summary>
+    public Exception? LastReclaimError { get; private set; }
 
     /// <summary>Gives back a reservation that was never installed.</summary>
     public void CancelReservation(uint id, int slotBytes)
@@ -459,18 +547,42 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     /// </summary>
     public void MaybeCompactSlabs()
     {
-        long used = Volatile.Read(ref _slotBytes);
-        long waste = _slabs.SlabBytes - used;
-        if (waste <= MinCompactionWasteBytes || waste <= used * _slabCompactionThreshold) return;
-        if (waste <= Volatile.Read(ref _compactRetryWaste) && Environment.TickCount64 < Volatile.Read(ref _compactRetryTicks)) return;
+        if (!ReclaimAhead)
+        {
+            CompactIfWasteful();
+            return;
+        }
+        if (SlabsWasteful(out _, out _)) StartReclaimPass();
+    }
+
+    /// <summary>Whether slab waste is over the threshold and not in its hysteresis wait.</summary>
+    private bool SlabsWasteful(out long used, out long waste)
+    {
+        used = Volatile.Read(ref _slotBytes);
+        waste = _slabs.SlabBytes - used;
+        if (waste <= MinCompactionWasteBytes || waste <= used * _slabCompactionThreshold) return false;
+        return waste > Volatile.Read(ref _compactRetryWaste) || Environment.TickCount64 >= Volatile.Read(ref _compactRetryTicks);
+    }
+
+    /// <summary>Runs one compaction pass when <see cref="SlabsWasteful"/> (at most one at a time).</summary>
+    private void CompactIfWasteful()
+    {
+        if (!SlabsWasteful(out long used, out long waste)) return;
         if (Interlocked.CompareExchange(ref _compacting, 1, 0) != 0) return;
         try
         {
-            // A pass that can move nothing (the waste sits in slabs no other slab can absorb) is
-            // not retried until the waste grows by MinCompactionWasteBytes or 100 ms pass.
             bool fruitless = CompactSlabs() == 0;
-            Volatile.Write(ref _compactRetryWaste, fruitless ? waste + MinCompactionWasteBytes : 0);
-            Volatile.Write(ref _compactRetryTicks, fruitless ? Environment.TickCount64 + 100 : 0);
+            // Hysteresis: a pass leaves waste it cannot move (every class's current slab is part
+            // full), often still over the threshold. The next pass waits until the waste grows by
+            // a step beyond what this one left (a quarter of the threshold, at least
+            // MinCompactionWasteBytes), so under eviction churn a pass runs every few hundred puts
+            // and moves many pages, instead of one every hundred puts moving a few (each pass
+            // walks the whole descriptor table). A pass that moved nothing is retried after 100 ms
+            // too. Flushes that empty slabs lower the waste by themselves.
+            long left = _slabs.SlabBytes - Volatile.Read(ref _slotBytes);
+            long step = Math.Max(MinCompactionWasteBytes, (long)(used * _slabCompactionThreshold / 4));
+            Volatile.Write(ref _compactRetryWaste, Math.Max(left, fruitless ? waste : 0) + step);
+            Volatile.Write(ref _compactRetryTicks, fruitless ? Environment.TickCount64 + 100 : long.MaxValue);
         }
         finally
         {
@@ -528,5 +640,19 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         return moved;
     }
 
-    public void Dispose() => _slabs.Dispose();
+    public void Dispose()
+    {
+        // A background pass touches slabs: stop it before they go. It checks _stopped between
+        // evictions, so the wait is one eviction (or one compaction pass) long.
+        _stopped = true;
+        WaitForReclaimPass();
+        _slabs.Dispose();
+    }
+
+    /// <summary>Returns once no background pass is queued or running.</summary>
+    public void WaitForReclaimPass()
+    {
+        var spin = new SpinWait();
+        while (Volatile.Read(ref _reclaiming) != 0) spin.SpinOnce(sleep1Threshold: 10);
+    }
 }
