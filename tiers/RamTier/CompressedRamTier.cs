@@ -357,13 +357,30 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         if (d.Clock == 0) d.Clock = 1; // only write when needed: concurrent readers share no dirty line
     }
 
+    /// <summary>Under the owner's lock: the owner moved the page's entry to owner index <paramref name="ownerIndex"/> (an inline table's entry shifted or rehashed).</summary>
+    public void MoveOwnerIndex(uint id, uint ownerIndex)
+    {
+        AssertOwnerLocked(id);
+        _descriptors[id].Index = ownerIndex;
+    }
+
+    /// <summary>Under the lock both owners share: the page now belongs to <paramref name="owner"/> at <paramref name="ownerIndex"/> (an inline object that got a second page).</summary>
+    public void MoveOwner(uint id, PageOwner owner, uint ownerIndex)
+    {
+        ref var d = ref _descriptors[id];
+        Debug.Assert(owner.Lock.IsHeldByCurrentThread && ReferenceEquals(d.Owner?.Group, owner.Group));
+        d.Index = ownerIndex;
+        Volatile.Write(ref d.Owner, owner);
+    }
+
     /// <summary>
-    /// Under the owner's lock, after the caller unmapped the page: frees its slot and descriptor
-    /// and updates the counters. A page the tier below holds is forgotten there as
-    /// <paramref name="how"/> says (by default the tier below deletes its copy). True when the
-    /// page was an ephemeral page only the tier below held.
+    /// Under the owner's lock, after the caller unmapped the page (object <paramref name="objectId"/>,
+    /// page <paramref name="pageIndex"/>): frees its slot and descriptor and updates the counters.
+    /// A page the tier below holds is forgotten there as <paramref name="how"/> says (by default
+    /// the tier below deletes its copy). True when the page was an ephemeral page only the tier
+    /// below held.
     /// </summary>
-    public bool Release(uint id, BelowRelease how = BelowRelease.Forget)
+    public bool Release(uint id, in ObjectId objectId, uint pageIndex, BelowRelease how = BelowRelease.Forget)
     {
         AssertOwnerLocked(id);
         ref var d = ref _descriptors[id];
@@ -391,7 +408,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
             if (BelowFor(persistent) is { } below)
             {
                 below.Account(form == PageForm.Pattern, length, added: false);
-                below.Forget(d.Owner!, d.Index, address, length, how);
+                below.Forget(new PageHandle(d.Owner!.Account.Serial, objectId, pageIndex), address, length, how);
             }
         }
         if (persistent)
@@ -412,14 +429,11 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     }
 
     /// <summary>
-    /// Under the owner's lock, after releasing every page of <paramref name="owner"/> with
-    /// <see cref="BelowRelease.ObjectGone"/>: the ephemeral tier below forgets the object's copies at once.
+    /// Under the object's lock, after releasing every page of object <paramref name="id"/> of pool
+    /// <paramref name="poolSerial"/> with <see cref="BelowRelease.ObjectGone"/>: the ephemeral tier
+    /// below forgets the object's copies at once.
     /// </summary>
-    public void ForgetObject(PageOwner owner)
-    {
-        Debug.Assert(owner.Lock.IsHeldByCurrentThread);
-        _ephemeralBelow?.ForgetObject(owner);
-    }
+    public void ForgetObject(int poolSerial, in ObjectId id) => _ephemeralBelow?.ForgetObject(poolSerial, id);
 
     /// <summary>
     /// One step of CLOCK: sweeps descriptors, clearing reference bits, until it evicts one page.
@@ -460,17 +474,19 @@ internal sealed unsafe class CompressedRamTier : IDisposable
                 if (form == PageForm.Below)
                 {
                     // An ephemeral page only the tier below holds: it leaves the store.
+                    var gone = owner.HandleOf(index);
                     owner.Unlink(index);
-                    Release(id);
+                    Release(id, gone.Id, gone.Index);
                     Interlocked.Increment(ref _counters.EvictedEphPages);
                     Interlocked.Increment(ref _counters.RemoteEvictedPages);
                     if (needBytes) continue; // that freed no RAM
                     return true;
                 }
+                var handle = owner.HandleOf(index);
                 if (HoldsSlot(form) && BelowFor(persistent) is { } below)
                 {
                     long address = _descriptors.GetBackingAddress(id);
-                    if (below.TryKeep(owner, index, form == PageForm.Uncompressed, ref address, new ReadOnlySpan<byte>(_slabs.AddressOf(d.Location), d.Length)))
+                    if (below.TryKeep(handle, form == PageForm.Uncompressed, ref address, new ReadOnlySpan<byte>(_slabs.AddressOf(d.Location), d.Length)))
                     {
                         MoveBelow(id, ref d, address);
                         return true;
@@ -478,7 +494,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
                 }
                 if (persistent) continue; // never dropped; its tier below cannot take it yet
                 owner.Unlink(index);
-                Release(id);
+                Release(id, handle.Id, handle.Index);
                 Interlocked.Increment(ref _counters.EvictedEphPages);
                 return true;
             }

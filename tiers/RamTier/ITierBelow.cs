@@ -20,7 +20,7 @@ internal interface ITierBelow
     /// <paramref name="bytes"/> the page as the RAM tier holds it (an LZ4 block, or the page itself
     /// when <paramref name="uncompressed"/>). Never waits on anything but leaf locks.
     /// </summary>
-    bool TryKeep(PageOwner owner, uint index, bool uncompressed, ref long backingAddress, ReadOnlySpan<byte> bytes);
+    bool TryKeep(in PageHandle page, bool uncompressed, ref long backingAddress, ReadOnlySpan<byte> bytes);
 
     /// <summary>
     /// A page backed by this tier (it has a backing address), stored as a pattern
@@ -31,16 +31,16 @@ internal interface ITierBelow
     void Account(bool pattern, int storedLength, bool added);
 
     /// <summary>
-    /// Under the owner's lock: a page this tier backs at <paramref name="backingAddress"/> was
+    /// Under the owner's lock: a page (<paramref name="page"/>) this tier backs at <paramref name="backingAddress"/> was
     /// released (put over, flushed, taken, evicted, its pool destroyed); <paramref name="how"/>
     /// says who removes the copy. The log keeps its records (compaction drops dead ones).
     /// </summary>
-    void Forget(PageOwner owner, uint index, long backingAddress, int storedLength, BelowRelease how)
+    void Forget(in PageHandle page, long backingAddress, int storedLength, BelowRelease how)
     {
     }
 
-    /// <summary>Under the owner's lock: every page of <paramref name="owner"/> was released with <see cref="BelowRelease.ObjectGone"/> (a flush object, a destroyed pool).</summary>
-    void ForgetObject(PageOwner owner)
+    /// <summary>Under the owner's lock: every page of object <paramref name="id"/> of pool <paramref name="poolSerial"/> was released with <see cref="BelowRelease.ObjectGone"/> (a flush object, a destroyed pool).</summary>
+    void ForgetObject(int poolSerial, in ObjectId id)
     {
     }
 

@@ -1,8 +1,10 @@
 namespace Tmem.RamTier;
 
 /// <summary>
-/// What the RAM tier knows of whoever holds its pages (a translation's object): the lock that
-/// guards them, the pool account they count in, and how to find and unlink a page by index.
+/// What the RAM tier knows of whoever holds its pages (a translation's object, or a bucket's table
+/// of single-page objects): the lock that guards them, the pool account they count in, and how to
+/// find, name and unlink a page by its owner index (the page index for an object; a table position
+/// for the inline table, which re-points descriptors when entries move).
 /// Every descriptor points at its owner, so eviction and slab compaction work bottom-up (from a
 /// slot to its handle) without the RAM tier knowing the translation: they try the owner's lock,
 /// check that the owner still maps the index to the descriptor, and only then act.
@@ -22,11 +24,14 @@ internal abstract class PageOwner(PageOwnerGroup group)
     /// <summary>The pool the pages count in (its page size and page count).</summary>
     public PoolAccount Account => Group.Account;
 
-    /// <summary>The object's id: with the pool's serial, what names its pages in a tier below (the remote tier's keys).</summary>
-    public abstract ObjectId Id { get; }
-
-    /// <summary>Under <see cref="Lock"/>: the descriptor id mapped at <paramref name="index"/>, or 0.</summary>
+    /// <summary>Under <see cref="Lock"/>: the descriptor id mapped at owner index <paramref name="index"/>, or 0.</summary>
     public abstract uint Find(uint index);
+
+    /// <summary>
+    /// Under <see cref="Lock"/>, for a page mapped at owner index <paramref name="index"/>: its
+    /// handle (with the pool's serial, what names it in a tier below: the remote tier's keys).
+    /// </summary>
+    public abstract PageHandle HandleOf(uint index);
 
     /// <summary>
     /// Under <see cref="Lock"/>, for eviction: unmaps <paramref name="index"/> (the owner may leave
@@ -47,6 +52,9 @@ internal abstract class PageOwnerGroup(PoolAccount account)
     /// <summary>The pool account the group's pages count in.</summary>
     public PoolAccount Account { get; } = account;
 }
+
+/// <summary>A page's name across tiers: its pool's store-wide serial, object id and page index.</summary>
+internal readonly record struct PageHandle(int PoolSerial, ObjectId Id, uint Index);
 
 /// <summary>Per-pool figures the RAM tier keeps up to date: the page size and the pages stored now.</summary>
 internal sealed class PoolAccount(int pageSize, int serial = 0)

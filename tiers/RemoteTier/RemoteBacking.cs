@@ -68,7 +68,7 @@ internal sealed class RemoteBacking : ITierBelow, IDisposable
     /// <summary>Near capacity (within 64 KiB): eviction also drops remote pages, least recently used first.</summary>
     public bool WantsRoom => Volatile.Read(ref _counters.RemoteBytes) + (64 << 10) > _options.CapacityBytes;
 
-    public bool TryKeep(PageOwner owner, uint index, bool uncompressed, ref long backingAddress, ReadOnlySpan<byte> bytes)
+    public bool TryKeep(in PageHandle page, bool uncompressed, ref long backingAddress, ReadOnlySpan<byte> bytes)
     {
         int size = RemoteValue.HeaderSize + bytes.Length;
         if (_closing || _store.Status.State == RemoteTierState.Down
@@ -79,7 +79,7 @@ internal sealed class RemoteBacking : ITierBelow, IDisposable
             return false;
         }
         long version = Interlocked.Increment(ref _version);
-        var key = KeyOf(owner.Account.Serial, owner.Id, index, version);
+        var key = KeyOf(page.PoolSerial, page.Id, page.Index, version);
         var op = new WriteOp(WriteKind.Put, key, RemoteValue.Build(key, uncompressed, bytes), size);
         _pending[version] = op;
         _queue.Writer.TryWrite(op); // unbounded channel: bounded by the bytes reserved above
@@ -101,7 +101,7 @@ internal sealed class RemoteBacking : ITierBelow, IDisposable
         // Counted in TryKeep and Forget, which know the remote value's size.
     }
 
-    public void Forget(PageOwner owner, uint index, long backingAddress, int storedLength, BelowRelease how)
+    public void Forget(in PageHandle page, long backingAddress, int storedLength, BelowRelease how)
     {
         Interlocked.Decrement(ref _counters.RemotePages);
         Interlocked.Add(ref _counters.RemoteBytes, -(RemoteValue.HeaderSize + storedLength));
@@ -112,11 +112,11 @@ internal sealed class RemoteBacking : ITierBelow, IDisposable
             return;
         }
         if (how == BelowRelease.Forget)
-            Enqueue(new WriteOp(WriteKind.DeletePage, KeyOf(owner.Account.Serial, owner.Id, index, backingAddress), null, DeleteCost));
+            Enqueue(new WriteOp(WriteKind.DeletePage, KeyOf(page.PoolSerial, page.Id, page.Index, backingAddress), null, DeleteCost));
     }
 
-    public void ForgetObject(PageOwner owner) =>
-        Enqueue(new WriteOp(WriteKind.DeleteObject, KeyOf(owner.Account.Serial, owner.Id, 0, 0), null, DeleteCost));
+    public void ForgetObject(int poolSerial, in ObjectId id) =>
+        Enqueue(new WriteOp(WriteKind.DeleteObject, KeyOf(poolSerial, id, 0, 0), null, DeleteCost));
 
     /// <summary>A delete: queued if the queue has room, else left to the key's expiry (it only gives memory back).</summary>
     private void Enqueue(WriteOp op)

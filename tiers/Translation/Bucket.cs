@@ -6,47 +6,140 @@ namespace Tmem.Translation;
 /// One hash bucket of a pool: its objects by id, under its own lock. Every translation change
 /// (install, remove, evict, move) happens under this lock, and so does every read of a page's
 /// bytes, which is what keeps a get from seeing a slot that is being freed or reused. To the RAM
-/// tier a bucket is the group of its objects (<see cref="PageOwnerGroup"/>: the lock, the pool's account).
+/// tier a bucket is the group of its page owners (<see cref="PageOwnerGroup"/>: the lock, the pool's account).
+/// <para>
+/// An object of one page lives inline in <see cref="InlinePages"/> (32 bytes of table); its second
+/// page moves it to a <see cref="TmemObject"/> in the dictionary, where it stays until it is empty.
+/// An object is in one of the two, never both.
+/// </para>
 /// </summary>
-internal sealed class Bucket(Pool pool) : PageOwnerGroup(pool.Account)
+internal sealed class Bucket : PageOwnerGroup
 {
+    private readonly CompressedRamTier _ram;
+    private readonly InlinePages _inline;
     private Dictionary<ObjectId, TmemObject>? _objects;
 
-    public Pool Pool { get; } = pool;
-
-    public int ObjectCount => _objects?.Count ?? 0;
-
-    public TmemObject? Find(in ObjectId id) =>
-        _objects is not null && _objects.TryGetValue(id, out var obj) ? obj : null;
-
-    public TmemObject GetOrAdd(in ObjectId id)
+    public Bucket(Pool pool, CompressedRamTier ram) : base(pool.Account)
     {
-        _objects ??= new Dictionary<ObjectId, TmemObject>();
-        if (!_objects.TryGetValue(id, out var obj))
-        {
-            obj = new TmemObject(id, this);
-            _objects.Add(id, obj);
-        }
-        return obj;
+        Pool = pool;
+        _ram = ram;
+        _inline = new InlinePages(this, ram);
     }
 
-    /// <summary>An object disappears when its last page does.</summary>
+    public Pool Pool { get; }
+
+    /// <summary>Objects in the bucket (single-page ones included).</summary>
+    public int ObjectCount => (_objects?.Count ?? 0) + _inline.Count;
+
+    /// <summary>The object of more than one page with this id, or null.</summary>
+    private TmemObject? FindObject(in ObjectId id) =>
+        _objects is { Count: > 0 } objects && objects.TryGetValue(id, out var obj) ? obj : null;
+
+    /// <summary>The descriptor mapped at (<paramref name="id"/>, <paramref name="index"/>), or 0.</summary>
+    public uint Find(in ObjectId id, uint index)
+    {
+        if (FindObject(id) is { } obj) return obj.Find(index);
+        int at = _inline.Locate(id, id.GetHashCode());
+        return at >= 0 && _inline.IndexAt(at) == index ? _inline.DescriptorAt(at) : 0;
+    }
+
+    /// <summary>Whether the bucket holds any page of <paramref name="id"/>.</summary>
+    public bool Contains(in ObjectId id) => FindObject(id) is not null || _inline.Locate(id, id.GetHashCode()) >= 0;
+
+    /// <summary>
+    /// Maps (<paramref name="id"/>, <paramref name="index"/>) to <paramref name="descriptor"/>,
+    /// returning the descriptor it replaced (0 if none) and the owner and owner index the new
+    /// descriptor must be installed with. A new object goes inline; a second page of an inline
+    /// object moves it (and re-points its first page) to a <see cref="TmemObject"/>.
+    /// </summary>
+    public uint Set(in ObjectId id, uint index, uint descriptor, out PageOwner owner, out uint ownerIndex)
+    {
+        if (FindObject(id) is { } obj)
+        {
+            owner = obj;
+            ownerIndex = index;
+            return obj.Set(index, descriptor);
+        }
+        int hash = id.GetHashCode();
+        int at = _inline.Locate(id, hash);
+        owner = _inline;
+        if (at < 0)
+        {
+            ownerIndex = (uint)_inline.Add(id, hash, index, descriptor);
+            return 0;
+        }
+        if (_inline.IndexAt(at) == index)
+        {
+            ownerIndex = (uint)at;
+            return _inline.Replace(at, descriptor);
+        }
+        uint firstIndex = _inline.IndexAt(at);
+        uint first = _inline.RemoveAt(at);
+        obj = new TmemObject(id, this);
+        obj.Set(firstIndex, first);
+        _ram.MoveOwner(first, obj, firstIndex);
+        (_objects ??= new Dictionary<ObjectId, TmemObject>()).Add(id, obj);
+        owner = obj;
+        ownerIndex = index;
+        return obj.Set(index, descriptor);
+    }
+
+    /// <summary>Unmaps (<paramref name="id"/>, <paramref name="index"/>); returns the descriptor it held, or 0. The object goes with its last page.</summary>
+    public uint Remove(in ObjectId id, uint index)
+    {
+        if (FindObject(id) is { } obj)
+        {
+            uint removed = obj.Remove(index);
+            if (obj.Count == 0) _objects!.Remove(id);
+            return removed;
+        }
+        int at = _inline.Locate(id, id.GetHashCode());
+        return at >= 0 && _inline.IndexAt(at) == index ? _inline.RemoveAt(at) : 0;
+    }
+
+    /// <summary>An object left empty by eviction leaves the dictionary.</summary>
     public void RemoveIfEmpty(TmemObject obj)
     {
         if (obj.Count == 0) _objects!.Remove(obj.Id);
     }
 
-    public void Remove(TmemObject obj) => _objects!.Remove(obj.Id);
-
-    /// <summary>The objects (under the lock).</summary>
-    public IEnumerable<TmemObject> Objects => (IEnumerable<TmemObject>?)_objects?.Values ?? [];
-
-    /// <summary>Takes every object out of the bucket (pool destruction).</summary>
-    public TmemObject[] TakeAll()
+    /// <summary>
+    /// Unmaps every page of <paramref name="id"/>, calling <paramref name="release"/> for each
+    /// (page index, descriptor); returns how many there were.
+    /// </summary>
+    public int RemoveObject<TState>(in ObjectId id, TState state, Action<TState, uint, uint> release)
     {
-        if (_objects is null) return [];
+        if (FindObject(id) is { } obj)
+        {
+            int count = obj.Count;
+            _objects!.Remove(id);
+            obj.DrainTo(state, release);
+            return count;
+        }
+        int at = _inline.Locate(id, id.GetHashCode());
+        if (at < 0) return 0;
+        uint index = _inline.IndexAt(at);
+        release(state, index, _inline.RemoveAt(at));
+        return 1;
+    }
+
+    /// <summary>Calls <paramref name="action"/> for every (object id, page index, descriptor) (under the lock).</summary>
+    public void ForEachPage<TState>(TState state, Action<TState, ObjectId, uint, uint> action)
+    {
+        _inline.ForEach(state, action);
+        if (_objects is null) return;
+        foreach (var obj in _objects.Values)
+            obj.ForEach((state, action, obj.Id), static (s, index, descriptor) => s.action(s.state, s.Id, index, descriptor));
+    }
+
+    /// <summary>Takes every page out of the bucket (pool destruction), calling <paramref name="release"/> for each (object id, page index, descriptor).</summary>
+    public void DrainAll<TState>(TState state, Action<TState, ObjectId, uint, uint> release)
+    {
+        _inline.DrainTo(state, release);
+        if (_objects is null) return;
         var all = _objects.Values.ToArray();
         _objects = null;
-        return all;
+        foreach (var obj in all)
+            obj.DrainTo((state, release, obj.Id), static (s, index, descriptor) => s.release(s.state, s.Id, index, descriptor));
     }
 }

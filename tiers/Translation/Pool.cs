@@ -56,7 +56,7 @@ internal sealed class Pool
         _meanThresholdBytes = _meanCompression.ThresholdBytes(PageSize);
         _persistentLimits = store.PersistentLimits;
         _buckets = new Bucket[store.Options.BucketsPerPool];
-        for (int i = 0; i < _buckets.Length; i++) _buckets[i] = new Bucket(this);
+        for (int i = 0; i < _buckets.Length; i++) _buckets[i] = new Bucket(this, _ram);
         _bucketShift = 32 - BitOperations.Log2((uint)_buckets.Length);
     }
 
@@ -156,8 +156,7 @@ internal sealed class Pool
                 _ram.CancelReservation(descriptor, slotBytes);
                 ThrowHelper.ThrowPoolDestroyed();
             }
-            var existing = bucket.Find(id);
-            if (persistent && (existing is null || existing.Find(index) == 0) && _persistentLimits.Refuses(page.StoredLength))
+            if (persistent && bucket.Find(id, index) == 0 && _persistentLimits.Refuses(page.StoredLength))
             {
                 // A new page over the persistent limits (a replacement never is): nothing to flush.
                 _ram.CancelReservation(descriptor, slotBytes);
@@ -180,14 +179,36 @@ internal sealed class Pool
                     throw;
                 }
             }
-            var obj = existing ?? bucket.GetOrAdd(id);
-            if (slotBytes == 0 && !page.SameFilled) _ram.InstallBelow(descriptor, obj, index, page.StoredLength, logAddress);
-            else _ram.Install(descriptor, obj, index, page, persistent, logAddress);
-            uint old = obj.Set(index, descriptor);
-            if (old != 0) _ram.Release(old);
+            uint old = MapAndInstall(bucket, id, index, descriptor, slotBytes, page, slotBytes == 0 && !page.SameFilled ? page.StoredLength : -1, logAddress);
+            if (old != 0) _ram.Release(old, id, index);
         }
         _ram.MaybeCompactSlabs();
         return PutStatus.Stored;
+    }
+
+    /// <summary>
+    /// Under the bucket lock: maps the handle to the reserved descriptor and installs the page
+    /// there (with a RAM copy, or only below: <paramref name="belowLength"/> stored bytes in the
+    /// tier below, when it is not negative); returns the descriptor it
+    /// replaced, which the caller releases. If the install throws, the mapping is undone and the
+    /// reservation given back (the replaced page is released too: a failed put leaves the handle empty).
+    /// </summary>
+    private uint MapAndInstall(Bucket bucket, in ObjectId id, uint index, uint descriptor, int slotBytes, in EncodedPage page, int belowLength, long logAddress)
+    {
+        uint old = bucket.Set(id, index, descriptor, out var owner, out uint ownerIndex);
+        try
+        {
+            if (belowLength >= 0) _ram.InstallBelow(descriptor, owner, ownerIndex, belowLength, logAddress);
+            else _ram.Install(descriptor, owner, ownerIndex, page, Kind == PoolKind.Persistent, logAddress);
+        }
+        catch
+        {
+            bucket.Remove(id, index);
+            _ram.CancelReservation(descriptor, slotBytes);
+            if (old != 0) _ram.Release(old, id, index);
+            throw;
+        }
+        return old;
     }
 
     /// <summary>
@@ -210,11 +231,8 @@ internal sealed class Pool
         var bucket = BucketFor(id);
         lock (bucket.Lock)
         {
-            var obj = bucket.GetOrAdd(id);
-            if (below) _ram.InstallBelow(descriptor, obj, index, page.StoredLength, logAddress);
-            else _ram.Install(descriptor, obj, index, page, persistent: true, logAddress);
-            uint old = obj.Set(index, descriptor);
-            if (old != 0) _ram.Release(old);
+            uint old = MapAndInstall(bucket, id, index, descriptor, below ? 0 : slotBytes, page, below ? page.StoredLength : -1, logAddress);
+            if (old != 0) _ram.Release(old, id, index);
         }
     }
 
@@ -225,8 +243,7 @@ internal sealed class Pool
         foreach (var bucket in _buckets)
         {
             Debug.Assert(bucket.Lock.IsHeldByCurrentThread);
-            foreach (var obj in bucket.Objects)
-                obj.ForEach((pages, obj, _ram), static (s, index, id) => s.pages.Add(CheckpointEntry(s._ram.Describe(id), s.obj.Id, index)));
+            bucket.ForEachPage((pages, _ram), static (s, objectId, index, descriptor) => s.pages.Add(CheckpointEntry(s._ram.Describe(descriptor), objectId, index)));
         }
         return pages;
     }
@@ -242,13 +259,15 @@ internal sealed class Pool
         var bucket = BucketFor(page.ObjectId);
         lock (bucket.Lock)
         {
-            var obj = bucket.GetOrAdd(page.ObjectId);
+            if (bucket.Find(page.ObjectId, page.Index) != 0)
+            {
+                _ram.CancelReservation(descriptor, 0);
+                throw new InvalidDataException($"the checkpoint lists page {page.ObjectId}/{page.Index} of pool serial {Serial} twice");
+            }
             if (page.SameFilled)
-                _ram.Install(descriptor, obj, page.Index, EncodedPage.OfPattern(page.Pattern), persistent: true, page.Address);
+                MapAndInstall(bucket, page.ObjectId, page.Index, descriptor, 0, EncodedPage.OfPattern(page.Pattern), -1, page.Address);
             else
-                _ram.InstallBelow(descriptor, obj, page.Index, page.Length, page.Address);
-            uint old = obj.Set(page.Index, descriptor);
-            if (old != 0) throw new InvalidDataException($"the checkpoint lists page {page.ObjectId}/{page.Index} of pool serial {Serial} twice");
+                MapAndInstall(bucket, page.ObjectId, page.Index, descriptor, 0, default, page.Length, page.Address);
         }
     }
 
@@ -267,14 +286,7 @@ internal sealed class Pool
     public void RestoreFlushObject(in ObjectId id)
     {
         var bucket = BucketFor(id);
-        lock (bucket.Lock)
-        {
-            if (bucket.Find(id) is { } obj)
-            {
-                ReleaseAll(obj);
-                bucket.Remove(obj);
-            }
-        }
+        lock (bucket.Lock) ReleaseObject(bucket, id);
     }
 
     /// <summary>A put failed: count it, and flush any older page at the handle (put-put coherency).</summary>
@@ -416,9 +428,8 @@ internal sealed class Pool
         lock (bucket.Lock)
         {
             if (_destroyed) ThrowHelper.ThrowPoolDestroyed();
-            var obj = bucket.Find(id);
-            uint descriptor = obj?.Find(index) ?? 0;
-            if (obj is null || descriptor == 0)
+            uint descriptor = bucket.Find(id, index);
+            if (descriptor == 0)
             {
                 // Strict: the page may be missing only through a flush not committed yet; the
                 // miss is reported once that is durable, so no crash can bring the page back.
@@ -432,9 +443,8 @@ internal sealed class Pool
                 // runs outside the lock; a private pool's page leaves now (the get takes it).
                 address = spilledAt;
                 if (!ExclusiveGets) return GetStep.ReadRemote;
-                obj.Remove(index);
-                bucket.RemoveIfEmpty(obj);
-                _ram.Release(descriptor, BelowRelease.Taken);
+                bucket.Remove(id, index);
+                _ram.Release(descriptor, id, index, BelowRelease.Taken);
                 return GetStep.TakeRemote;
             }
             if (!ExclusiveGets)
@@ -463,9 +473,8 @@ internal sealed class Pool
             if (!spilled) _ram.Read(descriptor, page);
             // The page leaves now, under the lock, so two exclusive gets never both get it,
             // and its tombstone is ordered before any later put of the handle.
-            obj.Remove(index);
-            bucket.RemoveIfEmpty(obj);
-            _ram.Release(descriptor);
+            bucket.Remove(id, index);
+            _ram.Release(descriptor, id, index);
             // A persistent page taken by an exclusive get is logged as flushed, so replay does
             // not bring it back. Nobody waits for that commit: the caller holds the page now.
             if (AppendTombstone(LogRecordType.FlushPage, id, index) != 0) _log!.RequestCommit();
@@ -484,12 +493,10 @@ internal sealed class Pool
         lock (bucket.Lock)
         {
             if (_destroyed) return;
-            var obj = bucket.Find(id);
-            uint descriptor = obj?.Find(index) ?? 0;
+            uint descriptor = bucket.Find(id, index);
             if (descriptor == 0 || !_ram.TryGetBelow(descriptor, out long at, out _) || at != version) return;
-            obj!.Remove(index);
-            bucket.RemoveIfEmpty(obj);
-            _ram.Release(descriptor);
+            bucket.Remove(id, index);
+            _ram.Release(descriptor, id, index);
         }
     }
 
@@ -540,7 +547,7 @@ internal sealed class Pool
         lock (bucket.Lock)
         {
             if (_destroyed) return false;
-            uint descriptor = bucket.Find(id)?.Find(index) ?? 0;
+            uint descriptor = bucket.Find(id, index);
             if (descriptor == 0 || _ram.BackingAddressOf(descriptor) != from) return false;
             _ram.MoveBackingAddress(descriptor, log.Append(record));
             return true;
@@ -571,11 +578,7 @@ internal sealed class Pool
         lock (bucket.Lock)
         {
             if (_destroyed) ThrowHelper.ThrowPoolDestroyed();
-            if (bucket.Find(id) is { } obj)
-            {
-                removed = ReleaseAll(obj);
-                bucket.Remove(obj);
-            }
+            removed = ReleaseObject(bucket, id);
             logAddress = removed > 0 ? AppendTombstone(LogRecordType.FlushObject, id, 0) : ObservedState();
         }
         Interlocked.Increment(ref _counters.FlobjTotal);
@@ -594,8 +597,15 @@ internal sealed class Pool
         {
             lock (bucket.Lock)
             {
-                foreach (var obj in bucket.TakeAll())
-                    ReleaseAll(obj);
+                if (_remote is null)
+                {
+                    bucket.DrainAll(_ram, static (ram, id, index, descriptor) => ram.Release(descriptor, id, index));
+                    continue;
+                }
+                // The remote tier deletes each object's values with one command (one key per object).
+                var released = new ObjectRelease(_ram, this);
+                bucket.DrainAll(released, static (r, id, index, descriptor) => r.Release(descriptor, id, index));
+                released.ForgetObjects();
             }
         }
     }
@@ -603,35 +613,42 @@ internal sealed class Pool
     private bool RemovePage(Bucket bucket, in ObjectId id, uint index)
     {
         Debug.Assert(bucket.Lock.IsHeldByCurrentThread);
-        var obj = bucket.Find(id);
-        if (obj is null) return false;
-        uint descriptor = obj.Remove(index);
+        uint descriptor = bucket.Remove(id, index);
         if (descriptor == 0) return false;
-        bucket.RemoveIfEmpty(obj);
-        _ram.Release(descriptor);
+        _ram.Release(descriptor, id, index);
         return true;
     }
 
-    private int ReleaseAll(TmemObject obj)
+    /// <summary>Under the bucket lock: unmaps and releases every page of an object; returns how many.</summary>
+    private int ReleaseObject(Bucket bucket, in ObjectId id)
     {
-        int count = obj.Count;
+        Debug.Assert(bucket.Lock.IsHeldByCurrentThread);
         if (_remote is null)
-        {
-            obj.DrainTo(_ram, static (ram, _, descriptor) => ram.Release(descriptor));
-            return count;
-        }
+            return bucket.RemoveObject(id, (_ram, id), static (s, index, descriptor) => s._ram.Release(descriptor, s.id, index));
         // The remote tier deletes the object's values with one command (one key per object).
-        var released = new ObjectRelease(_ram);
-        obj.DrainTo(released, static (r, _, descriptor) => r.Release(descriptor));
-        if (released.Below) _ram.ForgetObject(obj);
+        var released = new ObjectRelease(_ram, this);
+        int count = bucket.RemoveObject(id, (released, id), static (s, index, descriptor) => s.released.Release(descriptor, s.id, index));
+        released.ForgetObjects();
         return count;
     }
 
-    /// <summary>Releases an object's pages with <see cref="BelowRelease.ObjectGone"/>, noting whether any was below.</summary>
-    private sealed class ObjectRelease(CompressedRamTier ram)
+    /// <summary>
+    /// Releases pages with <see cref="BelowRelease.ObjectGone"/>, noting the objects that had a
+    /// page below, then has the remote tier forget each of those objects once.
+    /// </summary>
+    private sealed class ObjectRelease(CompressedRamTier ram, Pool pool)
     {
-        public bool Below;
+        private HashSet<ObjectId>? _below;
 
-        public void Release(uint descriptor) => Below |= ram.Release(descriptor, BelowRelease.ObjectGone);
+        public void Release(uint descriptor, in ObjectId id, uint index)
+        {
+            if (ram.Release(descriptor, id, index, BelowRelease.ObjectGone)) (_below ??= new HashSet<ObjectId>()).Add(id);
+        }
+
+        public void ForgetObjects()
+        {
+            if (_below is null) return;
+            foreach (var id in _below) ram.ForgetObject(pool.Serial, id);
+        }
     }
 }

@@ -16,7 +16,7 @@ internal sealed class TmemObject : PageOwner
 
     public TmemObject(in ObjectId id, Bucket bucket) : base(bucket) => Id = id;
 
-    public override ObjectId Id { get; }
+    public ObjectId Id { get; }
 
     /// <summary>The bucket holding the object (the owner group the RAM tier knows it by).</summary>
     public Bucket Bucket => (Bucket)Group;
@@ -38,6 +38,8 @@ internal sealed class TmemObject : PageOwner
             if ((uint)(e >> 32) == index) return (uint)e;
         }
     }
+
+    public override PageHandle HandleOf(uint index) => new(Account.Serial, Id, index);
 
     /// <summary>Eviction: unmaps <paramref name="index"/>, and leaves the bucket when that was the last page.</summary>
     public override void Unlink(uint index)
