@@ -224,6 +224,37 @@ public sealed class NbdBadInputTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AClientThatStopsReading_AnswersFromTheBackingFile_IsCutOff_OthersAreServedMeanwhile()
+    {
+        // Cache misses are answered away from the connection's reader (a backing-file read), and
+        // sent by the connection's sender thread: that send blocks for the client that does not
+        // read until SendTimeoutSeconds (2 here), and holds up nobody else.
+        using var good = new NbdWire(_server.Socket);
+        good.Open("cache");
+        using var hog = new NbdWire(_server.Socket);
+        hog.Open("cache", structured: false); // simple replies carry the (zero) data whole: no holes
+        hog.Socket.ReceiveBufferSize = 4096;
+        var flood = Task.Run(() =>
+        {
+            try
+            {
+                for (int i = 0; i < 4096; i++) hog.SendRequest(NbdWire.CmdRead, (ulong)(i % 48) << 20, 1 << 20);
+            }
+            catch (SocketException)
+            {
+                // the server stopped reading, then closed
+            }
+        });
+        await Task.Delay(500);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        AssertWorks(good, (48UL << 20) + 8 * P);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2), $"a good client waited {clock.Elapsed} behind one that does not read");
+        await _server.AssertLoggedAsync("an answer made no progress for 2s");
+        await flood.WaitAsync(TimeSpan.FromSeconds(30));
+        AssertWorks(good, (48UL << 20) + 12 * P);
+    }
+
+    [Fact]
     public async Task AnOperator_SeesNbdConnectionsInTheClientList_AndClosesOne_OthersCarryOn()
     {
         using var good = new NbdWire(_server.Socket);

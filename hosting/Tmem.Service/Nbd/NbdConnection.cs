@@ -38,7 +38,7 @@ namespace Tmem.Service.Nbd;
 /// requests in flight finish, and the connection closes.
 /// </para>
 /// </summary>
-internal sealed partial class NbdConnection : IEvictable, IClientConnection, IThreadPoolWorkItem
+internal sealed partial class NbdConnection : IEvictable, IClientConnection
 {
     /// <summary>This connection's unsent answer bytes at which its reader stops reading.</summary>
     internal const int OutputHighWaterBytes = 1 << 20;
@@ -50,6 +50,7 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
     private const int BatchBytes = 64 * 1024;
     private const int MaxErrorMessageBytes = 1024;
     private const long ShutdownSendSeconds = 3;
+    private const int MaxGather = 64;
 
     private readonly Socket _socket;
     private readonly NbdListener _listener;
@@ -66,7 +67,13 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
     private readonly ConnectionRegistry _registry;
     private readonly AsyncSignal _slotFreed = new();
     private readonly AsyncSignal _drained = new();
-    private readonly CancellationTokenSource _sendTimeout = new();
+    private readonly List<ArraySegment<byte>> _gather = [];
+    private Timer? _stopTimer;
+    private readonly SemaphoreSlim _flushWanted = new(0);
+    private Thread? _sender;
+    private long _sentBytes;
+    private bool _sendStuck;
+    private bool _closed;
     private readonly CancellationTokenSource _receiveCancel;
 
     private byte[] _in;
@@ -120,6 +127,8 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
         _logger = logger;
         Peer = peer;
         _stopping = stopping;
+        _socket.Blocking = true; // never used asynchronously: see Run
+        _socket.SendTimeout = checked(serviceOptions.SendTimeoutSeconds * 1000);
         _in = ArrayPool<byte>.Shared.Rent(1024);
         _receiveCancel = CancellationTokenSource.CreateLinkedTokenSource(stopping);
         _ticket = _governor.AdmitUnauthenticated(this);
@@ -145,20 +154,26 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
 
     private string Client => _listener.Client;
 
-    /// <summary>Serves the connection until the client leaves, an error or timeout closes it, or the service stops.</summary>
-    public async Task RunAsync()
+    /// <summary>
+    /// Serves the connection until the client leaves, an error or timeout closes it, or the service
+    /// stops, on the calling thread (a thread of the connection's own, <see cref="NbdService"/>):
+    /// its socket stays blocking, so a receive is one system call that the client's send wakes
+    /// directly, with no readiness thread and thread-pool hop in between.
+    /// </summary>
+    public void Run()
     {
         using var onStopping = _stopping.UnsafeRegister(static state => ((NbdConnection)state!).ShortenSendTimeout(), this);
+        using var onCancel = _receiveCancel.Token.UnsafeRegister(static state => ((NbdConnection)state!).StopReceiving(), this);
         try
         {
             _receiveCancel.CancelAfter(TimeSpan.FromSeconds(_serviceOptions.HandshakeTimeoutSeconds));
-            if (await HandshakeAsync().ConfigureAwait(false))
+            if (Handshake())
             {
                 _nbdMetrics.ConnectionOpened();
                 try
                 {
                     LogOpened(_export!.Name, Client, Peer, _structured);
-                    await TransmitAsync().ConfigureAwait(false);
+                    Transmit();
                 }
                 finally
                 {
@@ -197,11 +212,11 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
         try
         {
             while (Volatile.Read(ref _inFlight) > 0)
-                await _slotFreed.WaitAsync(CancellationToken.None).ConfigureAwait(false);
-            await FlushAsync(fromReader: false).ConfigureAwait(false);
+                _slotFreed.WaitAsync(CancellationToken.None).GetAwaiter().GetResult();
+            Flush(fromReader: false);
             while (Volatile.Read(ref _queuedBytes) > 0 && !_broken)
-                await _drained.WaitAsync(CancellationToken.None).ConfigureAwait(false);
-            await GracefulClose.CloseAsync(_socket, _broken).ConfigureAwait(false);
+                _drained.WaitAsync(CancellationToken.None).GetAwaiter().GetResult();
+            GracefulClose.Close(_socket, _broken);
         }
         finally
         {
@@ -209,8 +224,12 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
             _registry.Remove(this);
             ArrayPool<byte>.Shared.Return(_in);
             DropOutput();
+            Volatile.Write(ref _closed, true);
+            if (Volatile.Read(ref _sender) is not null) _flushWanted.Release(); // it ends
+            onStopping.Dispose();
+            onCancel.Dispose();
             _receiveCancel.Dispose();
-            _sendTimeout.Dispose();
+            Interlocked.Exchange(ref _stopTimer, null)?.Dispose();
             if (_export is not null) LogClosed(_export.Name, Client, Peer);
         }
     }
@@ -246,7 +265,7 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
     private int Buffered => _end - _start;
 
     /// <summary>Ensures <paramref name="need"/> bytes are buffered; false at the end of the stream.</summary>
-    private async ValueTask<bool> FillAsync(int need)
+    private bool Fill(int need)
     {
         while (_end - _start < need)
         {
@@ -269,9 +288,9 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
             if (_transmitting)
             {
                 // Nothing more to parse: send what this batch answered before waiting.
-                await FlushAsync(fromReader: true).ConfigureAwait(false);
+                Flush(fromReader: true);
             }
-            int n = await _socket.ReceiveAsync(_in.AsMemory(_end), SocketFlags.None, _receiveCancel.Token).ConfigureAwait(false);
+            int n = Receive(_in.AsSpan(_end));
             if (_transmitting) BeginReaderBatch();
             if (n == 0) return false;
             _end += n;
@@ -279,12 +298,44 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
         return true;
     }
 
+    /// <summary>
+    /// One blocking receive; 0 at the end of the stream. A kill, an eviction, the handshake
+    /// timeout or the service's stop shuts the socket's receiving side (<see cref="StopReceiving"/>),
+    /// which ends a receive under way: that is an <see cref="OperationCanceledException"/>.
+    /// </summary>
+    private int Receive(Span<byte> into)
+    {
+        int n;
+        try
+        {
+            n = _socket.Receive(into, SocketFlags.None);
+        }
+        catch (SocketException) when (_receiveCancel.IsCancellationRequested)
+        {
+            n = 0;
+        }
+        if (n == 0 && _receiveCancel.IsCancellationRequested) throw new OperationCanceledException(_receiveCancel.Token);
+        return n;
+    }
+
+    private void StopReceiving()
+    {
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Receive);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            // closed already
+        }
+    }
+
     /// <summary>Reads and drops <paramref name="count"/> bytes; false at the end of the stream.</summary>
-    private async ValueTask<bool> SkipAsync(long count)
+    private bool Skip(long count)
     {
         while (count > 0)
         {
-            if (Buffered == 0 && !await FillAsync(1).ConfigureAwait(false)) return false;
+            if (Buffered == 0 && !Fill(1)) return false;
             int n = (int)Math.Min(count, Buffered);
             _start += n;
             count -= n;
@@ -301,14 +352,14 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
     // ---- Handshake ---------------------------------------------------------------------------
 
     /// <summary>The fixed newstyle handshake; true when the transmission phase begins.</summary>
-    private async Task<bool> HandshakeAsync()
+    private bool Handshake()
     {
         var greeting = new byte[18];
         BinaryPrimitives.WriteUInt64BigEndian(greeting, InitPasswd);
         BinaryPrimitives.WriteUInt64BigEndian(greeting.AsSpan(8), OptionMagic);
         BinaryPrimitives.WriteUInt16BigEndian(greeting.AsSpan(16), FlagFixedNewstyle | FlagNoZeroes);
-        await SendNowAsync(greeting).ConfigureAwait(false);
-        if (!await FillAsync(4).ConfigureAwait(false)) return false;
+        SendNow(greeting);
+        if (!Fill(4)) return false;
         uint clientFlags = ReadU32(0);
         _start += 4;
         if ((clientFlags & ~(ClientFlagFixedNewstyle | ClientFlagNoZeroes)) != 0)
@@ -319,7 +370,7 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
         _noZeroes = (clientFlags & ClientFlagNoZeroes) != 0;
         while (true)
         {
-            if (!await FillAsync(16).ConfigureAwait(false)) return false;
+            if (!Fill(16)) return false;
             ulong magic = ReadU64(0);
             uint option = ReadU32(8);
             uint length = ReadU32(12);
@@ -336,23 +387,23 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
             }
             if (length > MaxOptionBytes)
             {
-                if (length > MaxSkippedOptionBytes || !await SkipAsync(length).ConfigureAwait(false))
+                if (length > MaxSkippedOptionBytes || !Skip(length))
                 {
                     LogBadHandshake(Peer, $"{OptionName(option)} with {length} bytes of data");
                     return false;
                 }
-                await ReplyErrorAsync(option, RepErrTooBig, $"{OptionName(option)} carries {length} bytes; this server takes at most {MaxOptionBytes}").ConfigureAwait(false);
+                ReplyError(option, RepErrTooBig, $"{OptionName(option)} carries {length} bytes; this server takes at most {MaxOptionBytes}");
                 continue;
             }
-            if (!await FillAsync((int)length).ConfigureAwait(false)) return false;
+            if (!Fill((int)length)) return false;
             var data = _in.AsMemory(_start, (int)length).ToArray();
             _start += (int)length;
             if (_stopping.IsCancellationRequested && option != OptAbort)
             {
-                await ReplyErrorAsync(option, RepErrShutdown, "the service is stopping").ConfigureAwait(false);
+                ReplyError(option, RepErrShutdown, "the service is stopping");
                 return false;
             }
-            switch (await OptionAsync(option, data).ConfigureAwait(false))
+            switch (Option(option, data))
             {
                 case OptionOutcome.Continue:
                     continue;
@@ -366,7 +417,7 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
 
     private enum OptionOutcome { Continue, Transmit, Close }
 
-    private async Task<OptionOutcome> OptionAsync(uint option, byte[] data)
+    private OptionOutcome Option(uint option, byte[] data)
     {
         switch (option)
         {
@@ -392,16 +443,16 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
                 var reply = new byte[10 + (_noZeroes ? 0 : 124)];
                 BinaryPrimitives.WriteUInt64BigEndian(reply, (ulong)export.Size);
                 BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), Flags(export));
-                await SendNowAsync(reply).ConfigureAwait(false);
+                SendNow(reply);
                 return OptionOutcome.Transmit;
             }
             case OptAbort:
-                await ReplyAsync(option, RepAck, []).ConfigureAwait(false);
+                Reply(option, RepAck, []);
                 return OptionOutcome.Close;
             case OptList:
                 if (data.Length != 0)
                 {
-                    await ReplyErrorAsync(option, RepErrInvalid, "NBD_OPT_LIST carries no data").ConfigureAwait(false);
+                    ReplyError(option, RepErrInvalid, "NBD_OPT_LIST carries no data");
                     return OptionOutcome.Continue;
                 }
                 foreach (var export in _exports.VisibleTo(Client))
@@ -412,33 +463,33 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
                     BinaryPrimitives.WriteUInt32BigEndian(payload, (uint)name.Length);
                     name.CopyTo(payload, 4);
                     description.CopyTo(payload, 4 + name.Length);
-                    await ReplyAsync(option, RepServer, payload).ConfigureAwait(false);
+                    Reply(option, RepServer, payload);
                 }
-                await ReplyAsync(option, RepAck, []).ConfigureAwait(false);
+                Reply(option, RepAck, []);
                 return OptionOutcome.Continue;
             case OptStartTls:
-                await ReplyErrorAsync(option, RepErrPolicy, "TLS is not offered: the listener (its socket's file mode, a loopback port) is the access control (docs/nbd.md)").ConfigureAwait(false);
+                ReplyError(option, RepErrPolicy, "TLS is not offered: the listener (its socket's file mode, a loopback port) is the access control (docs/nbd.md)");
                 return OptionOutcome.Continue;
             case OptInfo:
             case OptGo:
-                return await InfoOrGoAsync(option, data).ConfigureAwait(false);
+                return InfoOrGo(option, data);
             case OptStructuredReply:
                 if (data.Length != 0)
-                    await ReplyErrorAsync(option, RepErrInvalid, "NBD_OPT_STRUCTURED_REPLY carries no data").ConfigureAwait(false);
+                    ReplyError(option, RepErrInvalid, "NBD_OPT_STRUCTURED_REPLY carries no data");
                 else if (_structured)
-                    await ReplyErrorAsync(option, RepErrInvalid, "structured replies are negotiated already").ConfigureAwait(false);
+                    ReplyError(option, RepErrInvalid, "structured replies are negotiated already");
                 else
                 {
                     _structured = true;
-                    await ReplyAsync(option, RepAck, []).ConfigureAwait(false);
+                    Reply(option, RepAck, []);
                 }
                 return OptionOutcome.Continue;
             case OptListMetaContext:
             case OptSetMetaContext:
-                await MetaContextAsync(option, data).ConfigureAwait(false);
+                MetaContext(option, data);
                 return OptionOutcome.Continue;
             default:
-                await ReplyErrorAsync(option, RepErrUnsup, $"{OptionName(option)} is not supported by this server").ConfigureAwait(false);
+                ReplyError(option, RepErrUnsup, $"{OptionName(option)} is not supported by this server");
                 return OptionOutcome.Continue;
         }
     }
@@ -481,23 +532,23 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
         return true;
     }
 
-    private async Task<OptionOutcome> InfoOrGoAsync(uint option, byte[] data)
+    private OptionOutcome InfoOrGo(uint option, byte[] data)
     {
         if (data.Length < 6)
         {
-            await ReplyErrorAsync(option, RepErrInvalid, $"{OptionName(option)} data is {data.Length} bytes, under the 6 of a name length and a request count").ConfigureAwait(false);
+            ReplyError(option, RepErrInvalid, $"{OptionName(option)} data is {data.Length} bytes, under the 6 of a name length and a request count");
             return OptionOutcome.Continue;
         }
         uint nameLength = BinaryPrimitives.ReadUInt32BigEndian(data);
         if (nameLength > data.Length - 6)
         {
-            await ReplyErrorAsync(option, RepErrInvalid, $"{OptionName(option)} names {nameLength} bytes of export name in {data.Length} bytes of data").ConfigureAwait(false);
+            ReplyError(option, RepErrInvalid, $"{OptionName(option)} names {nameLength} bytes of export name in {data.Length} bytes of data");
             return OptionOutcome.Continue;
         }
         int requests = BinaryPrimitives.ReadUInt16BigEndian(data.AsSpan(4 + (int)nameLength));
         if (data.Length != 6 + nameLength + 2 * requests)
         {
-            await ReplyErrorAsync(option, RepErrInvalid, $"{OptionName(option)} lists {requests} information requests, which does not match its {data.Length} bytes").ConfigureAwait(false);
+            ReplyError(option, RepErrInvalid, $"{OptionName(option)} lists {requests} information requests, which does not match its {data.Length} bytes");
             return OptionOutcome.Continue;
         }
         string name;
@@ -507,13 +558,13 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
         }
         catch (DecoderFallbackException)
         {
-            await ReplyErrorAsync(option, RepErrInvalid, "the export name is not UTF-8").ConfigureAwait(false);
+            ReplyError(option, RepErrInvalid, "the export name is not UTF-8");
             return OptionOutcome.Continue;
         }
         var export = Resolve(name, out string? why);
         if (export is null)
         {
-            await ReplyErrorAsync(option, RepErrUnknown, why!).ConfigureAwait(false);
+            ReplyError(option, RepErrUnknown, why!);
             return OptionOutcome.Continue;
         }
         bool wantsName = false, wantsDescription = false;
@@ -526,34 +577,34 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
         if (option == OptGo && !_governor.TryAuthenticate(_ticket))
         {
             LogTooMany(Peer, _serviceOptions.MaxConnections);
-            await ReplyErrorAsync(option, RepErrPolicy, $"the service has {_serviceOptions.MaxConnections} client connections open, its limit (Tmem:Service:MaxConnections); try again later").ConfigureAwait(false);
+            ReplyError(option, RepErrPolicy, $"the service has {_serviceOptions.MaxConnections} client connections open, its limit (Tmem:Service:MaxConnections); try again later");
             return OptionOutcome.Continue;
         }
         var info12 = new byte[12];
         BinaryPrimitives.WriteUInt16BigEndian(info12, InfoExport);
         BinaryPrimitives.WriteUInt64BigEndian(info12.AsSpan(2), (ulong)export.Size);
         BinaryPrimitives.WriteUInt16BigEndian(info12.AsSpan(10), Flags(export));
-        await ReplyAsync(option, RepInfo, info12).ConfigureAwait(false);
+        Reply(option, RepInfo, info12);
         var sizes = new byte[14];
         BinaryPrimitives.WriteUInt16BigEndian(sizes, InfoBlockSize);
         BinaryPrimitives.WriteUInt32BigEndian(sizes.AsSpan(2), 1);                          // any byte: unaligned requests are read-modify-write
         BinaryPrimitives.WriteUInt32BigEndian(sizes.AsSpan(6), (uint)export.PageSize);      // a page: no read-modify-write
         BinaryPrimitives.WriteUInt32BigEndian(sizes.AsSpan(10), (uint)_options.MaxPayloadBytes);
-        await ReplyAsync(option, RepInfo, sizes).ConfigureAwait(false);
+        Reply(option, RepInfo, sizes);
         if (wantsName || name.Length == 0)
-            await ReplyAsync(option, RepInfo, [.. BigEndian16(InfoName), .. Encoding.UTF8.GetBytes(export.Name)]).ConfigureAwait(false);
+            Reply(option, RepInfo, [.. BigEndian16(InfoName), .. Encoding.UTF8.GetBytes(export.Name)]);
         if (wantsDescription && export.Description.Length > 0)
-            await ReplyAsync(option, RepInfo, [.. BigEndian16(InfoDescription), .. Encoding.UTF8.GetBytes(export.Description)]).ConfigureAwait(false);
+            Reply(option, RepInfo, [.. BigEndian16(InfoDescription), .. Encoding.UTF8.GetBytes(export.Description)]);
         if (option == OptInfo)
         {
-            await ReplyAsync(option, RepAck, []).ConfigureAwait(false);
+            Reply(option, RepAck, []);
             return OptionOutcome.Continue;
         }
         // Authenticated above (before any reply): now the transmission phase.
         _receiveCancel.CancelAfter(Timeout.Infinite);
         _export = export;
         _baseAllocation = _structured && _metaExport == export.Name;
-        await ReplyAsync(option, RepAck, []).ConfigureAwait(false);
+        Reply(option, RepAck, []);
         _transmitting = true;
         BeginReaderBatch();
         return OptionOutcome.Transmit;
@@ -562,13 +613,13 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
     private static byte[] BigEndian16(ushort value) => [(byte)(value >> 8), (byte)value];
 
     /// <summary>LIST_META_CONTEXT and SET_META_CONTEXT: the one context is base:allocation.</summary>
-    private async Task MetaContextAsync(uint option, byte[] data)
+    private void MetaContext(uint option, byte[] data)
     {
         bool set = option == OptSetMetaContext;
         if (set) _metaExport = null; // replaced even when this one fails
         if (!_structured)
         {
-            await ReplyErrorAsync(option, RepErrInvalid, $"{OptionName(option)} needs NBD_OPT_STRUCTURED_REPLY first").ConfigureAwait(false);
+            ReplyError(option, RepErrInvalid, $"{OptionName(option)} needs NBD_OPT_STRUCTURED_REPLY first");
             return;
         }
         var queries = new List<string>();
@@ -600,13 +651,13 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
         }
         if (problem is not null)
         {
-            await ReplyErrorAsync(option, RepErrInvalid, $"{OptionName(option)}: {problem}").ConfigureAwait(false);
+            ReplyError(option, RepErrInvalid, $"{OptionName(option)}: {problem}");
             return;
         }
         var export = Resolve(name, out string? why);
         if (export is null)
         {
-            await ReplyErrorAsync(option, RepErrUnknown, why!).ConfigureAwait(false);
+            ReplyError(option, RepErrUnknown, why!);
             return;
         }
         bool match = set
@@ -617,19 +668,19 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
             var payload = new byte[4 + BaseAllocation.Length];
             BinaryPrimitives.WriteUInt32BigEndian(payload, set ? BaseAllocationId : 0);
             Encoding.ASCII.GetBytes(BaseAllocation, payload.AsSpan(4));
-            await ReplyAsync(option, RepMetaContext, payload).ConfigureAwait(false);
+            Reply(option, RepMetaContext, payload);
             if (set) _metaExport = export.Name;
         }
-        await ReplyAsync(option, RepAck, []).ConfigureAwait(false);
+        Reply(option, RepAck, []);
     }
 
-    private Task ReplyErrorAsync(uint option, uint type, string message)
+    private void ReplyError(uint option, uint type, string message)
     {
         var bytes = Encoding.UTF8.GetBytes(message);
-        return ReplyAsync(option, type, bytes.Length > MaxErrorMessageBytes ? bytes[..MaxErrorMessageBytes] : bytes);
+        Reply(option, type, bytes.Length > MaxErrorMessageBytes ? bytes[..MaxErrorMessageBytes] : bytes);
     }
 
-    private Task ReplyAsync(uint option, uint type, byte[] payload)
+    private void Reply(uint option, uint type, byte[] payload)
     {
         var reply = new byte[20 + payload.Length];
         BinaryPrimitives.WriteUInt64BigEndian(reply, OptionReplyMagic);
@@ -637,24 +688,33 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
         BinaryPrimitives.WriteUInt32BigEndian(reply.AsSpan(12), type);
         BinaryPrimitives.WriteUInt32BigEndian(reply.AsSpan(16), (uint)payload.Length);
         payload.CopyTo(reply, 20);
-        return SendNowAsync(reply);
+        SendNow(reply);
     }
 
     /// <summary>Handshake replies are sent at once, one at a time, within the send timeout.</summary>
-    private async Task SendNowAsync(byte[] bytes)
+    private void SendNow(byte[] bytes)
     {
-        _sendTimeout.CancelAfter(SendTimeout);
-        var data = bytes.AsMemory();
-        while (!data.IsEmpty)
-            data = data[await _socket.SendAsync(data, SocketFlags.None, _sendTimeout.Token).ConfigureAwait(false)..];
-        _sendTimeout.TryReset();
+        int sent = 0;
+        while (sent < bytes.Length)
+        {
+            try
+            {
+                sent += _socket.Send(bytes.AsSpan(sent), SocketFlags.None);
+            }
+            catch (SocketException e) when (IsTimeout(e))
+            {
+                throw new IOException("a handshake reply made no progress within the send timeout", e);
+            }
+        }
     }
+
+    private static bool IsTimeout(SocketException e) => e.SocketErrorCode is SocketError.TimedOut or SocketError.WouldBlock;
 
     // ---- Transmission ------------------------------------------------------------------------
 
     private readonly record struct Request(ushort Type, ushort Flags, ulong Cookie, ulong Offset, uint Length, byte[]? Payload);
 
-    private async Task TransmitAsync()
+    private void Transmit()
     {
         // What the handshake left in the buffer is the first requests.
         if (_in.Length < InputBytes)
@@ -675,13 +735,13 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
             }
             if (MustPause())
             {
-                await PauseAsync().ConfigureAwait(false);
+                Pause();
                 continue;
             }
             bool more;
             try
             {
-                more = await FillAsync(RequestHeaderSize).ConfigureAwait(false);
+                more = Fill(RequestHeaderSize);
             }
             catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
             {
@@ -707,13 +767,13 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
                 if (length > _options.MaxPayloadBytes)
                 {
                     // Answerable: its payload is skipped, the stream stays in step.
-                    if (!await SkipAsync(length).ConfigureAwait(false)) return;
+                    if (!Skip(length)) return;
                     StartAnswer(new Request(type, flags, cookie, offset, length, null), 0);
                     Answer(cookie, type, EINVAL, $"WRITE of {length} bytes is over the maximum payload {_options.MaxPayloadBytes} (NBD_INFO_BLOCK_SIZE)");
                     continue;
                 }
                 payload = ArrayPool<byte>.Shared.Rent((int)Math.Max(1, length));
-                if (!await ReceivePayloadAsync(payload, (int)length).ConfigureAwait(false))
+                if (!ReceivePayload(payload, (int)length))
                 {
                     ArrayPool<byte>.Shared.Return(payload);
                     return;
@@ -729,7 +789,7 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
     }
 
     /// <summary>A write's payload: what is buffered, then straight from the socket.</summary>
-    private async ValueTask<bool> ReceivePayloadAsync(byte[] payload, int length)
+    private bool ReceivePayload(byte[] payload, int length)
     {
         int have = Math.Min(length, Buffered);
         Buffer.BlockCopy(_in, _start, payload, 0, have);
@@ -738,13 +798,13 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
         {
             if (length - have < InputBytes / 2)
             {
-                if (!await FillAsync(length - have).ConfigureAwait(false)) return false;
+                if (!Fill(length - have)) return false;
                 Buffer.BlockCopy(_in, _start, payload, have, length - have);
                 _start += length - have;
                 return true;
             }
-            await FlushAsync(fromReader: true).ConfigureAwait(false);
-            int n = await _socket.ReceiveAsync(payload.AsMemory(have, length - have), SocketFlags.None, _receiveCancel.Token).ConfigureAwait(false);
+            Flush(fromReader: true);
+            int n = Receive(payload.AsSpan(have, length - have));
             BeginReaderBatch();
             if (n == 0) return false;
             have += n;
@@ -762,9 +822,9 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
         return true;
     }
 
-    private async Task PauseAsync()
+    private void Pause()
     {
-        await FlushAsync(fromReader: true).ConfigureAwait(false);
+        Flush(fromReader: true);
         try
         {
             while (!_broken && !_stopping.IsCancellationRequested)
@@ -772,11 +832,11 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
                 int inFlight = Volatile.Read(ref _inFlight);
                 long queued = Volatile.Read(ref _queuedBytes);
                 if (inFlight >= _options.MaxInFlight || (inFlight > 0 && Volatile.Read(ref _inFlightBytes) >= _options.MaxInFlightBytes))
-                    await _slotFreed.WaitAsync(_stopping).ConfigureAwait(false);
+                    _slotFreed.WaitAsync(_stopping).GetAwaiter().GetResult();
                 else if (queued > OutputHighWaterBytes)
-                    await _drained.WaitAsync(_stopping).ConfigureAwait(false);
+                    _drained.WaitAsync(_stopping).GetAwaiter().GetResult();
                 else if (_budget.ShouldPause(queued))
-                    await Task.WhenAny(_drained.WaitAsync(_stopping), _budget.WaitUnderLimitAsync()).ConfigureAwait(false);
+                    Task.WhenAny(_drained.WaitAsync(_stopping), _budget.WaitUnderLimitAsync()).GetAwaiter().GetResult();
                 else
                     break;
             }
@@ -1139,15 +1199,38 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
         EndRequest(bytes);
     }
 
+    /// <summary>
+    /// Answers that completed away from the reader (a commit, a backing-file read) are sent by the
+    /// connection's sender thread, started at the first: a send blocks while the client does not
+    /// read, and that must hold up only this connection, never a thread-pool thread.
+    /// </summary>
     private void ScheduleFlush()
     {
-        if (Interlocked.Exchange(ref _flushScheduled, 1) == 0) ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
+        if (Interlocked.Exchange(ref _flushScheduled, 1) != 0) return;
+        if (Volatile.Read(ref _sender) is null)
+        {
+            lock (_outLock)
+            {
+                if (_sender is null)
+                {
+                    var thread = new Thread(static state => ((NbdConnection)state!).SendLoop()) { IsBackground = true, Name = "NBD sender" };
+                    thread.UnsafeStart(this);
+                    Volatile.Write(ref _sender, thread);
+                }
+            }
+        }
+        _flushWanted.Release();
     }
 
-    void IThreadPoolWorkItem.Execute()
+    private void SendLoop()
     {
-        Volatile.Write(ref _flushScheduled, 0);
-        _ = FlushAsync(fromReader: false).AsTask();
+        while (true)
+        {
+            _flushWanted.Wait();
+            if (Volatile.Read(ref _closed)) return;
+            Volatile.Write(ref _flushScheduled, 0);
+            Flush(fromReader: false);
+        }
     }
 
     private void BeginReaderBatch()
@@ -1167,7 +1250,7 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
     }
 
     /// <summary>Sends what is queued (and what is queued meanwhile) until nothing is; returns at once when another sender is at work.</summary>
-    private async ValueTask FlushAsync(bool fromReader)
+    private void Flush(bool fromReader)
     {
         List<Segment> batch;
         lock (_outLock)
@@ -1178,20 +1261,21 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
             batch = _out;
             _out = _spare;
         }
+        bool timedOut = false;
         try
         {
             while (true)
             {
-                _sendTimeout.CancelAfter(SendTimeout);
-                long sent = 0;
-                foreach (var segment in batch)
+                long sent;
+                try
                 {
-                    var data = segment.Buffer.AsMemory(segment.Offset, segment.Length);
-                    while (!data.IsEmpty)
-                        data = data[await _socket.SendAsync(data, SocketFlags.None, _sendTimeout.Token).ConfigureAwait(false)..];
-                    sent += segment.Length;
+                    sent = SendAll(batch);
                 }
-                _sendTimeout.TryReset();
+                catch (SocketException e) when (IsTimeout(e))
+                {
+                    timedOut = true;
+                    throw;
+                }
                 ReturnAll(batch);
                 bool done;
                 lock (_outLock)
@@ -1217,7 +1301,7 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
         }
         catch (Exception e)
         {
-            if (e is OperationCanceledException && _sendTimeout.IsCancellationRequested)
+            if (timedOut || (e is SocketException && Volatile.Read(ref _sendStuck)))
                 LogSendTimeout(_export?.Name ?? "(handshake)", Client, Peer, (int)SendTimeout.TotalSeconds);
             _broken = true;
             long dropped = 0;
@@ -1239,6 +1323,47 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
             {
             }
         }
+    }
+
+    /// <summary>
+    /// Sends the segments with as few system calls as the socket takes them: one gathered send of
+    /// up to <see cref="MaxGather"/> segments (a batch of read answers goes out in one
+    /// <c>sendmsg</c>), again for what is left. Blocking, within the socket's send timeout
+    /// (<c>SO_SNDTIMEO</c>: a call that sends nothing for <c>SendTimeoutSeconds</c> fails).
+    /// Only the one sender at work (<see cref="_sending"/>) calls it.
+    /// </summary>
+    private long SendAll(List<Segment> batch)
+    {
+        long total = 0;
+        int i = 0;
+        int skip = 0; // bytes of batch[i] already sent
+        while (i < batch.Count)
+        {
+            _gather.Clear();
+            for (int j = i; j < batch.Count && _gather.Count < MaxGather; j++)
+            {
+                var s = batch[j];
+                int from = j == i ? skip : 0;
+                _gather.Add(new ArraySegment<byte>(s.Buffer, s.Offset + from, s.Length - from));
+            }
+            int n = _socket.Send(_gather, SocketFlags.None);
+            Volatile.Write(ref _sentBytes, _sentBytes + n);
+            total += n;
+            while (n > 0)
+            {
+                int left = batch[i].Length - skip;
+                if (n < left)
+                {
+                    skip += n;
+                    break;
+                }
+                n -= left;
+                i++;
+                skip = 0;
+            }
+        }
+        _gather.Clear();
+        return total;
     }
 
     private static void ReturnAll(List<Segment> segments)
@@ -1264,16 +1389,36 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection, ITh
         ? Math.Min(_serviceOptions.SendTimeoutSeconds, ShutdownSendSeconds)
         : _serviceOptions.SendTimeoutSeconds);
 
+    /// <summary>
+    /// The service stops: new sends get the shorter timeout, and a send under way that makes no
+    /// progress for <see cref="ShutdownSendSeconds"/> is ended by shutting the socket (a blocking
+    /// send keeps the timeout it started with).
+    /// </summary>
     private void ShortenSendTimeout()
     {
         try
         {
-            lock (_outLock)
+            _socket.SendTimeout = (int)SendTimeout.TotalMilliseconds;
+            long last = -1;
+            var timer = new Timer(_ =>
             {
-                if (_sending) _sendTimeout.CancelAfter(SendTimeout);
-            }
+                long sent = Volatile.Read(ref _sentBytes);
+                bool stuck;
+                lock (_outLock) stuck = _sending && sent == last;
+                last = sent;
+                if (!stuck) return;
+                Volatile.Write(ref _sendStuck, true);
+                try
+                {
+                    _socket.Shutdown(SocketShutdown.Both);
+                }
+                catch (Exception e) when (e is SocketException or ObjectDisposedException)
+                {
+                }
+            }, null, TimeSpan.FromSeconds(ShutdownSendSeconds), TimeSpan.FromSeconds(ShutdownSendSeconds));
+            if (Interlocked.CompareExchange(ref _stopTimer, timer, null) is not null || Volatile.Read(ref _closed)) timer.Dispose();
         }
-        catch (ObjectDisposedException)
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
         }
     }

@@ -145,17 +145,27 @@ internal sealed partial class NbdService(NbdExports exports, SessionManager sess
                 : $"nbd {socket.RemoteEndPoint}";
             var connection = new NbdConnection(socket, listener, exports, options.Value, serviceOptions.Value, sessions, metrics,
                 loggerFactory.CreateLogger<NbdConnection>(), peer, credentials, _stopping.Token);
-            _connections[connection] = Task.Run(async () =>
+            // A thread of its own: the connection's socket is blocking (NbdConnection.Run).
+            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _connections[connection] = done.Task;
+            var thread = new Thread(() =>
             {
                 try
                 {
-                    await connection.RunAsync().ConfigureAwait(false);
+                    connection.Run();
+                }
+                catch (Exception e)
+                {
+                    LogConnectionFailed(e, peer); // Run catches what it expects; this thread must not take the process down
                 }
                 finally
                 {
                     _connections.TryRemove(connection, out _);
+                    done.SetResult();
                 }
-            });
+            })
+            { IsBackground = true, Name = "NBD connection" };
+            thread.UnsafeStart();
         }
     }
 
@@ -186,6 +196,9 @@ internal sealed partial class NbdService(NbdExports exports, SessionManager sess
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "NBD listening on {Where} for client {Client}, which is not loopback only: NBD has no authentication, anyone who can reach it acts as that client")]
     private partial void LogListeningRemote(string where, string client);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "NBD connection {Peer} failed while closing")]
+    private partial void LogConnectionFailed(Exception exception, string peer);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "NBD accept failed")]
     private partial void LogAcceptFailed(Exception exception);

@@ -11,6 +11,42 @@ internal static class GracefulClose
     /// still sends for a moment, since closing with unread input would reset the connection and
     /// could destroy that response in flight. A <paramref name="broken"/> socket is only disposed.
     /// </summary>
+    public static void Close(Socket socket, bool broken)
+    {
+        try
+        {
+            if (!broken)
+            {
+                socket.Shutdown(SocketShutdown.Send);
+                socket.ReceiveTimeout = LingerMilliseconds;
+                var sink = ArrayPool<byte>.Shared.Rent(4096);
+                try
+                {
+                    long deadline = Environment.TickCount64 + LingerMilliseconds;
+                    while (Environment.TickCount64 < deadline && socket.Receive(sink) > 0)
+                    {
+                    }
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(sink);
+                }
+            }
+        }
+        catch (Exception)
+        {
+            // Reset, timed out or already closed: nothing more to deliver.
+        }
+        finally
+        {
+            socket.Dispose();
+        }
+    }
+
+    /// <summary>How long a closing connection reads what its client still sends.</summary>
+    private const int LingerMilliseconds = 1000;
+
+    /// <summary>As <see cref="Close"/>, for a socket used asynchronously.</summary>
     public static async Task CloseAsync(Socket socket, bool broken)
     {
         try
@@ -18,7 +54,7 @@ internal static class GracefulClose
             if (!broken)
             {
                 socket.Shutdown(SocketShutdown.Send);
-                using var linger = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+                using var linger = new CancellationTokenSource(LingerMilliseconds);
                 var sink = ArrayPool<byte>.Shared.Rent(4096);
                 try
                 {
