@@ -223,7 +223,11 @@ internal sealed class RemoteBacking : ITierBelow, IDisposable
     {
         var reader = _queue.Reader;
         while (await reader.WaitToReadAsync().ConfigureAwait(false))
+        {
+            // A burst of evictions gathers for a moment: one wake-up of this writer per batch, not per page.
+            await Task.Delay(1).ConfigureAwait(false);
             while (reader.TryRead(out var op)) Issue(op);
+        }
     }
 
     private void Issue(WriteOp op)
