@@ -10,7 +10,7 @@ public sealed class LossyDeletes(IRemotePageStore inner) : IRemotePageStore
 
     public RemoteTierStatus Status => inner.Status;
 
-    public Task<RemoteWriteStatus> WriteAsync(RemotePageKey page, ReadOnlyMemory<byte> value) => inner.WriteAsync(page, value);
+    public Task<RemoteWriteStatus[]> WriteAsync(IReadOnlyList<RemotePageWrite> writes) => inner.WriteAsync(writes);
 
     public ValueTask<RemoteRead> ReadAsync(RemotePageKey page, bool take) => inner.ReadAsync(page, take);
 
@@ -30,10 +30,10 @@ public sealed class HeldWrites(IRemotePageStore inner) : IRemotePageStore
 
     public void Release() => _release.TrySetResult();
 
-    public async Task<RemoteWriteStatus> WriteAsync(RemotePageKey page, ReadOnlyMemory<byte> value)
+    public async Task<RemoteWriteStatus[]> WriteAsync(IReadOnlyList<RemotePageWrite> writes)
     {
         await _release.Task.ConfigureAwait(false);
-        return await inner.WriteAsync(page, value).ConfigureAwait(false);
+        return await inner.WriteAsync(writes).ConfigureAwait(false);
     }
 
     public ValueTask<RemoteRead> ReadAsync(RemotePageKey page, bool take) => inner.ReadAsync(page, take);

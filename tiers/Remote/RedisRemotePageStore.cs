@@ -12,8 +12,9 @@ namespace Tmem.Remote;
 /// name, the open's incarnation in hex, the pool serial, the object id's three words in hex), so
 /// that an object's pages live in one slot and a flush object is one DEL; a field per page version
 /// (the index and the version, 4 + 8 bytes big-endian), so a field is written once and never
-/// changed. Every write renews the key's expiry (<see cref="RemoteTierOptions.KeyTtlSeconds"/>),
-/// which reclaims what lost deletes and crashed stores leave.
+/// changed. A batch of writes is one HSET per object (its pages as fields) and one renewal of the
+/// key's expiry (<see cref="RemoteTierOptions.KeyTtlSeconds"/>) per object, sent together; the
+/// expiry reclaims what lost deletes and crashed stores leave.
 /// </para>
 /// <para>
 /// Every request is bounded by <see cref="RemoteTierOptions.RequestTimeoutMs"/> here, not by the
@@ -92,38 +93,72 @@ public sealed class RedisRemotePageStore : IRemotePageStore
     }
 
     /// <inheritdoc/>
-    public async Task<RemoteWriteStatus> WriteAsync(RemotePageKey page, ReadOnlyMemory<byte> value)
+    public async Task<RemoteWriteStatus[]> WriteAsync(IReadOnlyList<RemotePageWrite> writes)
     {
+        ArgumentNullException.ThrowIfNull(writes);
+        var statuses = new RemoteWriteStatus[writes.Count];
         var db = _db;
-        if (db is null) return RemoteWriteStatus.Failed;
-        RedisKey key = KeyOf(page.Object);
-        Task write;
+        if (db is null)
+        {
+            Array.Fill(statuses, RemoteWriteStatus.Failed);
+            return statuses;
+        }
+        // One HSET (and one expiry renewal) per object, all in one batch: the client sends them
+        // together per node instead of flushing each, and a node parses one command per object.
+        var groups = new Dictionary<RemoteObjectKey, List<int>>();
+        for (int i = 0; i < writes.Count; i++)
+        {
+            if (!groups.TryGetValue(writes[i].Page.Object, out var members)) groups.Add(writes[i].Page.Object, members = new List<int>(4));
+            members.Add(i);
+        }
+        var sent = new Task?[writes.Count];
+        Task all;
         try
         {
-            write = db.HashSetAsync(key, Field(page), value);
-            if (_ttl is { } ttl) db.KeyExpire(key, ttl, CommandFlags.FireAndForget);
+            var batch = db.CreateBatch();
+            var objects = new Task[groups.Count];
+            int g = 0;
+            foreach (var (obj, members) in groups)
+            {
+                RedisKey key = KeyOf(obj);
+                var entries = new HashEntry[members.Count];
+                for (int m = 0; m < members.Count; m++) entries[m] = new HashEntry(Field(writes[members[m]].Page), writes[members[m]].Value);
+                var write = objects[g++] = batch.HashSetAsync(key, entries);
+                foreach (int i in members) sent[i] = write;
+                if (_ttl is { } ttl) _ = batch.KeyExpireAsync(key, ttl, flags: CommandFlags.FireAndForget);
+            }
+            batch.Execute();
+            all = Task.WhenAll(objects);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             Failed("write", e);
-            return RemoteWriteStatus.Failed;
+            Array.Fill(statuses, RemoteWriteStatus.Failed);
+            foreach (var t in sent) _ = t?.ContinueWith(static t => _ = t.Exception, TaskScheduler.Default); // whatever was sent
+            return statuses;
         }
         try
         {
-            await write.WaitAsync(_timeout).ConfigureAwait(false);
-            return RemoteWriteStatus.Written;
+            await all.WaitAsync(_timeout).ConfigureAwait(false);
+            return statuses; // all Written
         }
-        catch (TimeoutException)
+        catch (TimeoutException) // ours, or the client's own (RedisTimeoutException)
         {
             _health.Failed($"a write took longer than {_options.RequestTimeoutMs} ms ({RemoteTierOptions.SectionName}:{nameof(RemoteTierOptions.RequestTimeoutMs)})");
-            _ = write.ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
-            return RemoteWriteStatus.TimedOut;
+            if (!all.IsCompleted) _ = all.ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
         }
         catch (Exception e) when (e is not OutOfMemoryException) // the client also throws InvalidOperationException from a connection torn down mid-read
         {
             Failed("write", e);
-            return RemoteWriteStatus.Failed;
         }
+        for (int i = 0; i < sent.Length; i++)
+        {
+            var write = sent[i]!;
+            statuses[i] = write.IsCompletedSuccessfully ? RemoteWriteStatus.Written
+                : !write.IsCompleted || write.Exception?.InnerException is TimeoutException ? RemoteWriteStatus.TimedOut
+                : RemoteWriteStatus.Failed;
+        }
+        return statuses;
     }
 
     /// <inheritdoc/>

@@ -18,8 +18,12 @@ public interface IRemotePageStore : IDisposable
     /// <summary>The cluster's state as this client judges it (for the stats and the service's log).</summary>
     RemoteTierStatus Status { get; }
 
-    /// <summary>Stores <paramref name="value"/> as <paramref name="page"/>; completes within the request timeout.</summary>
-    Task<RemoteWriteStatus> WriteAsync(RemotePageKey page, ReadOnlyMemory<byte> value);
+    /// <summary>
+    /// Stores each of <paramref name="writes"/> (a value as its page), sent together rather than one
+    /// round trip each; completes within the request timeout with one status per write, in order.
+    /// The values stay untouched until it completes.
+    /// </summary>
+    Task<RemoteWriteStatus[]> WriteAsync(IReadOnlyList<RemotePageWrite> writes);
 
     /// <summary>
     /// Fetches the value of <paramref name="page"/> (and, when <paramref name="take"/>, deletes it
@@ -45,6 +49,11 @@ public readonly record struct RemoteObjectKey(ulong Incarnation, uint PoolSerial
 /// <param name="Index">The page's index in the object.</param>
 /// <param name="Version">Unique per open of the store: a value is written under a version once, never changed.</param>
 public readonly record struct RemotePageKey(RemoteObjectKey Object, uint Index, long Version);
+
+/// <summary>One remote write: the value to store as a page.</summary>
+/// <param name="Page">The page and version the value is stored as.</param>
+/// <param name="Value">The remote value (header and bytes).</param>
+public readonly record struct RemotePageWrite(RemotePageKey Page, ReadOnlyMemory<byte> Value);
 
 /// <summary>How a remote write ended.</summary>
 public enum RemoteWriteStatus : byte

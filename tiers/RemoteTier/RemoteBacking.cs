@@ -35,6 +35,9 @@ internal sealed class RemoteBacking : ITierBelow, IDisposable
     /// <summary>Queue bytes a delete counts for (its key and field, roughly).</summary>
     private const int DeleteCost = 64;
 
+    /// <summary>The most puts the writer sends as one batch.</summary>
+    private const int MaxBatch = 256;
+
     private readonly RemoteTierOptions _options;
     private readonly IRemotePageStore _store;
     private readonly StoreCounters _counters;
@@ -222,59 +225,95 @@ internal sealed class RemoteBacking : ITierBelow, IDisposable
     private async Task WriteLoopAsync()
     {
         var reader = _queue.Reader;
+        var puts = new List<WriteOp>();
         while (await reader.WaitToReadAsync().ConfigureAwait(false))
-            while (reader.TryRead(out var op)) Issue(op);
+        {
+            // A burst of evictions gathers for a moment: one wake-up of this writer and one send per
+            // batch of pages, not per page.
+            await Task.Delay(1).ConfigureAwait(false);
+            while (reader.TryRead(out var op))
+            {
+                if (op.Kind != WriteKind.Put)
+                {
+                    Send(puts); // in queue order: an object's delete goes after its earlier puts
+                    Issue(op);
+                }
+                else if (!op.Start() || _closing)
+                {
+                    Done(op); // cancelled while it waited: never written
+                }
+                else
+                {
+                    puts.Add(op);
+                    if (puts.Count == MaxBatch) Send(puts);
+                }
+            }
+            Send(puts);
+        }
+    }
+
+    /// <summary>Issues the gathered puts as one batch (their completion gives the queue bytes back) and empties the list.</summary>
+    private void Send(List<WriteOp> puts)
+    {
+        if (puts.Count == 0) return;
+        var batch = puts.ToArray();
+        puts.Clear();
+        var writes = new RemotePageWrite[batch.Length];
+        for (int i = 0; i < batch.Length; i++) writes[i] = new RemotePageWrite(batch[i].Key, batch[i].Value);
+        Task<RemoteWriteStatus[]> write;
+        try
+        {
+            write = _store.WriteAsync(writes);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            write = Task.FromException<RemoteWriteStatus[]>(e); // the client must not throw; if it does, a failure
+        }
+        _ = CompleteAsync(batch, write);
     }
 
     private void Issue(WriteOp op)
     {
         try
         {
-            switch (op.Kind)
-            {
-                case WriteKind.Put:
-                    if (!op.Start() || _closing) break;
-                    _ = CompleteAsync(op, _store.WriteAsync(op.Key, op.Value));
-                    return; // CompleteAsync gives the queue bytes back
-                case WriteKind.DeletePage:
-                    _store.Delete(op.Key);
-                    break;
-                default:
-                    _store.DeleteObject(op.Key.Object);
-                    break;
-            }
+            if (op.Kind == WriteKind.DeletePage) _store.Delete(op.Key);
+            else _store.DeleteObject(op.Key.Object);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            // The client must not throw; a put that did is lost like a failed one.
-            if (op.Kind == WriteKind.Put) Lost(op, RemoteWriteStatus.Failed);
+            // The client must not throw; a delete only gives memory back.
         }
         Done(op);
     }
 
-    private async Task CompleteAsync(WriteOp op, Task<RemoteWriteStatus> write)
+    private async Task CompleteAsync(WriteOp[] batch, Task<RemoteWriteStatus[]> write)
     {
-        RemoteWriteStatus status;
+        RemoteWriteStatus[]? statuses;
         try
         {
-            status = await write.ConfigureAwait(false);
+            statuses = await write.ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            status = RemoteWriteStatus.Failed;
+            statuses = null;
         }
-        if (status == RemoteWriteStatus.Written)
+        for (int i = 0; i < batch.Length; i++)
         {
-            Interlocked.Increment(ref _counters.RemoteWrites);
-            _pending.TryRemove(KeyValuePair.Create(op.Key.Version, op));
-            // Released (put over, flushed, taken) while it was being written: give the memory back.
-            if (op.IsCancelled && !_closing) _store.Delete(op.Key);
+            var op = batch[i];
+            var status = statuses is not null && i < statuses.Length ? statuses[i] : RemoteWriteStatus.Failed;
+            if (status == RemoteWriteStatus.Written)
+            {
+                Interlocked.Increment(ref _counters.RemoteWrites);
+                _pending.TryRemove(KeyValuePair.Create(op.Key.Version, op));
+                // Released (put over, flushed, taken) while it was being written: give the memory back.
+                if (op.IsCancelled && !_closing) _store.Delete(op.Key);
+            }
+            else
+            {
+                Lost(op, status);
+            }
+            Done(op);
         }
-        else
-        {
-            Lost(op, status);
-        }
-        Done(op);
     }
 
     /// <summary>A write that failed: the page is lost (its next get finds no value and misses).</summary>

@@ -194,30 +194,59 @@ internal sealed class RemoteSuite
     private void PutAtBudget(GarnetCluster cluster, IConnectionMultiplexer connection)
     {
         const int Fill = 20_000, Timed = 40_000;
-        double Rate(bool on)
+        double Rate(bool on, out double processUs, out double clusterUs)
         {
             using var store = Open(8L << 20, on ? Settings(cluster, 1L << 30) : null, connection, maxPages: 4L * (Fill + Timed));
             var client = store.GetClient(1);
             int pool = client.CreatePool(PoolOptions.Ephemeral);
             for (int k = 0; k < Fill; k++) client.Put(pool, Oid(k), Index(k), _accepted[k % _accepted.Length]);
             if (on) WaitWritten(store);
+            var process = Process.GetCurrentProcess();
+            var processCpu = process.TotalProcessorTime;
+            var clusterCpu = ClusterCpu(cluster);
             var sw = Stopwatch.StartNew();
             for (int k = Fill; k < Fill + Timed; k++) client.Put(pool, Oid(k), Index(k), _accepted[k % _accepted.Length]);
             double rate = Timed / sw.Elapsed.TotalSeconds;
-            if (on) WaitWritten(store);
+            if (on) WaitWritten(store); // the writeback's whole cost, not just what ran beside the puts
+            process.Refresh();
+            processUs = (process.TotalProcessorTime - processCpu).TotalMicroseconds / Timed;
+            clusterUs = (ClusterCpu(cluster) - clusterCpu).TotalMicroseconds / Timed;
             return rate;
         }
         var offRates = new List<double>();
         var onRates = new List<double>();
+        var offCpu = new List<double>();
+        var onCpu = new List<double>();
+        var onCluster = new List<double>();
         for (int i = 0; i < 3; i++)
         {
-            offRates.Add(Rate(false));
-            onRates.Add(Rate(true));
+            offRates.Add(Rate(false, out double cpu, out _));
+            offCpu.Add(cpu);
+            onRates.Add(Rate(true, out cpu, out double clusterCpu));
+            onCpu.Add(cpu);
+            onCluster.Add(clusterCpu);
         }
         double off = Report.Median(offRates), on = Report.Median(onRates);
         _report.Add("remote_put_at_budget_pages_per_s_on", on, "8 MiB budget, full; fresh handles, each put evicts (median of 3)");
         _report.Add("remote_put_at_budget_pages_per_s_off", off);
         _report.Add("remote_put_at_budget_vs_off", on / off);
+        _report.Add("remote_put_at_budget_cpu_us_per_page_on", Report.Median(onCpu), "this process's CPU time per put, writeback drained included (median of 3)");
+        _report.Add("remote_put_at_budget_cpu_us_per_page_off", Report.Median(offCpu));
+        _report.Add("remote_put_at_budget_cluster_cpu_us_per_page", Report.Median(onCluster), "the Garnet nodes' CPU time per put, remote tier on (median of 3)");
+    }
+
+    /// <summary>The CPU time the cluster's node processes have used so far (utime + stime from /proc).</summary>
+    private static TimeSpan ClusterCpu(GarnetCluster cluster)
+    {
+        long ticks = 0;
+        foreach (var node in cluster.Nodes)
+        {
+            if (node.ProcessId == 0) continue;
+            var stat = File.ReadAllText($"/proc/{node.ProcessId}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' '); // after "pid (comm) ": field 3 is fields[0]
+            ticks += long.Parse(fields[11]) + long.Parse(fields[12]);  // utime, stime (fields 14 and 15)
+        }
+        return TimeSpan.FromSeconds(ticks / 100.0); // USER_HZ
     }
 
     /// <summary>Managed heap growth per remote page (65,000 pages, nearly all remote): the local metadata a remote page costs.</summary>
