@@ -53,7 +53,8 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     private int _reclaiming;          // 1 while a background pass is queued or running
     private long _reclaimIdleUntil;   // after a pass that could evict nothing: no new pass before this (Environment.TickCount64)
     private volatile bool _stopped;   // Dispose: no pass starts, a running one stops
-    private readonly Action<CompressedRamTier> _reclaimPass = static ram => ram.ReclaimPass();
+    private Thread? _reclaimer;       // started by the first pass; blocks on _reclaimWake between passes
+    private readonly AutoResetEvent _reclaimWake = new(false);
     private long _compactRetryWaste; // after a fruitless pass: wait for the waste to grow past this
     private long _compactRetryTicks; // ... or for this time (Environment.TickCount64) to pass
 
@@ -143,12 +144,35 @@ internal sealed unsafe class CompressedRamTier : IDisposable
             || Volatile.Read(ref _pages) > maxPages - HeadroomPages(maxPages) / 2;
     }
 
-    /// <summary>Queues the background pass unless one is queued or running (or the last one found nothing to evict).</summary>
+    /// <summary>Wakes the reclaim thread for a pass unless one is queued or running (or the last one found nothing to evict).</summary>
     private void StartReclaimPass()
     {
         if (_stopped || Volatile.Read(ref _reclaiming) != 0 || Environment.TickCount64 < Volatile.Read(ref _reclaimIdleUntil)) return;
         if (Interlocked.CompareExchange(ref _reclaiming, 1, 0) != 0) return;
-        ThreadPool.UnsafeQueueUserWorkItem(_reclaimPass, this, preferLocal: false);
+        if (_reclaimer is null)
+        {
+            // Only the caller that set _reclaiming gets here, so one thread is ever started. A
+            // thread of its own rather than the thread pool: a pool worker spins for more work
+            // after each short pass (measured: more CPU in spinning and switching than in the
+            // pass), while this one blocks on a kernel event until the next pass is due.
+            _reclaimer = new Thread(ReclaimLoop) { IsBackground = true, Name = "Tmem reclaim" };
+            _reclaimer.Start();
+        }
+        _reclaimWake.Set();
+    }
+
+    private void ReclaimLoop()
+    {
+        while (true)
+        {
+            _reclaimWake.WaitOne();
+            if (_stopped)
+            {
+                Volatile.Write(ref _reclaiming, 0);
+                return;
+            }
+            ReclaimPass();
+        }
     }
 
     /// <summary>
@@ -661,7 +685,13 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         // A background pass touches slabs: stop it before they go. It checks _stopped between
         // evictions, so the wait is one eviction (or one compaction pass) long.
         _stopped = true;
+        if (_reclaimer is { } reclaimer)
+        {
+            _reclaimWake.Set();
+            reclaimer.Join();
+        }
         WaitForReclaimPass();
+        _reclaimWake.Dispose();
         _slabs.Dispose();
     }
 
