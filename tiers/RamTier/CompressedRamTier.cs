@@ -198,11 +198,10 @@ internal sealed unsafe class CompressedRamTier : IDisposable
             }
             if (!_stopped) CompactIfWasteful();
         }
-        catch (Exception e)
+        catch (Exception)
         {
-            // Nothing is lost: puts evict for themselves meanwhile. Counted and kept for the stats.
+            // Nothing is lost: puts evict for themselves meanwhile. Counted (reclaim_failures).
             Interlocked.Increment(ref _counters.ReclaimFailures);
-            LastReclaimError = e;
             idle = true;
         }
         finally
@@ -215,8 +214,6 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         if (!idle && !_stopped && OverHighWater()) StartReclaimPass();
     }
 
-    /// <summary>The last exception a background reclaim pass ended with (counted in <c>ReclaimFailures</c>), or null.</summary>
-    public Exception? LastReclaimError { get; private set; }
 
     /// <summary>Gives back a reservation that was never installed.</summary>
     public void CancelReservation(uint id, int slotBytes)

@@ -43,9 +43,6 @@ internal sealed class Bucket : PageOwnerGroup
         return at >= 0 && _inline.IndexAt(at) == index ? _inline.DescriptorAt(at) : 0;
     }
 
-    /// <summary>Whether the bucket holds any page of <paramref name="id"/>.</summary>
-    public bool Contains(in ObjectId id) => FindObject(id) is not null || _inline.Locate(id, id.GetHashCode()) >= 0;
-
     /// <summary>
     /// Maps (<paramref name="id"/>, <paramref name="index"/>) to <paramref name="descriptor"/>,
     /// returning the descriptor it replaced (0 if none) and the owner and owner index the new

@@ -54,9 +54,6 @@ internal sealed class InlinePages(Bucket bucket, CompressedRamTier ram) : PageOw
     /// <summary>The descriptor of the entry at <paramref name="position"/>.</summary>
     public uint DescriptorAt(int position) => _entries[position].Descriptor;
 
-    /// <summary>The object id of the entry at <paramref name="position"/>.</summary>
-    public ref readonly ObjectId IdAt(int position) => ref _entries[position].Id;
-
     /// <summary>Replaces the descriptor of the entry at <paramref name="position"/> (a put over the page); returns the old one.</summary>
     public uint Replace(int position, uint descriptor)
     {
