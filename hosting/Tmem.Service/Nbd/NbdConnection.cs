@@ -238,6 +238,17 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection
     public void Kill()
     {
         _killed = true;
+        CancelReceive();
+    }
+
+    public void Evict()
+    {
+        _evicted = true;
+        CancelReceive();
+    }
+
+    private void CancelReceive()
+    {
         try
         {
             _receiveCancel.Cancel();
@@ -245,18 +256,6 @@ internal sealed partial class NbdConnection : IEvictable, IClientConnection
         catch (ObjectDisposedException)
         {
             // closed already
-        }
-    }
-
-    public void Evict()
-    {
-        _evicted = true;
-        try
-        {
-            _receiveCancel.Cancel();
-        }
-        catch (ObjectDisposedException)
-        {
         }
     }
 

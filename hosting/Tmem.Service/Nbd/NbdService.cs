@@ -121,24 +121,8 @@ internal sealed partial class NbdService(NbdExports exports, SessionManager sess
 
     private async Task AcceptLoopAsync(NbdListener listener)
     {
-        while (!_stopping.IsCancellationRequested)
+        while (await Acceptor.NextAsync(listener.Socket, LogAcceptFailed, _stopping.Token).ConfigureAwait(false) is { } socket)
         {
-            Socket socket;
-            try
-            {
-                socket = await listener.Socket.AcceptAsync(_stopping.Token).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException || _stopping.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (SocketException e)
-            {
-                LogAcceptFailed(e);
-                await Task.Delay(100).ConfigureAwait(false);
-                continue;
-            }
-            if (socket.AddressFamily != AddressFamily.Unix) socket.NoDelay = true;
             var credentials = PeerCredentials.Of(socket);
             string peer = socket.AddressFamily == AddressFamily.Unix
                 ? $"nbd {credentials?.ToString() ?? "unix#" + socket.Handle.ToInt64().ToString(CultureInfo.InvariantCulture)}"

@@ -394,20 +394,18 @@ internal sealed partial class FrameConnection : IRequestContext, IEvictable, ICl
     public void Evict()
     {
         _evicted = true;
-        try
-        {
-            _receiveCancel.Cancel();
-        }
-        catch (ObjectDisposedException)
-        {
-            // closed already
-        }
+        CancelReceive();
     }
 
     /// <summary>An administrator closes this connection: its reader stops at its next wait for input, answers what it started, and closes.</summary>
     public void Kill()
     {
         _killed = true;
+        CancelReceive();
+    }
+
+    private void CancelReceive()
+    {
         try
         {
             _receiveCancel.Cancel();

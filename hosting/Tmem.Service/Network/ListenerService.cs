@@ -152,25 +152,8 @@ internal sealed partial class ListenerService(SessionManager sessions, RequestDi
     private async Task AcceptLoopAsync(Socket listener)
     {
         var o = options.Value;
-        while (!_stopping.IsCancellationRequested)
+        while (await Acceptor.NextAsync(listener, LogAcceptFailed, _stopping.Token).ConfigureAwait(false) is { } socket)
         {
-            Socket socket;
-            try
-            {
-                socket = await listener.AcceptAsync(_stopping.Token).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException || _stopping.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (SocketException e)
-            {
-                // Out of file descriptors, for example: do not spin on it.
-                LogAcceptFailed(e);
-                await Task.Delay(100).ConfigureAwait(false);
-                continue;
-            }
-            if (socket.AddressFamily != AddressFamily.Unix) socket.NoDelay = true;
             // A Unix socket's peer as the kernel knows it (SO_PEERCRED), for logs, the client list
             // and clients bound to a Unix user; a TCP peer by its address.
             var credentials = PeerCredentials.Of(socket);
