@@ -35,7 +35,9 @@ public sealed class ObservabilityTests
         service.Environment["OTEL_EXPORTER_OTLP_ENDPOINT"] = $"http://127.0.0.1:{port}"; // no protocol given: http/protobuf, /v1/metrics
         service.Environment["OTEL_METRIC_EXPORT_INTERVAL"] = "300";
         await service.StartAsync();
-        Assert.Contains($"Exporting the Tmem meter over OTLP to http://127.0.0.1:{port}/v1/metrics (http/protobuf)", service.Output);
+        // Logged by a hosted service that starts after the listeners, so it may follow the line StartAsync waits for.
+        string exporting = $"Exporting the Tmem meter over OTLP to http://127.0.0.1:{port}/v1/metrics (http/protobuf)";
+        Assert.True(await service.WaitForOutputAsync(exporting, TimeSpan.FromSeconds(30)), $"no \"{exporting}\" in:\n{service.Output}");
         await using (var alice = await service.ConnectAsync())
         {
             int pool = await alice.CreatePoolAsync(PoolOptions.Ephemeral);

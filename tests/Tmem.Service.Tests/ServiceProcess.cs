@@ -70,6 +70,21 @@ public sealed class ServiceProcess : IAsyncDisposable
     }
 
     /// <summary>
+    /// Waits until the output holds <paramref name="text"/> (a line logged after start-up
+    /// finished, by a hosted service that starts after the listeners); false after <paramref name="timeout"/>.
+    /// </summary>
+    public async Task<bool> WaitForOutputAsync(string text, TimeSpan timeout)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (!Output.Contains(text, StringComparison.Ordinal))
+        {
+            if (clock.Elapsed > timeout) return false;
+            await Task.Delay(20);
+        }
+        return true;
+    }
+
+    /// <summary>
     /// The service to run: this repository's build, or <c>TMEM_TEST_SERVICE_DLL</c> (to run these
     /// tests against another build, such as the one before a fix, and see them fail).
     /// </summary>
