@@ -159,6 +159,8 @@ public sealed partial class TmemClient
         cancellationToken.ThrowIfCancellationRequested();
         var pool = Resolve(poolId);
         if (!objectId.IsValid) ThrowHelper.ThrowInvalidObjectId(nameof(objectId));
+        if (pool.Kind == PoolKind.Persistent && _store.Log is { IsBacklogged: true } log)
+            return AfterRoomAsync(log, () => (pool.FlushPage(objectId, index, out long address), address), cancellationToken);
         bool found = pool.FlushPage(objectId, index, out long logAddress);
         return logAddress == 0 ? ValueTask.FromResult(found) : AwaitDurable(logAddress, found, cancellationToken);
     }
@@ -169,6 +171,8 @@ public sealed partial class TmemClient
         cancellationToken.ThrowIfCancellationRequested();
         var pool = Resolve(poolId);
         if (!objectId.IsValid) ThrowHelper.ThrowInvalidObjectId(nameof(objectId));
+        if (pool.Kind == PoolKind.Persistent && _store.Log is { IsBacklogged: true } log)
+            return AfterRoomAsync(log, () => (pool.FlushObject(objectId, out long address), address), cancellationToken);
         int removed = pool.FlushObject(objectId, out long logAddress);
         return logAddress == 0 ? ValueTask.FromResult(removed) : AwaitDurable(logAddress, removed, cancellationToken);
     }
@@ -176,6 +180,15 @@ public sealed partial class TmemClient
     private async ValueTask<T> AwaitDurable<T>(long logAddress, T result, CancellationToken cancellationToken)
     {
         await _store.Log!.WaitDurableAsync(logAddress).WithCancellation(cancellationToken).ConfigureAwait(false);
+        return result;
+    }
+
+    /// <summary>A flush that waits for the log's room first (as <see cref="PutAfterRoomAsync"/>) without holding a thread.</summary>
+    private async ValueTask<T> AfterRoomAsync<T>(LogTier.PersistentLog log, Func<(T Result, long LogAddress)> flush, CancellationToken cancellationToken)
+    {
+        await log.WaitForRoomAsync().WithCancellation(cancellationToken).ConfigureAwait(false);
+        var (result, logAddress) = flush();
+        if (logAddress != 0) await log.WaitDurableAsync(logAddress).WithCancellation(cancellationToken).ConfigureAwait(false);
         return result;
     }
 

@@ -141,8 +141,9 @@ public sealed class TmemOptions
     public DurabilityMode Durability { get; set; } = DurabilityMode.Strict;
 
     /// <summary>
-    /// <see cref="DurabilityMode.Relaxed"/> only: the longest time an acknowledged operation waits
-    /// for its commit, i.e. what a crash may lose. Default 10 ms.
+    /// <see cref="DurabilityMode.Relaxed"/> only: the interval of the log's commits. Appends wait
+    /// while the oldest uncommitted one is more than 10 intervals (at least 100 ms) old, so a crash
+    /// loses at most the operations of that window before the last append. Default 10 ms.
     /// </summary>
     public int CommitIntervalMs { get; set; } = 10;
 

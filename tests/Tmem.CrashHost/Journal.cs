@@ -12,7 +12,8 @@ namespace Tmem.CrashHost;
 /// ack line after its operation completed.
 /// <code>
 /// R run pid mode seed            a host run starts (its store is open and READY was printed)
-/// I seq op label obj index       operation seq is about to start; op is D/S/Z (put of a data,
+/// I seq op label obj index timestamp
+///                                operation seq is about to start; op is D/S/Z (put of a data,
 ///                                same-filled or zero page; its version is run &lt;&lt; 32 | seq),
 ///                                F (flush page) or O (flush object; index is -1)
 /// A seq result timestamp         operation seq completed (acknowledged): a put's PutStatus,
@@ -59,7 +60,7 @@ public sealed class Journal : IDisposable
         lock (_lock)
         {
             long seq = ++_seq;
-            WriteLocked(string.Create(CultureInfo.InvariantCulture, $"I {seq} {op} {label} {obj} {index}"));
+            WriteLocked(string.Create(CultureInfo.InvariantCulture, $"I {seq} {op} {label} {obj} {index} {Stopwatch.GetTimestamp()}"));
             return seq;
         }
     }

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using Tmem.LogTier;
 using Tmem.Tests.Faults;
 using static Tmem.Tests.TestPages;
 
@@ -163,6 +164,51 @@ public sealed class StorageFaultTests : IDisposable
         Assert.Equal(StorageState.Healthy, store.Storage.State); // slow is not failing
         faulty.ReleaseHeldWrites();
         Assert.Equal(PutStatus.Stored, await put.WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Theory]
+    [InlineData("put")]
+    [InlineData("put-async")]
+    [InlineData("flush")]
+    [InlineData("flush-async")]
+    public async Task RelaxedCommitsHeldBack_AnAppendPastTheLagLimitWaitsForTheCommit_SoACrashLosesLittle(string op)
+    {
+        // Relaxed acknowledges on append. When commits fall behind (here: the device holds the
+        // writes; in life an overloaded machine or a slow disk), appends must stop once the
+        // oldest uncommitted one is older than the lag limit, or a crash would lose without bound.
+        using var store = Open(LogDeviceKind.Mapped, out var faulty, DurabilityMode.Relaxed);
+        var c = store.GetClient(1);
+        int p = c.CreatePool(PoolOptions.Persistent);
+        Assert.Equal(PutStatus.Stored, c.Put(p, Oid(1), 0, Compressible(4096, 1)));
+        await store.CommitAsync();
+        faulty.HoldWrites = true;
+        long acknowledged;
+        Task later;
+        try
+        {
+            Assert.Equal(PutStatus.Stored, c.Put(p, Oid(2), 0, Compressible(4096, 2))); // acknowledged at once, not durable
+            acknowledged = store.Log!.TailAddress;
+            await Task.Delay(IntervalCommitPolicy.LagLimitMs(new TmemOptions().CommitIntervalMs) + 100);
+            Assert.True(store.Log.CommittedUntilAddress < acknowledged);
+
+            later = op switch
+            {
+                "put" => Task.Run(() => c.Put(p, Oid(3), 0, Compressible(4096, 3))),
+                "put-async" => c.PutAsync(p, Oid(3), 0, Compressible(4096, 3)).AsTask(),
+                "flush" => Task.Run(() => c.FlushPage(p, Oid(1), 0)),
+                _ => c.FlushPageAsync(p, Oid(1), 0).AsTask(),
+            };
+            Assert.NotSame(later, await Task.WhenAny(later, Task.Delay(500)));
+        }
+        finally
+        {
+            faulty.ReleaseHeldWrites(); // a held write would otherwise keep the store from closing
+        }
+        await later.WaitAsync(TimeSpan.FromSeconds(10));
+        // Whatever the later operation appended went in after the commit that covers the first.
+        Assert.True(store.Log.CommittedUntilAddress >= acknowledged, $"committed {store.Log.CommittedUntilAddress}, acknowledged {acknowledged}");
+        Assert.Equal(Compressible(4096, 2), Read(c, p, Oid(2), 0));
+        Assert.Equal(op.StartsWith("flush", StringComparison.Ordinal) ? null : Compressible(4096, 1), Read(c, p, Oid(1), 0));
     }
 
     [Theory]

@@ -10,21 +10,28 @@ namespace Tmem.LogTier;
 /// as a hang with 16 writers on two cores). Waiting stops when the log closes, and gives up with
 /// <see cref="TmemNotDurableException"/> once the storage has failed for too long
 /// (<see cref="CommitWaiters.ThrowIfFailedTooLong"/>).
+/// <para>
+/// In Relaxed mode appenders also wait while the commits lag too far behind
+/// (<see cref="CommitPolicy.IsLagging"/>: that is what keeps a crash's loss bounded when the
+/// machine is overloaded), unless the storage is full or failing: then the commits cannot catch
+/// up, the state is reported (<see cref="StorageHealth"/>), and waiting would only stop the store.
+/// </para>
 /// </summary>
-internal sealed class AppendBackpressure(FasterLog log, CommitWaiters waiters)
+internal sealed class AppendBackpressure(FasterLog log, CommitWaiters waiters, CommitPolicy policy, StorageHealth health)
 {
     /// <summary>Unflushed log bytes over which appenders wait (outside any lock) for the device to catch up.</summary>
     public const long BacklogLimit = PersistentLog.MemorySize / 2;
 
     /// <summary>Whether an appender would have to wait for room now.</summary>
-    public bool IsBacklogged => log.TailAddress - log.FlushedUntilAddress > BacklogLimit;
+    public bool IsBacklogged => log.TailAddress - log.FlushedUntilAddress > BacklogLimit || (policy.IsLagging && !health.IsDegraded);
 
     /// <summary>Called by appenders before they take a bucket lock: while the log is backlogged, sleeps.</summary>
     public void WaitForRoom()
     {
-        if (log.TailAddress - log.FlushedUntilAddress <= BacklogLimit) return;
+        if (!IsBacklogged) return;
+        policy.CommitSoon(); // a lagging loop idle until its tick commits at once
         var spinner = new SpinWait();
-        while (log.TailAddress - log.FlushedUntilAddress > BacklogLimit && !waiters.IsClosed)
+        while (IsBacklogged && !waiters.IsClosed)
         {
             waiters.ThrowIfFailedTooLong();
             if (spinner.NextSpinWillYield) Thread.Sleep(1);
@@ -38,6 +45,7 @@ internal sealed class AppendBackpressure(FasterLog log, CommitWaiters waiters)
     /// </summary>
     public async ValueTask WaitForRoomAsync()
     {
+        if (IsBacklogged) policy.CommitSoon();
         while (IsBacklogged && !waiters.IsClosed)
         {
             waiters.ThrowIfFailedTooLong();

@@ -57,6 +57,17 @@ internal abstract class CommitPolicy
     /// </summary>
     public virtual void CommitSoon() => RequestCommit();
 
+    /// <summary>Called after each append. Relaxed tracks the oldest uncommitted append (see <see cref="IsLagging"/>).</summary>
+    public virtual void Appended()
+    {
+    }
+
+    /// <summary>
+    /// Relaxed: commits have fallen so far behind that appenders must wait for one (the loss bound,
+    /// <see cref="IntervalCommitPolicy.LagLimitMs"/>). Strict: never (acknowledgements wait instead).
+    /// </summary>
+    public virtual bool IsLagging => false;
+
     /// <summary>The commit loop, until <paramref name="token"/> is cancelled (the log closes).</summary>
     public abstract Task RunAsync(CancellationToken token);
 

@@ -63,7 +63,7 @@ internal sealed class PersistentLog : IDisposable
         _waiters = new CommitWaiters(log, health, options.DurabilityTimeoutMs);
         _policy = CommitPolicy.For(options.Durability, options.CommitIntervalMs, log, _waiters, AfterCommit, Diagnostics);
         _strict = _policy.Mode == DurabilityMode.Strict;
-        _backpressure = new AppendBackpressure(log, _waiters);
+        _backpressure = new AppendBackpressure(log, _waiters, _policy, health);
         _reader = new LogRecordReader(log, mapped, Diagnostics, health);
         _scanner = new LogScanner(log, logDirectory, segmentSizeBits);
         var token = _stop.Token;
@@ -186,6 +186,7 @@ internal sealed class PersistentLog : IDisposable
     {
         ObjectDisposedException.ThrowIf(_waiters.IsClosed, this);
         long address = _log.Enqueue(record);
+        _policy.Appended();
         _reserve.TailMovedTo(address + record.Length);
         return address;
     }

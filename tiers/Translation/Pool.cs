@@ -557,6 +557,7 @@ internal sealed class Pool
     /// <summary>Removes a page; <paramref name="logAddress"/> as for <see cref="Put"/>.</summary>
     public bool FlushPage(in ObjectId id, uint index, out long logAddress)
     {
+        _log?.WaitForRoom(); // a tombstone is an append too (the Relaxed loss bound); outside the lock
         var bucket = BucketFor(id);
         bool found;
         lock (bucket.Lock)
@@ -573,6 +574,7 @@ internal sealed class Pool
     /// <summary>Removes an object's pages; <paramref name="logAddress"/> as for <see cref="Put"/>.</summary>
     public int FlushObject(in ObjectId id, out long logAddress)
     {
+        _log?.WaitForRoom();
         var bucket = BucketFor(id);
         int removed = 0;
         lock (bucket.Lock)
