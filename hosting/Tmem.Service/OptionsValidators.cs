@@ -40,8 +40,10 @@ internal sealed class ServiceOptionsValidator : IValidateOptions<ServiceOptions>
         Range(nameof(o.MaxQueuedResponseBytes), o.MaxQueuedResponseBytes, 1L << 20, 1L << 40, $"from {1L << 20} (1 MiB) to {1L << 40} (1 TiB)");
         Range(nameof(o.MinThreadPoolThreads), o.MinThreadPoolThreads, 0, 4096, "from 0 (the runtime's default) to 4096");
         Range(nameof(o.TcpPort), o.TcpPort, 0, 65535, "0 (no TCP listener) or a port from 1 to 65535");
-        if (!(o.ReclaimLowWater > 0 && o.ReclaimLowWater < o.ReclaimHighWater && o.ReclaimHighWater <= 1))
-            errors.Add($"{S}:{nameof(o.ReclaimLowWater)} and {nameof(o.ReclaimHighWater)} are {o.ReclaimLowWater} and {o.ReclaimHighWater}; they must satisfy 0 < low < high <= 1 (fractions of Tmem:RamBudgetBytes).");
+        if (o.ReclaimLowWater.HasValue != o.ReclaimHighWater.HasValue)
+            errors.Add($"{S}:{(o.ReclaimLowWater.HasValue ? nameof(o.ReclaimLowWater) : nameof(o.ReclaimHighWater))} is set and {S}:{(o.ReclaimLowWater.HasValue ? nameof(o.ReclaimHighWater) : nameof(o.ReclaimLowWater))} is not; set both or neither.");
+        else if (o.ReclaimLowWater is double low && o.ReclaimHighWater is double high && !(low > 0 && low < high && high <= 1))
+            errors.Add($"{S}:{nameof(o.ReclaimLowWater)} and {nameof(o.ReclaimHighWater)} are {low} and {high}; they must satisfy 0 < low < high <= 1 (fractions of Tmem:RamBudgetBytes).");
         if (o.SocketPath.Length == 0 && o.TcpPort == 0)
             errors.Add($"{S}:{nameof(o.SocketPath)} is empty and {S}:{nameof(o.TcpPort)} is 0; at least one listener must be configured.");
         if (o.SocketPath.Length > 0 && Encoding.UTF8.GetByteCount(Path.GetFullPath(o.SocketPath)) > 107)

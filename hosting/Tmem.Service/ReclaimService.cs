@@ -6,7 +6,8 @@ namespace Tmem.Service;
 /// Keeps the RAM tier under budget ahead of demand: every <see cref="ServiceOptions.ReclaimIntervalMs"/>,
 /// when slot bytes pass <see cref="ServiceOptions.ReclaimHighWater"/> of <c>Tmem:RamBudgetBytes</c>,
 /// evicts down to <see cref="ServiceOptions.ReclaimLowWater"/> (<see cref="TmemStore.Reclaim"/>),
-/// so puts find room without evicting on their own path; and when slabs hold more than
+/// so puts find room without evicting on their own path (by default only while the store does not
+/// reclaim ahead itself: <see cref="ServiceOptions.ReclaimWatermarks"/>); and when slabs hold more than
 /// <c>Tmem:SlabCompactionThreshold</c> beyond the slot bytes in use, runs slab compaction
 /// (<see cref="TmemStore.Compact"/>). (Log compaction is a separate matter.)
 /// </summary>
@@ -26,9 +27,10 @@ internal sealed partial class ReclaimService(StoreHost host, IOptions<TmemOption
     private void RunOnce(TmemStore store, ServiceOptions o, double compactionThreshold)
     {
         var stats = store.GetStats();
-        if (stats.RamSlotBytes > o.ReclaimHighWater * stats.RamBudgetBytes)
+        bool storeReclaimsAhead = storeOptions.Value.BackgroundReclaim && stats.RamBudgetBytes >= TmemOptions.BackgroundReclaimMinBudgetBytes;
+        if (o.ReclaimWatermarks(storeReclaimsAhead) is var (high, low) && stats.RamSlotBytes > high * stats.RamBudgetBytes)
         {
-            long target = (long)(o.ReclaimLowWater * stats.RamBudgetBytes);
+            long target = (long)(low * stats.RamBudgetBytes);
             long freed = store.Reclaim(target);
             LogReclaimed(freed, stats.RamSlotBytes - freed, target);
         }

@@ -88,13 +88,21 @@ public sealed class ServiceOptions
     public int ReclaimIntervalMs { get; set; } = 1000;
 
     /// <summary>
-    /// Reclaim starts when the RAM tier's slot bytes pass this fraction of
-    /// <c>Tmem:RamBudgetBytes</c>. Default 0.95.
+    /// Reclaim evicts when the RAM tier's slot bytes pass this fraction of
+    /// <c>Tmem:RamBudgetBytes</c> (set with <see cref="ReclaimLowWater"/>, or neither). Unset
+    /// (default): 0.95 while the store does not reclaim ahead of demand by itself
+    /// (<c>Tmem:BackgroundReclaim</c> off, or a budget under 8 MiB), and no eviction here while it
+    /// does (it keeps its own headroom; a second, wider margin here would only leave RAM unused).
     /// </summary>
-    public double ReclaimHighWater { get; set; } = 0.95;
+    public double? ReclaimHighWater { get; set; }
 
-    /// <summary>... and evicts down to this fraction, so puts find room without evicting. Default 0.90.</summary>
-    public double ReclaimLowWater { get; set; } = 0.90;
+    /// <summary>... and evicts down to this fraction, so puts find room without evicting. Unset: 0.90, as above.</summary>
+    public double? ReclaimLowWater { get; set; }
+
+    /// <summary>The watermarks in effect: the configured pair, or the defaults when the store does not reclaim ahead itself; null: no eviction here.</summary>
+    internal (double High, double Low)? ReclaimWatermarks(bool storeReclaimsAhead) =>
+        ReclaimHighWater is double high && ReclaimLowWater is double low ? (high, low)
+        : storeReclaimsAhead ? null : (0.95, 0.90);
 
     /// <summary>
     /// The thread pool's minimum worker and I/O threads. FASTER completes log writes on pool

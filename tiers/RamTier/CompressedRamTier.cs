@@ -72,7 +72,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     }
 
     /// <summary>Smallest budget reclaim ahead runs for: under it, puts evict for themselves (a headroom of under 64 KiB saves nothing).</summary>
-    public const long MinReclaimAheadBudgetBytes = 8L << 20;
+    public const long MinReclaimAheadBudgetBytes = TmemOptions.BackgroundReclaimMinBudgetBytes;
 
     /// <summary>
     /// What reclaim ahead keeps free under the budget: 1/128 of it, at most 16 MiB, so it costs
