@@ -23,7 +23,7 @@ internal sealed class AppendBackpressure(FasterLog log, CommitWaiters waiters, C
     public const long BacklogLimit = PersistentLog.MemorySize / 2;
 
     /// <summary>Whether an appender would have to wait for room now.</summary>
-    public bool IsBacklogged => log.TailAddress - log.FlushedUntilAddress > BacklogLimit || (policy.IsLagging && !health.IsDegraded);
+    public bool IsBacklogged => log.TailAddress - log.FlushedUntilAddress > BacklogLimit || IsLagging;
 
     /// <summary>Called by appenders before they take a bucket lock: while the log is backlogged, sleeps.</summary>
     public void WaitForRoom()
@@ -34,10 +34,17 @@ internal sealed class AppendBackpressure(FasterLog log, CommitWaiters waiters, C
         while (IsBacklogged && !waiters.IsClosed)
         {
             waiters.ThrowIfFailedTooLong();
-            if (spinner.NextSpinWillYield) Thread.Sleep(1);
+            if (IsLagging) policy.Progress.Wait(LagRecheckMs); // until the next commit, not a poll
+            else if (spinner.NextSpinWillYield) Thread.Sleep(1);
             else spinner.SpinOnce();
         }
     }
+
+    /// <summary>Held back by the commit lag (not by unflushed bytes, which the device's writes clear).</summary>
+    private bool IsLagging => policy.IsLagging && !health.IsDegraded;
+
+    /// <summary>How long a lag wait sleeps at most before it looks again (the next commit usually ends it first).</summary>
+    private const int LagRecheckMs = 10;
 
     /// <summary>
     /// <see cref="WaitForRoom"/> for async callers: waits without holding a thread, so the
@@ -49,7 +56,12 @@ internal sealed class AppendBackpressure(FasterLog log, CommitWaiters waiters, C
         while (IsBacklogged && !waiters.IsClosed)
         {
             waiters.ThrowIfFailedTooLong();
-            await Task.Delay(1).ConfigureAwait(false);
+            if (IsLagging)
+            {
+                var progress = policy.Progress;
+                if (!progress.IsCompleted) await Task.WhenAny(progress, Task.Delay(LagRecheckMs)).ConfigureAwait(false);
+            }
+            else await Task.Delay(1).ConfigureAwait(false);
         }
     }
 }

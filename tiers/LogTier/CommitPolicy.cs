@@ -57,6 +57,11 @@ internal abstract class CommitPolicy
     /// </summary>
     public virtual void CommitSoon() => RequestCommit();
 
+    /// <summary>Called when a commit's metadata is durable (<see cref="LogCommitFile.Written"/>).</summary>
+    public virtual void CommitWritten()
+    {
+    }
+
     /// <summary>Called after each append. Relaxed tracks the oldest uncommitted append (see <see cref="IsLagging"/>).</summary>
     public virtual void Appended()
     {
@@ -67,6 +72,9 @@ internal abstract class CommitPolicy
     /// <see cref="IntervalCommitPolicy.LagLimitMs"/>). Strict: never (acknowledgements wait instead).
     /// </summary>
     public virtual bool IsLagging => false;
+
+    /// <summary>Completes after the loop's next commit (Relaxed; appenders held back by <see cref="IsLagging"/> wait on it). Strict: a completed task.</summary>
+    public virtual Task Progress => Task.CompletedTask;
 
     /// <summary>The commit loop, until <paramref name="token"/> is cancelled (the log closes).</summary>
     public abstract Task RunAsync(CancellationToken token);

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Threading.Channels;
 using FASTER.core;
 
 namespace Tmem.LogTier;
@@ -23,7 +22,9 @@ namespace Tmem.LogTier;
 internal sealed class IntervalCommitPolicy(FasterLog log, CommitWaiters waiters, Action afterCommit, int commitIntervalMs)
     : CommitPolicy(log, waiters, afterCommit)
 {
-    private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly AutoResetEvent _wake = new(false);    // CommitSoon: commit before the next tick
+    private readonly AutoResetEvent _written = new(false); // a commit's metadata is durable
+    private readonly StalledCommitNudge _nudge = new(log);
     private readonly long _lagLimitTicks = LagLimitMs(commitIntervalMs) * Stopwatch.Frequency / 1000;
 
     // When the oldest append not covered by a completed commit was made (Stopwatch timestamps, 0 =
@@ -40,8 +41,6 @@ internal sealed class IntervalCommitPolicy(FasterLog log, CommitWaiters waiters,
     public static int LagLimitMs(int commitIntervalMs) => (int)Math.Min(int.MaxValue, Math.Max(100L, 10L * commitIntervalMs));
 
     public override DurabilityMode Mode => DurabilityMode.Relaxed;
-
-    public override void CommitSoon() => _wake.Writer.TryWrite(true);
 
     /// <summary>Nothing to do: the next tick commits.</summary>
     public override void RequestCommit()
@@ -77,58 +76,111 @@ internal sealed class IntervalCommitPolicy(FasterLog log, CommitWaiters waiters,
         _inflightTail = Math.Max(_inflightTail, Log.TailAddress); // read after the clear: above every record marked before it
     }
 
-    /// <summary>After a tick: once the commit point covers what was taken, nothing old is pending.</summary>
+    /// <summary>After a tick: once the commit point covers what was taken, nothing old is pending; appenders held back are woken.</summary>
     private void ClearCovered()
     {
         if (Volatile.Read(ref _inflightSince) != 0 && Log.CommittedUntilAddress >= _inflightTail) Volatile.Write(ref _inflightSince, 0);
+        Interlocked.Exchange(ref _progress, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
     }
 
-    public override async Task RunAsync(CancellationToken token)
+    // Completed (and replaced) after each tick's commit: what held-back appenders wait on, instead
+    // of polling (64 async appenders polling every millisecond kept the thread pool so busy that
+    // FASTER's own commit work item, which writes the commit's metadata, waited a second for a thread).
+    private TaskCompletionSource _progress = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public override Task Progress => Volatile.Read(ref _progress).Task;
+
+    /// <summary>
+    /// The loop runs on a thread of its own and waits synchronously, never on the thread pool: the
+    /// moment commits matter most is when appenders (acknowledged at once) keep every pool thread
+    /// busy, and an awaiting loop then queued behind them for seconds (no commit, so a crash lost
+    /// everything since the last one). It waits for a commit on <see cref="LogCommitFile.Written"/>'s
+    /// signal and the commit point (<see cref="CommitAndWait"/>).
+    /// </summary>
+    public override Task RunAsync(CancellationToken token)
     {
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(commitIntervalMs));
-        // One wait of each kind at a time (a PeriodicTimer allows only one), kept until it completes.
-        Task<bool>? tick = null;
-        Task<bool>? wake = null;
-        try
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(() =>
         {
-            while (true)
+            try
             {
-                tick ??= timer.WaitForNextTickAsync(token).AsTask();
-                wake ??= _wake.Reader.WaitToReadAsync(token).AsTask();
-                var woke = await Task.WhenAny(tick, wake).ConfigureAwait(false);
-                if (!await woke.ConfigureAwait(false)) break;
-                if (woke == tick) tick = null;
-                else
-                {
-                    wake = null;
-                    _wake.Reader.TryRead(out _);
-                }
-                try
-                {
-                    TakePending();
-                    if (Log.TailAddress > Log.CommittedUntilAddress)
-                    {
-                        await Log.CommitAsync(token).ConfigureAwait(false);
-                    }
-                    ClearCovered(); // a truncation's commit may have covered it too
-                    AfterCommit();
-                }
-                catch (OperationCanceledException) when (token.IsCancellationRequested)
-                {
-                    break;
-                }
-                catch (Exception e)
-                {
-                    // Keep trying on the next tick; whoever waits for a commit (a spilled read,
-                    // a checkpoint) hears about this one.
-                    Waiters.Fail(e);
-                    continue;
-                }
-                CompleteWaiters(); // readers of spilled pages wait for commits too
+                Run(token);
+                done.TrySetResult();
             }
-        }
-        catch (OperationCanceledException) when (token.IsCancellationRequested)
+            catch (Exception e)
+            {
+                done.TrySetException(e);
+            }
+        }) { IsBackground = true, Name = "Tmem commit" };
+        thread.Start();
+        return done.Task;
+    }
+
+    public override void CommitSoon() => _wake.Set();
+
+    public override void CommitWritten() => _written.Set();
+
+    private void Run(CancellationToken token)
+    {
+        var wakeOrStop = new WaitHandle[] { _wake, token.WaitHandle };
+        long interval = Math.Max(1, commitIntervalMs * Stopwatch.Frequency / 1000);
+        long nextTick = Stopwatch.GetTimestamp() + interval;
+        while (!token.IsCancellationRequested)
         {
+            long now = Stopwatch.GetTimestamp();
+            if (now < nextTick)
+            {
+                int waitMs = (int)Math.Min(int.MaxValue, ((nextTick - now) * 1000 + Stopwatch.Frequency - 1) / Stopwatch.Frequency);
+                if (WaitHandle.WaitAny(wakeOrStop, waitMs) == 1) break;
+            }
+            now = Stopwatch.GetTimestamp();
+            if (now >= nextTick) nextTick = now + interval; // a tick (late ones coalesce, as PeriodicTimer's do)
+            try
+            {
+                TakePending();
+                if (Log.TailAddress > Log.CommittedUntilAddress) CommitAndWait(token);
+                ClearCovered(); // a truncation's commit may have covered it too
+                AfterCommit();
+            }
+            catch (OperationCanceledException) when (token.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception e)
+            {
+                // Keep trying on the next tick; whoever waits for a commit (a spilled read,
+                // a checkpoint) hears about this one.
+                Waiters.Fail(e);
+                continue;
+            }
+            CompleteWaiters(); // readers of spilled pages wait for commits too
+        }
+    }
+
+    /// <summary>
+    /// Commits up to the tail and waits until the commit point is there. FASTER's own
+    /// <c>CommitAsync</c> is awaited too, only to hear of a failure: its continuation needs a pool
+    /// thread, the commit point does not.
+    /// </summary>
+    private void CommitAndWait(CancellationToken token)
+    {
+        long tail = Log.TailAddress;
+        var commit = Log.CommitAsync(token).AsTask();
+        while (Log.CommittedUntilAddress < tail)
+        {
+            if (commit.IsCompleted)
+            {
+                commit.GetAwaiter().GetResult(); // throws the commit's failure
+                if (Log.CommittedUntilAddress < tail) throw new InvalidOperationException($"The log's commit completed at {Log.CommittedUntilAddress}, below the tail {tail} it was asked for.");
+                return;
+            }
+            token.ThrowIfCancellationRequested();
+            // The commit file signals each durable commit; FASTER moves the commit point just
+            // after, so a signal may come a moment early: the wait is bounded and re-checked.
+            // A wait that timed out enters and leaves FASTER's epoch once: the commit's flush is
+            // an action on the epoch's drain list, which runs only when a thread passes through
+            // the epoch, and with every appender held back (the lag limit) none does.
+            if (!_written.WaitOne(1)) _nudge.Nudge();
         }
     }
 }

@@ -175,7 +175,11 @@ public sealed class LogCommitFile : ILogCommitManager
             _newestSlot = slot;
             _nextPaired = true; // the next write goes to the other slot, beside this one
         }
+        Written?.Invoke();
     }
+
+    /// <summary>After each commit's metadata is durable (on FASTER's commit thread; FASTER then moves its commit point).</summary>
+    public Action? Written { get; set; }
 
     /// <summary>
     /// For the offline tool's repairs: makes <paramref name="commitNum"/> (which must be above every

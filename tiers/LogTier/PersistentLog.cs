@@ -62,12 +62,14 @@ internal sealed class PersistentLog : IDisposable
         _marker = new CommittedMarkerFile(logDirectory, everCommitted) { Io = Io };
         _waiters = new CommitWaiters(log, health, options.DurabilityTimeoutMs);
         _policy = CommitPolicy.For(options.Durability, options.CommitIntervalMs, log, _waiters, AfterCommit, Diagnostics);
+        commits.Written = _policy.CommitWritten;
         _strict = _policy.Mode == DurabilityMode.Strict;
         _backpressure = new AppendBackpressure(log, _waiters, _policy, health);
         _reader = new LogRecordReader(log, mapped, Diagnostics, health);
         _scanner = new LogScanner(log, logDirectory, segmentSizeBits);
         var token = _stop.Token;
-        _committer = Task.Run(() => _policy.RunAsync(token));
+        // Relaxed's loop starts a thread of its own (IntervalCommitPolicy.RunAsync); Strict's awaits on the pool.
+        _committer = _strict ? Task.Run(() => _policy.RunAsync(token)) : _policy.RunAsync(token);
         _watchdog = Task.Run(() => _waiters.RunWatchdogAsync(token));
     }
 
