@@ -374,8 +374,9 @@ internal sealed class PersistentSuite
             {
                 int i = (int)(n % pages);
                 var page = _pages[(int)((n * 7919) % _pages.Length)];
-                if (client.Put(pool, new ObjectId((ulong)(i / 64)), (uint)(i % 64), page) != PutStatus.Stored)
-                    throw new InvalidOperationException("A benchmark put was refused.");
+                var status = client.Put(pool, new ObjectId((ulong)(i / 64)), (uint)(i % 64), page);
+                if (status != PutStatus.Stored)
+                    throw new InvalidOperationException($"A benchmark put was refused: {status} (log disk {store.GetStats().LogDiskBytes} bytes, storage {store.Storage.State}).");
             }
         })).ToArray();
         Task.WaitAll(writers);
