@@ -60,9 +60,6 @@ public sealed class TmemOptions
     /// </summary>
     public bool BackgroundReclaim { get; set; } = true;
 
-    /// <summary>Budgets under this (8 MiB) never reclaim in the background (<see cref="BackgroundReclaim"/>).</summary>
-    public const long BackgroundReclaimMinBudgetBytes = 8L << 20;
-
     /// <summary>
     /// Size of each log segment file, a power of two from 16 MiB to 1 GiB; compaction frees space
     /// in whole segments, so smaller segments track live data more closely. Used when a data

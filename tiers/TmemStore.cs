@@ -181,6 +181,12 @@ public sealed partial class TmemStore : IDisposable, IAsyncDisposable
     }
 
     /// <summary>
+    /// Whether the store evicts ahead of demand by itself now: <see cref="TmemOptions.BackgroundReclaim"/>
+    /// on and the current budget 8 MiB or more.
+    /// </summary>
+    public bool ReclaimsAhead => _ram.ReclaimAhead;
+
+    /// <summary>
     /// The state of the data directory's storage (see <see cref="StorageState"/>), with when it
     /// began and the last failure; always healthy for a memory-only store. The service logs its
     /// changes. The store leaves a degraded state by itself once the disk allows.

@@ -27,8 +27,7 @@ internal sealed partial class ReclaimService(StoreHost host, IOptions<TmemOption
     private void RunOnce(TmemStore store, ServiceOptions o, double compactionThreshold)
     {
         var stats = store.GetStats();
-        bool storeReclaimsAhead = storeOptions.Value.BackgroundReclaim && stats.RamBudgetBytes >= TmemOptions.BackgroundReclaimMinBudgetBytes;
-        if (o.ReclaimWatermarks(storeReclaimsAhead) is var (high, low) && stats.RamSlotBytes > high * stats.RamBudgetBytes)
+        if (o.ReclaimWatermarks(store.ReclaimsAhead) is var (high, low) && stats.RamSlotBytes > high * stats.RamBudgetBytes)
         {
             long target = (long)(low * stats.RamBudgetBytes);
             long freed = store.Reclaim(target);

@@ -72,7 +72,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     }
 
     /// <summary>Smallest budget reclaim ahead runs for: under it, puts evict for themselves (a headroom of under 64 KiB saves nothing).</summary>
-    public const long MinReclaimAheadBudgetBytes = TmemOptions.BackgroundReclaimMinBudgetBytes;
+    public const long MinReclaimAheadBudgetBytes = 8L << 20;
 
     /// <summary>
     /// What reclaim ahead keeps free under the budget: 1/128 of it, at most 16 MiB, so it costs
@@ -83,7 +83,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     private static long HeadroomPages(long maxPages) => Math.Max(16, maxPages / 128);
 
     /// <summary>Whether reclaim ahead is on now (it is off for budgets under <see cref="MinReclaimAheadBudgetBytes"/>).</summary>
-    private bool ReclaimAhead => _reclaimAhead && Volatile.Read(ref _budgetBytes) >= MinReclaimAheadBudgetBytes;
+    public bool ReclaimAhead => _reclaimAhead && Volatile.Read(ref _budgetBytes) >= MinReclaimAheadBudgetBytes;
 
     public long BudgetBytes => Volatile.Read(ref _budgetBytes);
 
