@@ -14,6 +14,8 @@ public sealed class LossyDeletes(IRemotePageStore inner) : IRemotePageStore
 
     public ValueTask<RemoteRead> ReadAsync(RemotePageKey page, bool take) => inner.ReadAsync(page, take);
 
+    public RemoteRead Read(RemotePageKey page, bool take) => inner.Read(page, take);
+
     public void Delete(RemotePageKey page) => Interlocked.Increment(ref LostDeletes);
 
     public void DeleteObject(RemoteObjectKey obj) => Interlocked.Increment(ref LostDeletes);
@@ -37,6 +39,8 @@ public sealed class HeldWrites(IRemotePageStore inner) : IRemotePageStore
     }
 
     public ValueTask<RemoteRead> ReadAsync(RemotePageKey page, bool take) => inner.ReadAsync(page, take);
+
+    public RemoteRead Read(RemotePageKey page, bool take) => inner.Read(page, take);
 
     public void Delete(RemotePageKey page) => inner.Delete(page);
 

@@ -198,6 +198,36 @@ public sealed class RedisRemotePageStore : IRemotePageStore
     }
 
     /// <inheritdoc/>
+    public RemoteRead Read(RemotePageKey page, bool take)
+    {
+        var db = _db;
+        if (db is null) return new RemoteRead(RemoteReadStatus.Failed);
+        RedisKey key = KeyOf(page.Object);
+        var field = Field(page);
+        try
+        {
+            // The client's synchronous call waits on this thread for its reader to signal it, and
+            // gives up after SyncTimeout (the request timeout) exactly: no pool thread is needed.
+            var lease = db.HashGetLease(key, field);
+            return lease is null ? new RemoteRead(RemoteReadStatus.Absent) : new RemoteRead(RemoteReadStatus.Found, lease, lease.Length);
+        }
+        catch (TimeoutException) // RedisTimeoutException
+        {
+            _health.Failed($"a get took longer than {_options.RequestTimeoutMs} ms ({RemoteTierOptions.SectionName}:{nameof(RemoteTierOptions.RequestTimeoutMs)})");
+            return new RemoteRead(RemoteReadStatus.TimedOut);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            Failed("get", e);
+            return new RemoteRead(RemoteReadStatus.Failed);
+        }
+        finally
+        {
+            if (take) Delete(page); // the local descriptor is gone already: the copy only holds memory
+        }
+    }
+
+    /// <inheritdoc/>
     public void Delete(RemotePageKey page)
     {
         try

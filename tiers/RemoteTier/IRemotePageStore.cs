@@ -31,6 +31,13 @@ public interface IRemotePageStore : IDisposable
     /// </summary>
     ValueTask<RemoteRead> ReadAsync(RemotePageKey page, bool take);
 
+    /// <summary>
+    /// <see cref="ReadAsync"/> for a synchronous get: waits on the caller's thread, within the
+    /// request timeout, without needing another thread to run a continuation (a caller blocked
+    /// here must not wait for the thread pool, which such callers may be the ones keeping busy).
+    /// </summary>
+    RemoteRead Read(RemotePageKey page, bool take);
+
     /// <summary>Deletes one page's value without waiting for the reply (only gives memory back).</summary>
     void Delete(RemotePageKey page);
 

@@ -137,11 +137,10 @@ internal sealed class RemoteBacking : ITierBelow, IDisposable
     public GetStatus Read(in RemotePageKey key, bool take, Span<byte> page)
     {
         if (TryReadQueued(key, take, page, out var status)) return status;
-        var fetch = FetchAsync(key, take);
         RemoteRead read;
         try
         {
-            read = fetch.IsCompleted ? fetch.Result : fetch.AsTask().GetAwaiter().GetResult();
+            read = _store.Read(key, take);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -157,7 +156,7 @@ internal sealed class RemoteBacking : ITierBelow, IDisposable
         RemoteRead read;
         try
         {
-            read = await FetchAsync(key, take).ConfigureAwait(false);
+            read = await _store.ReadAsync(key, take).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -178,19 +177,6 @@ internal sealed class RemoteBacking : ITierBelow, IDisposable
         }
         status = GetStatus.Miss;
         return false;
-    }
-
-    private ValueTask<RemoteRead> FetchAsync(RemotePageKey key, bool take)
-    {
-        try
-        {
-            return _store.ReadAsync(key, take);
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            // The client must not throw; if it does, that is a failure like any other.
-            return ValueTask.FromResult(new RemoteRead(RemoteReadStatus.Failed));
-        }
     }
 
     private GetStatus Decode(RemoteRead read, in RemotePageKey key, Span<byte> page)
