@@ -51,6 +51,8 @@ public sealed class RemoteRefusalTests(ITestOutputHelper output)
         var refused = store.GetStats();
         output.WriteLine($"refusing: {RemoteTierTests.Counters(store)}");
         Assert.True(refused.RemoteWriteFailures - taking.RemoteWriteFailures >= 100, $"the refused writes were not counted as failures: {RemoteTierTests.Counters(store)}");
+        // A refused page leaves the store (its gets miss at once, it takes no remote capacity).
+        Assert.True(refused.RemotePages == taking.RemotePages, $"pages whose writes were refused still count as remote: {RemoteTierTests.Counters(store)}");
         await WaitStateAsync(store, RemoteTierState.Degraded);
         Assert.Contains("OOM", store.RemoteTier.LastError ?? "", StringComparison.Ordinal);
         int hitsA = 0, hitsB = 0;
@@ -68,6 +70,7 @@ public sealed class RemoteRefusalTests(ITestOutputHelper output)
             }
         }
         output.WriteLine($"while refusing: {hitsA} of the pages written before hit, {hitsB} of those evicted while refusing (those still in RAM)");
+        Assert.True(store.GetStats().RemoteMisses == refused.RemoteMisses, $"gets of refused pages still asked the server: {RemoteTierTests.Counters(store)}");
         Assert.True(hitsA >= 100, $"the server's pages stopped being served while it refused writes: {hitsA} hits; {RemoteTierTests.Counters(store)}");
         // Only what still fits in the 64 KiB budget (under 60 pages of ~1.1 KiB) can hit: the rest was refused.
         Assert.True(hitsB < 100, $"{hitsB} pages evicted while the server refused every write came back: {RemoteTierTests.Counters(store)}");

@@ -11,7 +11,7 @@ namespace Tmem.LogTier;
 /// </summary>
 internal sealed class LogBacking(PersistentLog log, StoreCounters counters) : ITierBelow
 {
-    public bool TryKeep(in PageHandle page, bool uncompressed, ref long backingAddress, ReadOnlySpan<byte> bytes) =>
+    public bool TryKeep(uint descriptor, in PageHandle page, bool uncompressed, ref long backingAddress, ReadOnlySpan<byte> bytes) =>
         backingAddress != 0 && backingAddress < log.CommittedUntilAddress;
 
     public void Account(bool pattern, int storedLength, bool added) =>

@@ -69,6 +69,33 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         _remoteCapacityBytes = ephemeralBelow is null ? 0 : options.RemoteCapacityBytes;
         _slabCompactionThreshold = options.SlabCompactionThreshold;
         _reclaimAhead = options.BackgroundReclaim;
+        ephemeralBelow?.OnCopyLost(DropLost);
+    }
+
+    /// <summary>
+    /// The ephemeral tier below lost its copy of a page (its remote write failed): the page leaves
+    /// the store if descriptor <paramref name="id"/> still holds that copy. Bottom-up, as eviction
+    /// is: the descriptor names its owner, whose map is the truth once its lock is held (the
+    /// descriptor may have been freed and reused meanwhile; a backing address, a version, is never
+    /// reused). Outside any lock; counted as an eviction (the page left without a flush).
+    /// </summary>
+    private void DropLost(uint id, long backingAddress)
+    {
+        if (_stopped || id == 0 || id >= _descriptors.HighWater) return;
+        ref var d = ref _descriptors[id];
+        var owner = Volatile.Read(ref d.Owner);
+        if (owner is null) return;
+        uint index = d.Index;
+        lock (owner.Lock)
+        {
+            if (owner.Find(index) != id || PageDescriptor.FormOf(d.Flags) != PageForm.Below
+                || (d.State & DescriptorFlags.Persistent) != 0 || _descriptors.GetBackingAddress(id) != backingAddress)
+                return;
+            var gone = owner.HandleOf(index);
+            owner.Unlink(index);
+            Release(id, gone.Id, gone.Index);
+            Interlocked.Increment(ref _counters.EvictedEphPages);
+        }
     }
 
     /// <summary>Smallest budget reclaim ahead runs for: under it, puts evict for themselves (a headroom of under 64 KiB saves nothing).</summary>
@@ -507,7 +534,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
                 if (HoldsSlot(form) && BelowFor(persistent) is { } below)
                 {
                     long address = _descriptors.GetBackingAddress(id);
-                    if (below.TryKeep(handle, form == PageForm.Uncompressed, ref address, new ReadOnlySpan<byte>(_slabs.AddressOf(d.Location), d.Length)))
+                    if (below.TryKeep(id, handle, form == PageForm.Uncompressed, ref address, new ReadOnlySpan<byte>(_slabs.AddressOf(d.Location), d.Length)))
                     {
                         MoveBelow(id, ref d, address);
                         return true;

@@ -18,9 +18,21 @@ internal interface ITierBelow
     /// false leaves the page where it is (a persistent page) or lets it be dropped (an ephemeral one).
     /// <paramref name="backingAddress"/> is the page's copy in this tier so far (0 for none);
     /// <paramref name="bytes"/> the page as the RAM tier holds it (an LZ4 block, or the page itself
-    /// when <paramref name="uncompressed"/>). Never waits on anything but leaf locks.
+    /// when <paramref name="uncompressed"/>); <paramref name="descriptor"/> the page's descriptor (what
+    /// a tier that can lose a copy later names to <see cref="OnCopyLost"/>'s callback). Never waits on
+    /// anything but leaf locks.
     /// </summary>
-    bool TryKeep(in PageHandle page, bool uncompressed, ref long backingAddress, ReadOnlySpan<byte> bytes);
+    bool TryKeep(uint descriptor, in PageHandle page, bool uncompressed, ref long backingAddress, ReadOnlySpan<byte> bytes);
+
+    /// <summary>
+    /// Called once by the RAM tier: <paramref name="lost"/> (descriptor, backing address) is what
+    /// to call, outside any lock, when a copy this tier took in <see cref="TryKeep"/> turns out lost
+    /// (a remote write that failed): the RAM tier drops the page if the descriptor still holds that
+    /// copy, so its gets miss at once and it stops counting as held here. The log never loses one.
+    /// </summary>
+    void OnCopyLost(Action<uint, long> lost)
+    {
+    }
 
     /// <summary>
     /// A page backed by this tier (it has a backing address), stored as a pattern

@@ -46,6 +46,7 @@ internal sealed class RemoteBacking : ITierBelow, IDisposable
     private readonly Task _writer;
     private long _version;
     private volatile bool _closing;
+    private Action<uint, long>? _copyLost;
 
     public RemoteBacking(RemoteTierOptions options, IRemotePageStore store, StoreCounters counters)
     {
@@ -71,7 +72,7 @@ internal sealed class RemoteBacking : ITierBelow, IDisposable
     /// <summary>Near capacity (within 64 KiB): eviction also drops remote pages, least recently used first.</summary>
     public bool WantsRoom => Volatile.Read(ref _counters.RemoteBytes) + (64 << 10) > _options.CapacityBytes;
 
-    public bool TryKeep(in PageHandle page, bool uncompressed, ref long backingAddress, ReadOnlySpan<byte> bytes)
+    public bool TryKeep(uint descriptor, in PageHandle page, bool uncompressed, ref long backingAddress, ReadOnlySpan<byte> bytes)
     {
         int size = RemoteValue.HeaderSize + bytes.Length;
         if (_closing || _store.Status.State == RemoteTierState.Down
@@ -83,7 +84,7 @@ internal sealed class RemoteBacking : ITierBelow, IDisposable
         }
         long version = Interlocked.Increment(ref _version);
         var key = KeyOf(page.PoolSerial, page.Id, page.Index, version);
-        var op = new WriteOp(WriteKind.Put, key, RemoteValue.Build(key, uncompressed, bytes), size);
+        var op = new WriteOp(WriteKind.Put, key, RemoteValue.Build(key, uncompressed, bytes), size) { Descriptor = descriptor };
         _pending[version] = op;
         _queue.Writer.TryWrite(op); // unbounded channel: bounded by the bytes reserved above
         Interlocked.Increment(ref _counters.RemotePages);
@@ -91,6 +92,8 @@ internal sealed class RemoteBacking : ITierBelow, IDisposable
         backingAddress = version;
         return true;
     }
+
+    public void OnCopyLost(Action<uint, long> lost) => _copyLost = lost;
 
     private bool TryReserveQueue(int size)
     {
@@ -302,12 +305,18 @@ internal sealed class RemoteBacking : ITierBelow, IDisposable
         }
     }
 
-    /// <summary>A write that failed: the page is lost (its next get finds no value and misses).</summary>
+    /// <summary>
+    /// A write that failed or timed out: the page is lost. The RAM tier drops it (if the handle still
+    /// holds this version), so that its gets miss at once instead of asking the cluster, and it
+    /// stops taking remote capacity and metadata; its delete goes out like any other (a write that
+    /// timed out may have landed).
+    /// </summary>
     private void Lost(WriteOp op, RemoteWriteStatus status)
     {
         _pending.TryRemove(KeyValuePair.Create(op.Key.Version, op));
         Interlocked.Increment(ref _counters.RemoteWriteFailures);
         Interlocked.Increment(ref status == RemoteWriteStatus.TimedOut ? ref _counters.RemoteTimeouts : ref _counters.RemoteFailures);
+        if (!op.IsCancelled && !_closing) _copyLost?.Invoke(op.Descriptor, op.Key.Version);
     }
 
     private void Done(WriteOp op) => Interlocked.Add(ref _counters.RemoteQueueBytes, -op.Size);
@@ -342,6 +351,9 @@ internal sealed class RemoteBacking : ITierBelow, IDisposable
         public RemotePageKey Key { get; } = key;
         public byte[] Value { get; } = value ?? [];
         public int Size { get; } = size;
+
+        /// <summary>A put's page descriptor in the RAM tier (named back when the write is lost).</summary>
+        public uint Descriptor { get; init; }
 
         public bool IsCancelled => Volatile.Read(ref _state) == 2;
 
