@@ -80,7 +80,14 @@ public sealed class RemoteFailureTests(ITestOutputHelper output)
         var phase = "healthy";
         var stop = new CancellationTokenSource();
         var stats = new PhaseStats();
-        var workers = Enumerable.Range(0, 4).Select(w => Task.Run(() => WorkAsync(client, pool, w, () => phase, stats, stop.Token))).ToArray();
+        // Workers behave as real clients do, never holding a pool thread forever: the synchronous
+        // ones (odd) each have a thread of their own, the asynchronous ones yield once an
+        // operation. A loop that neither awaits nor yields (a get served from RAM completes at once)
+        // holds its pool thread for good, and four of them on a 2-core machine starve the
+        // continuations that timeouts, the client and this test's own commands to the nodes need.
+        var workers = Enumerable.Range(0, 4).Select(w => w % 2 == 1
+            ? Task.Factory.StartNew(() => WorkAsync(client, pool, w, () => phase, stats, stop.Token).GetAwaiter().GetResult(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)
+            : Task.Run(() => WorkAsync(client, pool, w, () => phase, stats, stop.Token))).ToArray();
 
         async Task Phase(string name, int milliseconds)
         {
@@ -168,6 +175,7 @@ public sealed class RemoteFailureTests(ITestOutputHelper output)
         long version = 0;
         while (!stop.IsCancellationRequested)
         {
+            if (worker % 2 == 0) await Task.Yield();
             int o = random.Next(Objects), i = random.Next(Indexes);
             var oid = Oid(worker * 100 + o);
             string tag = $"w{worker}/o{o}/i{i}";
