@@ -51,7 +51,7 @@ public sealed class RemoteFailureTests(ITestOutputHelper output)
         }
     }
 
-    private static async Task WaitStateAsync(TmemStore store, RemoteTierState state, TimeSpan within)
+    internal static async Task WaitStateAsync(TmemStore store, RemoteTierState state, TimeSpan within)
     {
         var deadline = DateTime.UtcNow + within;
         while (store.RemoteTier.State != state)

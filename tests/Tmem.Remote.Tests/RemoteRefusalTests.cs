@@ -33,7 +33,7 @@ public sealed class RemoteRefusalTests(ITestOutputHelper output)
         var options = new TmemOptions { RamBudgetBytes = 64 << 10, RemoteTier = remote };
         options.UseRemotePageStore(o => new RedisRemotePageStore(o)); // the client as the service makes it
         using var store = TmemStore.Open(options);
-        await WaitStateAsync(store, RemoteTierState.Healthy);
+        await RemoteFailureTests.WaitStateAsync(store, RemoteTierState.Healthy, TimeSpan.FromSeconds(15));
         var client = store.GetClient(1);
         int pool = client.CreatePool(new PoolOptions { SharedUuid = Guid.NewGuid() });
         var buffer = new byte[PageSize];
@@ -53,7 +53,7 @@ public sealed class RemoteRefusalTests(ITestOutputHelper output)
         Assert.True(refused.RemoteWriteFailures - taking.RemoteWriteFailures >= 100, $"the refused writes were not counted as failures: {RemoteTierTests.Counters(store)}");
         // A refused page leaves the store (its gets miss at once, it takes no remote capacity).
         Assert.True(refused.RemotePages == taking.RemotePages, $"pages whose writes were refused still count as remote: {RemoteTierTests.Counters(store)}");
-        await WaitStateAsync(store, RemoteTierState.Degraded);
+        await RemoteFailureTests.WaitStateAsync(store, RemoteTierState.Degraded, TimeSpan.FromSeconds(15));
         Assert.Contains("OOM", store.RemoteTier.LastError ?? "", StringComparison.Ordinal);
         int hitsA = 0, hitsB = 0;
         for (uint i = 0; i < 200; i++)
@@ -77,7 +77,7 @@ public sealed class RemoteRefusalTests(ITestOutputHelper output)
 
         // Taking writes again: healthy by itself, and new evictions are written and come back.
         await redis.Connection.GetServer(redis.Endpoint).ExecuteAsync("CONFIG", "SET", "maxmemory", "0");
-        await WaitStateAsync(store, RemoteTierState.Healthy);
+        await RemoteFailureTests.WaitStateAsync(store, RemoteTierState.Healthy, TimeSpan.FromSeconds(15));
         var before = store.GetStats();
         for (uint i = 0; i < 200; i++) Assert.Equal(PutStatus.Stored, client.Put(pool, Oid(3), i, Page($"c{i}", 1)));
         WaitWritten(store);
@@ -92,16 +92,6 @@ public sealed class RemoteRefusalTests(ITestOutputHelper output)
         output.WriteLine($"resumed: {hitsC} hits; {RemoteTierTests.Counters(store)}");
         Assert.Equal(before.RemoteWriteFailures, after.RemoteWriteFailures);
         Assert.True(hitsC >= 190, $"after the server took writes again only {hitsC} of 200 pages came back: {RemoteTierTests.Counters(store)}");
-    }
-
-    private static async Task WaitStateAsync(TmemStore store, RemoteTierState state)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(15);
-        while (store.RemoteTier.State != state)
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"the remote tier did not turn {state}: {store.RemoteTier}");
-            await Task.Delay(20);
-        }
     }
 }
 
