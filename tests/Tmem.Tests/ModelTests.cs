@@ -14,6 +14,9 @@ namespace Tmem.Tests;
 [Trait("Kind", "Unit")]
 public class ModelTests
 {
+    /// <summary>Even objects get narrow ids (last two words zero), odd ones wide ids: both inline tables and their promotions.</summary>
+    private static ObjectId Oid(int n) => n % 2 == 0 ? new ObjectId((ulong)n) : TestPages.Oid(n);
+
     private const int Clients = 3;
     private const int MaxPools = 4;
     private const int PageSize = 16384; // the 64 KiB budget (the least allowed) holds only a few of these

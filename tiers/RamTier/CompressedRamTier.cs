@@ -88,11 +88,11 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         uint index = d.Index;
         lock (owner.Lock)
         {
-            if (owner.Find(index) != id || PageDescriptor.FormOf(d.Flags) != PageForm.Below
+            if (!owner.Holds(index, id, out uint at) || PageDescriptor.FormOf(d.Flags) != PageForm.Below
                 || (d.State & DescriptorFlags.Persistent) != 0 || _descriptors.GetBackingAddress(id) != backingAddress)
                 return;
-            var gone = owner.HandleOf(index);
-            owner.Unlink(index);
+            var gone = owner.HandleAt(at);
+            owner.Unlink(at);
             Release(id, gone.Id, gone.Index);
             Interlocked.Increment(ref _counters.EvictedEphPages);
         }
@@ -405,13 +405,6 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         if (d.Clock == 0) d.Clock = 1; // only write when needed: concurrent readers share no dirty line
     }
 
-    /// <summary>Under the owner's lock: the owner moved the page's entry to owner index <paramref name="ownerIndex"/> (an inline table's entry shifted or rehashed).</summary>
-    public void MoveOwnerIndex(uint id, uint ownerIndex)
-    {
-        AssertOwnerLocked(id);
-        _descriptors[id].Index = ownerIndex;
-    }
-
     /// <summary>Under the lock both owners share: the page now belongs to <paramref name="owner"/> at <paramref name="ownerIndex"/> (an inline object that got a second page).</summary>
     public void MoveOwner(uint id, PageOwner owner, uint ownerIndex)
     {
@@ -516,21 +509,21 @@ internal sealed unsafe class CompressedRamTier : IDisposable
             {
                 // The hint may be stale (freed and reused meanwhile); only the owner's map is truth.
                 flags = d.Flags;
-                if (owner.Find(index) != id || !IsVictim(flags, needBytes)) continue;
+                if (!owner.Holds(index, id, out uint at) || !IsVictim(flags, needBytes)) continue;
                 bool persistent = ((DescriptorFlags)flags & DescriptorFlags.Persistent) != 0;
                 var form = PageDescriptor.FormOf(flags);
                 if (form == PageForm.Below)
                 {
                     // An ephemeral page only the tier below holds: it leaves the store.
-                    var gone = owner.HandleOf(index);
-                    owner.Unlink(index);
+                    var gone = owner.HandleAt(at);
+                    owner.Unlink(at);
                     Release(id, gone.Id, gone.Index);
                     Interlocked.Increment(ref _counters.EvictedEphPages);
                     Interlocked.Increment(ref _counters.RemoteEvictedPages);
                     if (needBytes) continue; // that freed no RAM
                     return true;
                 }
-                var handle = owner.HandleOf(index);
+                var handle = owner.HandleAt(at);
                 if (HoldsSlot(form) && BelowFor(persistent) is { } below)
                 {
                     long address = _descriptors.GetBackingAddress(id);
@@ -541,7 +534,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
                     }
                 }
                 if (persistent) continue; // never dropped; its tier below cannot take it yet
-                owner.Unlink(index);
+                owner.Unlink(at);
                 Release(id, handle.Id, handle.Index);
                 Interlocked.Increment(ref _counters.EvictedEphPages);
                 return true;
@@ -680,7 +673,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
                 try
                 {
                     // Re-check under the lock: the page may have been freed, replaced or moved.
-                    if (owner.Find(d.Index) != id || !HoldsSlot(d.Form)) continue;
+                    if (!owner.Holds(d.Index, id, out _) || !HoldsSlot(d.Form)) continue;
                     ulong oldLocation = d.Location;
                     if (_slabs.SlabOf(oldLocation) is not { Draining: true }) continue;
                     int length = d.Length;

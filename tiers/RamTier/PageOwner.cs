@@ -3,8 +3,8 @@ namespace Tmem.RamTier;
 /// <summary>
 /// What the RAM tier knows of whoever holds its pages (a translation's object, or a bucket's table
 /// of single-page objects): the lock that guards them, the pool account they count in, and how to
-/// find, name and unlink a page by its owner index (the page index for an object; a table position
-/// for the inline table, which re-points descriptors when entries move).
+/// find, name and unlink a page by its owner index (the page index for an object; the key's hash
+/// for the inline table, whose entries move without the descriptors knowing).
 /// Every descriptor points at its owner, so eviction and slab compaction work bottom-up (from a
 /// slot to its handle) without the RAM tier knowing the translation: they try the owner's lock,
 /// check that the owner still maps the index to the descriptor, and only then act.
@@ -24,20 +24,26 @@ internal abstract class PageOwner(PageOwnerGroup group)
     /// <summary>The pool the pages count in (its page size and page count).</summary>
     public PoolAccount Account => Group.Account;
 
-    /// <summary>Under <see cref="Lock"/>: the descriptor id mapped at owner index <paramref name="index"/>, or 0.</summary>
-    public abstract uint Find(uint index);
+    /// <summary>
+    /// Under <see cref="Lock"/>: whether the owner maps descriptor <paramref name="descriptor"/>
+    /// at owner index <paramref name="index"/> (what the descriptor recorded), and if so the
+    /// <paramref name="position"/> that names the page to <see cref="HandleAt"/> and
+    /// <see cref="Unlink"/> (the page index for an object, where the entry is now for an inline table).
+    /// </summary>
+    public abstract bool Holds(uint index, uint descriptor, out uint position);
 
     /// <summary>
-    /// Under <see cref="Lock"/>, for a page mapped at owner index <paramref name="index"/>: its
+    /// Under <see cref="Lock"/>, for a page at <paramref name="position"/> (<see cref="Holds"/>): its
     /// handle (with the pool's serial, what names it in a tier below: the remote tier's keys).
     /// </summary>
-    public abstract PageHandle HandleOf(uint index);
+    public abstract PageHandle HandleAt(uint position);
 
     /// <summary>
-    /// Under <see cref="Lock"/>, for eviction: unmaps <paramref name="index"/> (the owner may leave
-    /// its container when that was its last page). The caller then releases the descriptor.
+    /// Under <see cref="Lock"/>, for eviction: unmaps the page at <paramref name="position"/>
+    /// (<see cref="Holds"/>; the owner may leave its container when that was its last page). The
+    /// caller then releases the descriptor.
     /// </summary>
-    public abstract void Unlink(uint index);
+    public abstract void Unlink(uint position);
 }
 
 /// <summary>

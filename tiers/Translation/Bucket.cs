@@ -8,28 +8,33 @@ namespace Tmem.Translation;
 /// bytes, which is what keeps a get from seeing a slot that is being freed or reused. To the RAM
 /// tier a bucket is the group of its page owners (<see cref="PageOwnerGroup"/>: the lock, the pool's account).
 /// <para>
-/// An object of one page lives inline in <see cref="InlinePages"/> (32 bytes of table); its second
-/// page moves it to a <see cref="TmemObject"/> in the dictionary, where it stays until it is empty.
-/// An object is in one of the two, never both.
+/// An object of one page lives inline in an <see cref="InlinePages{TKey}"/> table (16 bytes of
+/// entry for an id whose last two words are zero, 32 for others, in a second table made on first
+/// use); its second page moves it to a <see cref="TmemObject"/> in the dictionary, where it stays
+/// until it is empty. An object is in exactly one of the three.
 /// </para>
 /// </summary>
 internal sealed class Bucket : PageOwnerGroup
 {
     private readonly CompressedRamTier _ram;
-    private readonly InlinePages _inline;
+    private readonly InlinePages<NarrowKey> _narrow;
+    private InlinePages<WideKey>? _wide;
     private Dictionary<ObjectId, TmemObject>? _objects;
 
     public Bucket(Pool pool, CompressedRamTier ram) : base(pool.Account)
     {
         Pool = pool;
         _ram = ram;
-        _inline = new InlinePages(this, ram);
+        _narrow = new InlinePages<NarrowKey>(this);
     }
 
     public Pool Pool { get; }
 
     /// <summary>Objects in the bucket (single-page ones included).</summary>
-    public int ObjectCount => (_objects?.Count ?? 0) + _inline.Count;
+    public int ObjectCount => (_objects?.Count ?? 0) + _narrow.Count + (_wide?.Count ?? 0);
+
+    /// <summary>The inline table of narrow ids (for the tests: the load it keeps).</summary>
+    internal InlinePages<NarrowKey> NarrowTable => _narrow;
 
     /// <summary>The object of more than one page with this id, or null.</summary>
     private TmemObject? FindObject(in ObjectId id) =>
@@ -39,8 +44,15 @@ internal sealed class Bucket : PageOwnerGroup
     public uint Find(in ObjectId id, uint index)
     {
         if (FindObject(id) is { } obj) return obj.Find(index);
-        int at = _inline.Locate(id, id.GetHashCode());
-        return at >= 0 && _inline.IndexAt(at) == index ? _inline.DescriptorAt(at) : 0;
+        int hash = id.GetHashCode();
+        if (NarrowKey.TryFrom(id, out var narrow)) return FindInline(_narrow, narrow, hash, index);
+        return _wide is { } wide ? FindInline(wide, new WideKey(id), hash, index) : 0;
+    }
+
+    private static uint FindInline<TKey>(InlinePages<TKey> table, in TKey key, int hash, uint index) where TKey : struct, IInlineKey<TKey>
+    {
+        int at = table.Locate(key, hash);
+        return at >= 0 && table.IndexAt(at) == index ? table.DescriptorAt(at) : 0;
     }
 
     /// <summary>
@@ -58,21 +70,26 @@ internal sealed class Bucket : PageOwnerGroup
             return obj.Set(index, descriptor);
         }
         int hash = id.GetHashCode();
-        int at = _inline.Locate(id, hash);
-        owner = _inline;
+        return NarrowKey.TryFrom(id, out var narrow)
+            ? SetInline(_narrow, narrow, id, hash, index, descriptor, out owner, out ownerIndex)
+            : SetInline(_wide ??= new InlinePages<WideKey>(this), new WideKey(id), id, hash, index, descriptor, out owner, out ownerIndex);
+    }
+
+    private uint SetInline<TKey>(InlinePages<TKey> table, in TKey key, in ObjectId id, int hash, uint index, uint descriptor, out PageOwner owner, out uint ownerIndex)
+        where TKey : struct, IInlineKey<TKey>
+    {
+        int at = table.Locate(key, hash);
+        owner = table;
+        ownerIndex = (uint)hash; // an inline page's owner index is its key's hash (InlinePages)
         if (at < 0)
         {
-            ownerIndex = (uint)_inline.Add(id, hash, index, descriptor);
+            table.Add(key, hash, index, descriptor);
             return 0;
         }
-        if (_inline.IndexAt(at) == index)
-        {
-            ownerIndex = (uint)at;
-            return _inline.Replace(at, descriptor);
-        }
-        uint firstIndex = _inline.IndexAt(at);
-        uint first = _inline.RemoveAt(at);
-        obj = new TmemObject(id, this);
+        if (table.IndexAt(at) == index) return table.Replace(at, descriptor);
+        uint firstIndex = table.IndexAt(at);
+        uint first = table.RemoveAt(at);
+        var obj = new TmemObject(id, this);
         obj.Set(firstIndex, first);
         _ram.MoveOwner(first, obj, firstIndex);
         (_objects ??= new Dictionary<ObjectId, TmemObject>()).Add(id, obj);
@@ -90,8 +107,15 @@ internal sealed class Bucket : PageOwnerGroup
             if (obj.Count == 0) _objects!.Remove(id);
             return removed;
         }
-        int at = _inline.Locate(id, id.GetHashCode());
-        return at >= 0 && _inline.IndexAt(at) == index ? _inline.RemoveAt(at) : 0;
+        int hash = id.GetHashCode();
+        if (NarrowKey.TryFrom(id, out var narrow)) return RemoveInline(_narrow, narrow, hash, index);
+        return _wide is { } wide ? RemoveInline(wide, new WideKey(id), hash, index) : 0;
+    }
+
+    private static uint RemoveInline<TKey>(InlinePages<TKey> table, in TKey key, int hash, uint index) where TKey : struct, IInlineKey<TKey>
+    {
+        int at = table.Locate(key, hash);
+        return at >= 0 && table.IndexAt(at) == index ? table.RemoveAt(at) : 0;
     }
 
     /// <summary>An object left empty by eviction leaves the dictionary.</summary>
@@ -113,17 +137,26 @@ internal sealed class Bucket : PageOwnerGroup
             obj.DrainTo(state, release);
             return count;
         }
-        int at = _inline.Locate(id, id.GetHashCode());
+        int hash = id.GetHashCode();
+        if (NarrowKey.TryFrom(id, out var narrow)) return RemoveInlineObject(_narrow, narrow, hash, state, release);
+        return _wide is { } wide ? RemoveInlineObject(wide, new WideKey(id), hash, state, release) : 0;
+    }
+
+    private static int RemoveInlineObject<TKey, TState>(InlinePages<TKey> table, in TKey key, int hash, TState state, Action<TState, uint, uint> release)
+        where TKey : struct, IInlineKey<TKey>
+    {
+        int at = table.Locate(key, hash);
         if (at < 0) return 0;
-        uint index = _inline.IndexAt(at);
-        release(state, index, _inline.RemoveAt(at));
+        uint index = table.IndexAt(at);
+        release(state, index, table.RemoveAt(at));
         return 1;
     }
 
     /// <summary>Calls <paramref name="action"/> for every (object id, page index, descriptor) (under the lock).</summary>
     public void ForEachPage<TState>(TState state, Action<TState, ObjectId, uint, uint> action)
     {
-        _inline.ForEach(state, action);
+        _narrow.ForEach(state, action);
+        _wide?.ForEach(state, action);
         if (_objects is null) return;
         foreach (var obj in _objects.Values)
             obj.ForEach((state, action, obj.Id), static (s, index, descriptor) => s.action(s.state, s.Id, index, descriptor));
@@ -132,7 +165,8 @@ internal sealed class Bucket : PageOwnerGroup
     /// <summary>Takes every page out of the bucket (pool destruction), calling <paramref name="release"/> for each (object id, page index, descriptor).</summary>
     public void DrainAll<TState>(TState state, Action<TState, ObjectId, uint, uint> release)
     {
-        _inline.DrainTo(state, release);
+        _narrow.DrainTo(state, release);
+        _wide?.DrainTo(state, release);
         if (_objects is null) return;
         var all = _objects.Values.ToArray();
         _objects = null;

@@ -27,7 +27,7 @@ internal sealed class TmemObject : PageOwner
     private int Home(uint index) => (int)((index * 0x9E3779B97F4A7C15UL) >> _shift);
 
     /// <summary>The descriptor id at <paramref name="index"/>, or 0.</summary>
-    public override uint Find(uint index)
+    public uint Find(uint index)
     {
         var entries = _entries;
         int mask = entries.Length - 1;
@@ -39,7 +39,13 @@ internal sealed class TmemObject : PageOwner
         }
     }
 
-    public override PageHandle HandleOf(uint index) => new(Account.Serial, Id, index);
+    public override bool Holds(uint index, uint descriptor, out uint position)
+    {
+        position = index;
+        return Find(index) == descriptor;
+    }
+
+    public override PageHandle HandleAt(uint position) => new(Account.Serial, Id, position);
 
     /// <summary>Eviction: unmaps <paramref name="index"/>, and leaves the bucket when that was the last page.</summary>
     public override void Unlink(uint index)

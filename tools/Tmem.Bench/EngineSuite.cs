@@ -63,6 +63,8 @@ internal sealed class EngineSuite
         r.Target("zero_put_pages_per_s >= 2,000,000", r["zero_put_pages_per_s"] >= 2_000_000);
         r.Target("ram_bytes_per_compressed_byte <= 1.10", r["ram_bytes_per_compressed_byte"] <= 1.10);
         r.Target("metadata_bytes_per_page <= 64", r["metadata_bytes_per_page"] <= 64);
+        r.Target("metadata_bytes_per_page_1page_objects <= 64", r["metadata_bytes_per_page_1page_objects"] <= 64);
+        r.Target("eph_put_at_budget_vs_lz4_encode >= 0.90", r["eph_put_at_budget_vs_lz4_encode"] >= 0.90);
         r.Target("lru_hit_ratio_vs_exact >= 0.95", r["lru_hit_ratio_vs_exact"] >= 0.95);
     }
 
