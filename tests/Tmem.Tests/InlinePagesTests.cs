@@ -12,15 +12,7 @@ namespace Tmem.Tests;
 [Trait("Kind", "Unit")]
 public class InlinePagesTests
 {
-    private static readonly Bucket Bucket = NewBucket();
-
-    private static Bucket NewBucket()
-    {
-        var options = new TmemOptions();
-        var counters = new Tmem.Diagnostics.StoreCounters();
-        var pool = new Pool(1, PoolOptions.Ephemeral, new StoreContext(options, new Tmem.RamTier.CompressedRamTier(options, counters, null), counters, null));
-        return pool.Buckets[0];
-    }
+    private static readonly Bucket Bucket = TmemObjectTests.NewBucket();
 
     /// <summary>Everything the model holds is found, by key and by (hash, descriptor), and the probes it does not hold are not.</summary>
     private static void AssertSame<TKey>(InlinePages<TKey> table, Dictionary<ObjectId, (uint Index, uint Descriptor)> model, IEnumerable<ObjectId> probes)

@@ -12,7 +12,7 @@ public class TmemObjectTests
     private static TmemObject NewObject() => new(new ObjectId(1), Bucket);
 
     /// <summary>A bucket of a pool of its own (no page is ever installed: only the index table is exercised).</summary>
-    private static Bucket NewBucket()
+    internal static Bucket NewBucket()
     {
         var options = new TmemOptions();
         var counters = new Tmem.Diagnostics.StoreCounters();

@@ -43,16 +43,22 @@ internal sealed class Bucket : PageOwnerGroup
     /// <summary>The descriptor mapped at (<paramref name="id"/>, <paramref name="index"/>), or 0.</summary>
     public uint Find(in ObjectId id, uint index)
     {
-        if (FindObject(id) is { } obj) return obj.Find(index);
-        int hash = id.GetHashCode();
-        if (NarrowKey.TryFrom(id, out var narrow)) return FindInline(_narrow, narrow, hash, index);
-        return _wide is { } wide ? FindInline(wide, new WideKey(id), hash, index) : 0;
+        return FindObject(id) is { } obj ? obj.Find(index) : InlinePage(id, index, remove: false);
     }
 
-    private static uint FindInline<TKey>(InlinePages<TKey> table, in TKey key, int hash, uint index) where TKey : struct, IInlineKey<TKey>
+    /// <summary>The descriptor of an inline page, taken out of its table when <paramref name="remove"/>; 0 if there is none.</summary>
+    private uint InlinePage(in ObjectId id, uint index, bool remove)
+    {
+        int hash = id.GetHashCode();
+        if (NarrowKey.TryFrom(id, out var narrow)) return InlinePage(_narrow, narrow, hash, index, remove);
+        return _wide is { } wide ? InlinePage(wide, new WideKey(id), hash, index, remove) : 0;
+    }
+
+    private static uint InlinePage<TKey>(InlinePages<TKey> table, in TKey key, int hash, uint index, bool remove) where TKey : struct, IInlineKey<TKey>
     {
         int at = table.Locate(key, hash);
-        return at >= 0 && table.IndexAt(at) == index ? table.DescriptorAt(at) : 0;
+        if (at < 0 || table.IndexAt(at) != index) return 0;
+        return remove ? table.RemoveAt(at) : table.DescriptorAt(at);
     }
 
     /// <summary>
@@ -107,15 +113,7 @@ internal sealed class Bucket : PageOwnerGroup
             if (obj.Count == 0) _objects!.Remove(id);
             return removed;
         }
-        int hash = id.GetHashCode();
-        if (NarrowKey.TryFrom(id, out var narrow)) return RemoveInline(_narrow, narrow, hash, index);
-        return _wide is { } wide ? RemoveInline(wide, new WideKey(id), hash, index) : 0;
-    }
-
-    private static uint RemoveInline<TKey>(InlinePages<TKey> table, in TKey key, int hash, uint index) where TKey : struct, IInlineKey<TKey>
-    {
-        int at = table.Locate(key, hash);
-        return at >= 0 && table.IndexAt(at) == index ? table.RemoveAt(at) : 0;
+        return InlinePage(id, index, remove: true);
     }
 
     /// <summary>An object left empty by eviction leaves the dictionary.</summary>
