@@ -50,7 +50,8 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     private long _hand;           // CLOCK hand
     private int _compacting;
     private readonly bool _reclaimAhead;
-    private int _reclaiming;          // 1 while a background pass is queued or running
+    private int _reclaiming;          // 1 while a background pass is queued or running, or the thread lingers after one
+    private int _lingering;           // 1 while the reclaim thread waits between looks (ReclaimLoop)
     private long _reclaimIdleUntil;   // after a pass that could evict nothing: no new pass before this (Environment.TickCount64)
     private volatile bool _stopped;   // Dispose: no pass starts, a running one stops
     private Thread? _reclaimer;       // started by the first pass; blocks on _reclaimWake between passes
@@ -164,20 +165,30 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     }
 
     /// <summary>Less than half the headroom is left (bytes or pages): time for a pass ahead of demand.</summary>
-    private bool OverHighWater() => HeadroomUsedOver(2);
+    private bool OverHighWater() => HeadroomLeftUnder(quarters: 2);
 
-    /// <summary>More than 1/<paramref name="divisor"/> of the headroom is used (bytes or pages).</summary>
-    private bool HeadroomUsedOver(int divisor)
+    /// <summary>Less than <paramref name="quarters"/>/4 of the headroom is left (bytes or pages).</summary>
+    private bool HeadroomLeftUnder(int quarters)
     {
         long budget = Volatile.Read(ref _budgetBytes), maxPages = Volatile.Read(ref _maxPages);
-        return Volatile.Read(ref _slotBytes) > budget - HeadroomBytes(budget) / divisor
-            || Volatile.Read(ref _pages) > maxPages - HeadroomPages(maxPages) / divisor;
+        return Volatile.Read(ref _slotBytes) > budget - HeadroomBytes(budget) * quarters / 4
+            || Volatile.Read(ref _pages) > maxPages - HeadroomPages(maxPages) * quarters / 4;
     }
 
-    /// <summary>Wakes the reclaim thread for a pass unless one is queued or running (or the last one found nothing to evict).</summary>
+    /// <summary>
+    /// Wakes the reclaim thread for a pass unless one is queued or running (or the last one found
+    /// nothing to evict). While it lingers between looks, only a put that finds under a quarter of
+    /// the headroom left cuts its wait short (one put: it takes the lingering flag).
+    /// </summary>
     private void StartReclaimPass()
     {
-        if (_stopped || Volatile.Read(ref _reclaiming) != 0 || Environment.TickCount64 < Volatile.Read(ref _reclaimIdleUntil)) return;
+        if (_stopped || Environment.TickCount64 < Volatile.Read(ref _reclaimIdleUntil)) return;
+        if (Volatile.Read(ref _reclaiming) != 0)
+        {
+            if (Volatile.Read(ref _lingering) != 0 && HeadroomLeftUnder(quarters: 1) && Interlocked.Exchange(ref _lingering, 0) != 0)
+                _reclaimWake.Set();
+            return;
+        }
         if (Interlocked.CompareExchange(ref _reclaiming, 1, 0) != 0) return;
         if (_reclaimer is null)
         {
@@ -201,22 +212,20 @@ internal sealed unsafe class CompressedRamTier : IDisposable
 
     private void ReclaimLoop()
     {
-        while (true)
+        while (!_stopped)
         {
             _reclaimWake.WaitOne();
-            if (_stopped)
-            {
-                Volatile.Write(ref _reclaiming, 0);
-                return;
-            }
+            // A put's signal to a linger that had just ended leaves the event set: nothing queued.
+            if (_stopped || Volatile.Read(ref _reclaiming) == 0) continue;
             bool idle = ReclaimPass();
-            // Lingering, _reclaiming stays 1 so puts do not signal; a look that finds a quarter
-            // of the headroom used (what about a millisecond of puts at full speed uses of a
-            // small store's) runs a pass.
+            // Lingering, _reclaiming stays 1, so puts do not signal (but see StartReclaimPass);
+            // a look that finds a quarter of the headroom used runs a pass.
             for (int quiet = 0; !idle && !_stopped && quiet < LingerMs;)
             {
-                Thread.Sleep(1);
-                if (HeadroomUsedOver(4))
+                Volatile.Write(ref _lingering, 1);
+                _reclaimWake.WaitOne(1);
+                Volatile.Write(ref _lingering, 0);
+                if (HeadroomLeftUnder(quarters: 3))
                 {
                     idle = ReclaimPass();
                     quiet = 0;
@@ -231,6 +240,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
             // and signalled nothing: look once more.
             if (!idle && !_stopped && OverHighWater()) StartReclaimPass();
         }
+        Volatile.Write(ref _reclaiming, 0);
     }
 
     /// <summary>
