@@ -33,9 +33,6 @@ internal sealed class Bucket : PageOwnerGroup
     /// <summary>Objects in the bucket (single-page ones included).</summary>
     public int ObjectCount => (_objects?.Count ?? 0) + _narrow.Count + (_wide?.Count ?? 0);
 
-    /// <summary>The inline table of narrow ids (for the tests: the load it keeps).</summary>
-    internal InlinePages<NarrowKey> NarrowTable => _narrow;
-
     /// <summary>The object of more than one page with this id, or null.</summary>
     private TmemObject? FindObject(in ObjectId id) =>
         _objects is { Count: > 0 } objects && objects.TryGetValue(id, out var obj) ? obj : null;

@@ -61,7 +61,7 @@ internal readonly record struct WideKey(ObjectId Id) : IInlineKey<WideKey>
 /// slot, backward-shift deletion, no tombstones) of entries (key, page index, descriptor id;
 /// descriptor 0 means empty): 16 bytes for a <see cref="NarrowKey"/>, 32 for a
 /// <see cref="WideKey"/>. Its capacity is any number, not a power of two (a slot's home is the
-/// hash scaled to the capacity), grown by a quarter at 7/8 full and halved under 1/4, so the
+/// hash scaled to the capacity), grown by a quarter at 7/8 full and rebuilt half full when under 1/4, so the
 /// table is between 7/10 and 7/8 full as it grows: about 18-23 bytes a page for narrow keys.
 /// Robin Hood order keeps a look-up short at that load, a miss included: it stops at the first
 /// entry nearer its home than the probe is to the key's.
