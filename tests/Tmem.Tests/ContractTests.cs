@@ -540,6 +540,30 @@ public class ContractTests
     }
 
     [Fact]
+    public void Put_RefusedAfterItsSlotWasTaken_GivesTheSlotBack()
+    {
+        // A put takes its slab slot before the bucket lock, where the persistent limits are
+        // checked: every refusal there must return the slot, or the slabs of refused pages
+        // would stay allocated (and a full store would leak its memory away).
+        using var store = Stores.Open(configure: o => o.MaxPersistentPages = 2);
+        var client = store.GetClient(1);
+        int pers = client.CreatePool(Stores.Persistent);
+        Assert.Equal(PutStatus.Stored, client.Put(pers, Oid(1), 0, Compressible(4096, 0)));
+        Assert.Equal(PutStatus.Stored, client.Put(pers, Oid(1), 1, Compressible(4096, 1)));
+        long slabBytes = store.GetStats().RamSlabBytes;
+        for (int i = 0; i < 500; i++)
+            Assert.Equal(PutStatus.RejectedPersistentLimit, client.Put(pers, Oid(2 + i % 7), (uint)i, CompressingTo(4096, 0.05 + i % 14 * 0.05, 0.1 + i % 14 * 0.05, 100 + i)));
+        var stats = store.GetStats();
+        Assert.Equal(500, stats.PersLimitRefused);
+        Assert.Equal(slabBytes, stats.RamSlabBytes);
+        Assert.Equal(2, stats.PersPages);
+        client.FlushObject(pers, Oid(1));
+        stats = store.GetStats();
+        Assert.Equal(0, stats.RamSlotBytes);
+        Assert.Equal(0, stats.RamSlabBytes); // every slab emptied and released: no slot was kept
+    }
+
+    [Fact]
     public void Put_PersistentByteLimit_CountsCompressedBytes()
     {
         var page = Compressible(4096, 1);

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.Intrinsics.X86;
 using Tmem.Compression;
 using Tmem.Diagnostics;
 
@@ -272,9 +273,29 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         return idle;
     }
 
-    /// <summary>Gives back a reservation that was never installed.</summary>
-    public void CancelReservation(uint id, int slotBytes)
+    /// <summary>No slot taken ahead (<see cref="TakeSlot"/>): not a location the slab allocator hands out (those are under 2^48).</summary>
+    public const ulong NoSlot = ulong.MaxValue;
+
+    /// <summary>
+    /// Takes the slab slot for a reserved page of <paramref name="length"/> bytes ahead of its
+    /// install, and asks the CPU for the slot's memory: a slot freed by eviction was last
+    /// touched long ago (or by the reclaim thread's core), and the caller has the handle to
+    /// map before it copies the bytes in, time in which the lines arrive. Given to
+    /// <see cref="Install"/>, or back through <see cref="CancelReservation"/>.
+    /// </summary>
+    public ulong TakeSlot(int length)
     {
+        ulong location = _slabs.Allocate(length);
+        byte* slot = _slabs.AddressOf(location);
+        if (Sse.IsSupported)
+            for (int offset = 0; offset < length; offset += 64) Sse.Prefetch0(slot + offset);
+        return location;
+    }
+
+    /// <summary>Gives back a reservation that was never installed (and its slot, if one was taken ahead).</summary>
+    public void CancelReservation(uint id, int slotBytes, ulong slot = NoSlot)
+    {
+        if (slot != NoSlot) _slabs.Free(slot);
         _descriptors.Free(id);
         Interlocked.Add(ref _slotBytes, -slotBytes);
         Interlocked.Decrement(ref _pages);
@@ -284,15 +305,17 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     /// Under the owner's lock: stores the page (its bytes in a slab slot, or its pattern) and makes
     /// the descriptor live for (<paramref name="owner"/>, <paramref name="index"/>). The caller
     /// then maps it in the owner. A page the tier below also holds (a logged persistent page)
-    /// gives its <paramref name="backingAddress"/> (its Put record's).
+    /// gives its <paramref name="backingAddress"/> (its Put record's). The bytes go into
+    /// <paramref name="slot"/> when one was taken ahead for them (<see cref="TakeSlot"/>).
     /// </summary>
-    public void Install(uint id, PageOwner owner, uint index, in EncodedPage page, bool persistent, long backingAddress = 0)
+    public void Install(uint id, PageOwner owner, uint index, in EncodedPage page, bool persistent, long backingAddress = 0, ulong slot = NoSlot)
     {
         Debug.Assert(owner.Lock.IsHeldByCurrentThread);
         ref var d = ref _descriptors[id];
         PageForm form;
         if (page.SameFilled)
         {
+            Debug.Assert(slot == NoSlot, "a same-filled page takes no slot");
             form = PageForm.Pattern;
             d.Location = page.Pattern;
             d.Length = 0;
@@ -302,7 +325,7 @@ internal sealed unsafe class CompressedRamTier : IDisposable
         {
             form = page.Uncompressed ? PageForm.Uncompressed : PageForm.Slot;
             var bytes = page.Bytes;
-            ulong location = _slabs.Allocate(bytes.Length);
+            ulong location = slot != NoSlot ? slot : _slabs.Allocate(bytes.Length);
             bytes.CopyTo(new Span<byte>(_slabs.AddressOf(location), bytes.Length));
             d.Location = location;
             d.Length = (ushort)bytes.Length;

@@ -123,10 +123,15 @@ internal sealed class Pool
         if (Kind == PoolKind.Persistent && !StoreIncompressible && encoded.StoredLength > _meanThresholdBytes && _meanCompression.MeanOverLimit())
             return Refuse(id, index, PutStatus.RejectedMeanCompression, out logAddress);
         var record = _log is null ? default : PutRecord.Build((uint)Serial, id, index, encoded);
+        // Throttle on the device before reserving (a put that waits holds no RAM meanwhile, and
+        // one whose wait throws has nothing to give back) and outside the lock, never inside it.
+        _log?.WaitForRoom();
         if (!TryReserveRoom(encoded, out uint descriptor, out int slotBytes))
             return Refuse(id, index, PutStatus.RejectedCapacity, out logAddress);
-        _log?.WaitForRoom(); // throttle on the device outside the lock, never inside it
-        return Install(id, index, encoded, record, descriptor, slotBytes, out logAddress);
+        // The slot is taken now, outside the bucket lock, and its memory starts to come into the
+        // cache while the handle is mapped; the copy into it then finds it there.
+        ulong slot = slotBytes != 0 ? _ram.TakeSlot(encoded.StoredLength) : CompressedRamTier.NoSlot;
+        return Install(id, index, encoded, record, descriptor, slotBytes, slot, out logAddress);
     }
 
     /// <summary>
@@ -144,7 +149,7 @@ internal sealed class Pool
     }
 
     /// <summary>The last step of a put, under the bucket lock: persistent limits, the append, the install.</summary>
-    private PutStatus Install(in ObjectId id, uint index, in EncodedPage page, ReadOnlySpan<byte> record, uint descriptor, int slotBytes, out long logAddress)
+    private PutStatus Install(in ObjectId id, uint index, in EncodedPage page, ReadOnlySpan<byte> record, uint descriptor, int slotBytes, ulong slot, out long logAddress)
     {
         logAddress = 0;
         bool persistent = Kind == PoolKind.Persistent;
@@ -153,13 +158,13 @@ internal sealed class Pool
         {
             if (_destroyed)
             {
-                _ram.CancelReservation(descriptor, slotBytes);
+                _ram.CancelReservation(descriptor, slotBytes, slot);
                 ThrowHelper.ThrowPoolDestroyed();
             }
             if (persistent && bucket.Find(id, index) == 0 && _persistentLimits.Refuses(page.StoredLength))
             {
                 // A new page over the persistent limits (a replacement never is): nothing to flush.
-                _ram.CancelReservation(descriptor, slotBytes);
+                _ram.CancelReservation(descriptor, slotBytes, slot);
                 Interlocked.Increment(ref _counters.PersLimitRefused);
                 Interlocked.Increment(ref _counters.FailedPersPuts);
                 logAddress = ObservedState(); // the handle's emptiness must be durable before this is acknowledged
@@ -175,11 +180,11 @@ internal sealed class Pool
                 }
                 catch
                 {
-                    _ram.CancelReservation(descriptor, slotBytes);
+                    _ram.CancelReservation(descriptor, slotBytes, slot);
                     throw;
                 }
             }
-            uint old = MapAndInstall(bucket, id, index, descriptor, slotBytes, page, slotBytes == 0 && !page.SameFilled ? page.StoredLength : -1, logAddress);
+            uint old = MapAndInstall(bucket, id, index, descriptor, slotBytes, page, slotBytes == 0 && !page.SameFilled ? page.StoredLength : -1, logAddress, slot);
             if (old != 0) _ram.Release(old, id, index);
         }
         _ram.MaybeCompactSlabs();
@@ -190,21 +195,23 @@ internal sealed class Pool
     /// Under the bucket lock: maps the handle to the reserved descriptor and installs the page
     /// there (with a RAM copy, or only below: <paramref name="belowLength"/> stored bytes in the
     /// tier below, when it is not negative); returns the descriptor it
-    /// replaced, which the caller releases. If the install throws, the mapping is undone and the
-    /// reservation given back (the replaced page is released too: a failed put leaves the handle empty).
+    /// replaced, which the caller releases. A <paramref name="slot"/> taken ahead
+    /// (<see cref="CompressedRamTier.TakeSlot"/>) receives the bytes. If the install throws, the
+    /// mapping is undone and the reservation given back (the replaced page is released too: a
+    /// failed put leaves the handle empty).
     /// </summary>
-    private uint MapAndInstall(Bucket bucket, in ObjectId id, uint index, uint descriptor, int slotBytes, in EncodedPage page, int belowLength, long logAddress)
+    private uint MapAndInstall(Bucket bucket, in ObjectId id, uint index, uint descriptor, int slotBytes, in EncodedPage page, int belowLength, long logAddress, ulong slot = CompressedRamTier.NoSlot)
     {
         uint old = bucket.Set(id, index, descriptor, out var owner, out uint ownerIndex);
         try
         {
             if (belowLength >= 0) _ram.InstallBelow(descriptor, owner, ownerIndex, belowLength, logAddress);
-            else _ram.Install(descriptor, owner, ownerIndex, page, Kind == PoolKind.Persistent, logAddress);
+            else _ram.Install(descriptor, owner, ownerIndex, page, Kind == PoolKind.Persistent, logAddress, slot);
         }
         catch
         {
             bucket.Remove(id, index);
-            _ram.CancelReservation(descriptor, slotBytes);
+            _ram.CancelReservation(descriptor, slotBytes, slot);
             if (old != 0) _ram.Release(old, id, index);
             throw;
         }
