@@ -287,8 +287,10 @@ internal sealed unsafe class CompressedRamTier : IDisposable
     {
         ulong location = _slabs.Allocate(length);
         byte* slot = _slabs.AddressOf(location);
+        // The first 4 KiB at most (a 4 KiB page's slot is all of it): past that the hardware's own
+        // prefetch follows the copy, and more requests than it can track would only queue.
         if (Sse.IsSupported)
-            for (int offset = 0; offset < length; offset += 64) Sse.Prefetch0(slot + offset);
+            for (int offset = 0, end = Math.Min(length, 4096); offset < end; offset += 64) Sse.Prefetch0(slot + offset);
         return location;
     }
 
