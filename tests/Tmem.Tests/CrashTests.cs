@@ -90,7 +90,12 @@ public class CrashTests(ITestOutputHelper output)
             int delayMs = rng.Next(100, 601);
             var (pid, killTimestamp, ready) = RunAndKill(host, dir, journalPath, mode, rng.Next(), delayMs);
             // The first run starts on an empty log: its READY line gives the begin address no truncation has moved.
-            if (cycle == 1) firstBegin = long.Parse(System.Text.RegularExpressions.Regex.Match(ready, @"log begin (\d+)").Groups[1].Value, CultureInfo.InvariantCulture);
+            if (cycle == 1)
+            {
+                var begin = System.Text.RegularExpressions.Regex.Match(ready, @"log begin (\d+)");
+                Assert.True(begin.Success, $"the host's READY line gives no log begin address: {ready}");
+                firstBegin = long.Parse(begin.Groups[1].Value, CultureInfo.InvariantCulture);
+            }
             var run = Parse(journalPath, journalStart, expectedRun: cycle, expectedPid: pid);
 
             var open = Stopwatch.StartNew();
